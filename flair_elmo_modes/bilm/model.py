@@ -1,0 +1,78 @@
+"""The ELMo biLM: character ids in, all L + 1 layers out."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from flair_elmo_modes.bilm.char_encoder import CharacterEncoder
+from flair_elmo_modes.bilm.characters import BEGIN_OF_SENTENCE, END_OF_SENTENCE, marker_ids
+from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState
+from flair_elmo_modes.bilm.options import ElmoOptions
+
+
+class BiLmOutput(NamedTuple):
+    """What :class:`ElmoBiLm` returns.
+
+    Attributes:
+        layers: ``(n_layers + 1, batch, timesteps, 2 * projection_dim)``. Layer 0 is the
+            character encoding repeated for both directions, layers 1.. are
+            ``[forward; backward]`` LSTM outputs. Zero after each sentence's end.
+        mask: ``(batch, timesteps)`` bool, True at real tokens.
+        state: the LSTM state after each sentence (see :class:`LstmState`).
+    """
+
+    layers: torch.Tensor
+    mask: torch.Tensor
+    state: LstmState
+
+
+class ElmoBiLm(nn.Module):
+    """ELMo's bidirectional language model without its softmax.
+
+    Built from :class:`ElmoOptions` with freshly initialised weights; load published weights
+    with :func:`flair_elmo_modes.bilm.hdf5.load_bilm`. Stateless: each call starts from
+    ``state`` (zeros by default) and returns the final state instead of keeping it.
+    """
+
+    def __init__(self, options: ElmoOptions) -> None:
+        super().__init__()
+        self.options = options
+        self.char_encoder = CharacterEncoder(options)
+        self.lstm = BidirectionalLstm(options)
+        max_chars = options.max_characters_per_token
+        self.register_buffer("bos_ids", torch.tensor(marker_ids(BEGIN_OF_SENTENCE, max_chars)), persistent=False)
+        self.register_buffer("eos_ids", torch.tensor(marker_ids(END_OF_SENTENCE, max_chars)), persistent=False)
+
+    def forward(self, char_ids: torch.Tensor, state: LstmState | None = None) -> BiLmOutput:
+        """Run the biLM on a batch of sentences.
+
+        Args:
+            char_ids: ``(batch, timesteps, max_chars)`` ids from
+                :func:`~flair_elmo_modes.bilm.characters.batch_to_ids`, without sentence
+                markers; rows of zeros pad shorter sentences.
+            state: initial LSTM state, rows in batch order; zeros when ``None``.
+
+        Returns:
+            All layers for the real tokens (sentence markers removed), the mask, the final state.
+        """
+        mask = (char_ids > 0).any(dim=-1)  # (batch, timesteps)
+        lengths = mask.sum(dim=-1)
+        with_markers = self._add_sentence_markers(char_ids, lengths)  # (batch, timesteps + 2, max_chars)
+        tokens = self.char_encoder(with_markers)  # (batch, timesteps + 2, proj)
+        lstm_out, final_state = self.lstm(tokens, lengths + 2, state)  # (n_layers, batch, timesteps + 2, 2 * proj)
+        token_layer = torch.cat([tokens, tokens], dim=-1).unsqueeze(0)  # (1, batch, timesteps + 2, 2 * proj)
+        layers = torch.cat([token_layer, lstm_out], dim=0)[:, :, 1:-1]  # drop <S> and the last slot
+        layers = layers * mask.unsqueeze(-1).to(layers.dtype)  # zero out </S> of shorter rows and padding
+        return BiLmOutput(layers, mask, final_state)
+
+    def _add_sentence_markers(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Put ``<S>`` before and ``</S>`` after each sentence: ``(batch, timesteps + 2, max_chars)``."""
+        batch, timesteps, max_chars = char_ids.shape
+        framed = char_ids.new_zeros(batch, timesteps + 2, max_chars)
+        framed[:, 1 : timesteps + 1] = char_ids
+        framed[:, 0] = self.bos_ids
+        framed[torch.arange(batch, device=char_ids.device), lengths + 1] = self.eos_ids
+        return framed

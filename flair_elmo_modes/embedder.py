@@ -1,0 +1,141 @@
+"""``ElmoEmbedder``: the numpy API of allennlp 0.9's ``allennlp.commands.elmo.ElmoEmbedder``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flair_elmo_modes.bilm.characters import batch_to_ids
+from flair_elmo_modes.bilm.hdf5 import load_bilm
+from flair_elmo_modes.bilm.lstm import LstmState
+from flair_elmo_modes.bilm.model import ElmoBiLm
+
+DEFAULT_BATCH_SIZE = 64
+
+
+class ElmoEmbedder:
+    """All biLM layers of tokenized sentences as float32 numpy arrays.
+
+    Args:
+        options_file: path to an official ``options.json``.
+        weight_file: path to the matching ``weights.hdf5``.
+        cuda_device: GPU index, or -1 for the CPU (allennlp's convention).
+        stateful: carry the LSTM state of each batch row from one call to the next, as
+            AllenNLP does (vectors then depend on earlier batches). The default starts every
+            sentence from zero state, so its vectors never depend on its batch.
+        bilm: an already built biLM to use instead of the two files.
+
+    Every array has shape ``(n_layers + 1, n_tokens, 2 * projection_dim)``: layer 0 is the
+    character encoding repeated for both directions, the others ``[forward; backward]``.
+
+    Empty token strings are valid tokens: they encode as a word with no characters.
+    """
+
+    def __init__(
+        self,
+        options_file: str | Path | None = None,
+        weight_file: str | Path | None = None,
+        cuda_device: int = -1,
+        stateful: bool = False,
+        bilm: ElmoBiLm | None = None,
+    ) -> None:
+        if bilm is None:
+            if options_file is None or weight_file is None:
+                raise ValueError("ElmoEmbedder needs options_file and weight_file (or a bilm)")
+            bilm = load_bilm(options_file, weight_file)
+        device = torch.device("cpu") if cuda_device < 0 else torch.device("cuda", cuda_device)
+        self.bilm = bilm.to(device).eval()
+        for parameter in self.bilm.parameters():
+            parameter.requires_grad_(False)
+        self.device = device
+        self.stateful = stateful
+        self._state: LstmState | None = None
+
+    @property
+    def num_layers(self) -> int:
+        return self.bilm.options.num_output_layers
+
+    @property
+    def dim(self) -> int:
+        return self.bilm.options.output_dim
+
+    def reset_states(self) -> None:
+        """Forget the carried LSTM state (only meaningful with ``stateful=True``)."""
+        self._state = None
+
+    def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layers and mask of a batch.
+
+        Returns:
+            ``(batch, n_layers + 1, timesteps, 2 * projection_dim)`` activations (allennlp's
+            layout) and the ``(batch, timesteps)`` bool mask.
+        """
+        char_ids = batch_to_ids(batch, self.bilm.options.max_characters_per_token).to(self.device)
+        with torch.inference_mode():
+            output = self.bilm(char_ids, self._carried_state(len(batch)))
+        if self.stateful:
+            self._keep_state(output.state)
+        return output.layers.transpose(0, 1), output.mask
+
+    def embed_sentence(self, sentence: Sequence[str]) -> np.ndarray:
+        """``(n_layers + 1, n_tokens, 2 * projection_dim)`` float32 for one tokenized sentence."""
+        return self.embed_batch([sentence])[0]
+
+    def embed_batch(self, batch: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """One array per sentence, as :meth:`embed_sentence`; an empty sentence gives 0 tokens."""
+        if not batch:
+            return []
+        if all(len(sentence) == 0 for sentence in batch):
+            return [self._empty() for _ in batch]
+        layers, mask = self.batch_to_embeddings(batch)
+        layers = layers.float().cpu().numpy()
+        lengths = mask.sum(dim=-1).tolist()
+        return [layers[i, :, :length] for i, length in enumerate(lengths)]
+
+    def embed_sentences(
+        self, sentences: Iterable[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[np.ndarray]:
+        """Embed a stream of sentences, ``batch_size`` at a time, yielding arrays in order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        iterator = iter(sentences)
+        while batch := list(islice(iterator, batch_size)):
+            yield from self.embed_batch(batch)
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((self.num_layers, 0, self.dim), dtype=np.float32)
+
+    def _carried_state(self, batch: int) -> LstmState | None:
+        """The carried state for ``batch`` rows: stored rows first, zeros for new rows."""
+        if not self.stateful or self._state is None:
+            return None
+        stored = self._state.hidden.shape[2]
+        if stored >= batch:
+            return LstmState(self._state.hidden[:, :, :batch], self._state.memory[:, :, :batch])
+        fresh = self.bilm.lstm.initial_state(batch - stored, self._state.hidden)
+        return LstmState(
+            torch.cat([self._state.hidden, fresh.hidden], dim=2), torch.cat([self._state.memory, fresh.memory], dim=2)
+        )
+
+    def _keep_state(self, new: LstmState) -> None:
+        """Store the final state per row, as AllenNLP's stateful encoder does.
+
+        Rows beyond this batch keep their old state; a row whose new first-layer state sums
+        to zero keeps its old state too (AllenNLP's rule, separately for hidden and memory).
+        """
+        if self._state is None:
+            self._state = LstmState(new.hidden.clone(), new.memory.clone())
+            return
+        merged = []
+        for old, fresh in zip(self._state, new):
+            rows = fresh.shape[2]
+            updated = old.clone() if old.shape[2] >= rows else torch.cat([old, fresh[:, :, old.shape[2] :]], dim=2)
+            # used: (1, 1, rows, 1); AllenNLP sums the first layer over both directions.
+            used = fresh[0].permute(1, 0, 2).reshape(rows, -1).sum(-1).ne(0).view(1, 1, rows, 1)
+            updated[:, :, :rows] = torch.where(used, fresh, updated[:, :, :rows])
+            merged.append(updated)
+        self._state = LstmState(*merged)

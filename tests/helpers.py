@@ -1,0 +1,45 @@
+"""Test helpers: small models in the official file layout, built from a seed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, save_bilm
+
+TINY_OPTIONS = ElmoOptions(
+    char_embedding_dim=4,
+    filters=((1, 4), (2, 8), (3, 8), (5, 4)),
+    n_highway=2,
+    activation="tanh",
+    n_characters=262,
+    max_characters_per_token=50,
+    cell_dim=24,
+    projection_dim=8,
+    n_layers=2,
+    cell_clip=3.0,
+    proj_clip=3.0,
+    use_skip_connections=True,
+)
+
+
+def tiny_options(**changes: object) -> ElmoOptions:
+    return dataclasses.replace(TINY_OPTIONS, **changes)
+
+
+def random_bilm(options: ElmoOptions = TINY_OPTIONS, seed: int = 0, scale: float = 0.6) -> ElmoBiLm:
+    """A biLM with random weights large enough to reach the clip values."""
+    torch.manual_seed(seed)
+    bilm = ElmoBiLm(options)
+    with torch.no_grad():
+        for parameter in bilm.parameters():
+            parameter.normal_(0.0, scale)
+        bilm.char_encoder.char_embedding.weight[0] = 0.0
+    return bilm.eval()
+
+
+def write_random_model(directory: Path, options: ElmoOptions = TINY_OPTIONS, seed: int = 0) -> tuple[Path, Path]:
+    """``options.json`` and ``weights.hdf5`` of :func:`random_bilm` in ``directory``."""
+    return save_bilm(directory, random_bilm(options, seed))
