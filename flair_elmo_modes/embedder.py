@@ -11,7 +11,7 @@ import torch
 
 from flair_elmo_modes.bilm.characters import batch_to_ids
 from flair_elmo_modes.bilm.hdf5 import load_bilm
-from flair_elmo_modes.bilm.lstm import LstmState
+from flair_elmo_modes.bilm.state import CarriedState
 from flair_elmo_modes.bilm.model import ElmoBiLm
 
 DEFAULT_BATCH_SIZE = 64
@@ -53,7 +53,7 @@ class ElmoEmbedder:
             parameter.requires_grad_(False)
         self.device = device
         self.stateful = stateful
-        self._state: LstmState | None = None
+        self._carried = CarriedState()
 
     @property
     def num_layers(self) -> int:
@@ -65,7 +65,7 @@ class ElmoEmbedder:
 
     def reset_states(self) -> None:
         """Forget the carried LSTM state (only meaningful with ``stateful=True``)."""
-        self._state = None
+        self._carried.reset()
 
     def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Layers and mask of a batch.
@@ -76,9 +76,9 @@ class ElmoEmbedder:
         """
         char_ids = batch_to_ids(batch, self.bilm.options.max_characters_per_token).to(self.device)
         with torch.inference_mode():
-            output = self.bilm(char_ids, self._carried_state(len(batch)))
+            output = self.bilm(char_ids, self._carried.initial(len(batch)) if self.stateful else None)
         if self.stateful:
-            self._keep_state(output.state)
+            self._carried.update(output.state)
         return output.layers.transpose(0, 1), output.mask
 
     def embed_sentence(self, sentence: Sequence[str]) -> np.ndarray:
@@ -108,34 +108,3 @@ class ElmoEmbedder:
 
     def _empty(self) -> np.ndarray:
         return np.zeros((self.num_layers, 0, self.dim), dtype=np.float32)
-
-    def _carried_state(self, batch: int) -> LstmState | None:
-        """The carried state for ``batch`` rows: stored rows first, zeros for new rows."""
-        if not self.stateful or self._state is None:
-            return None
-        stored = self._state.hidden.shape[2]
-        if stored >= batch:
-            return LstmState(self._state.hidden[:, :, :batch], self._state.memory[:, :, :batch])
-        fresh = self.bilm.lstm.initial_state(batch - stored, self._state.hidden)
-        return LstmState(
-            torch.cat([self._state.hidden, fresh.hidden], dim=2), torch.cat([self._state.memory, fresh.memory], dim=2)
-        )
-
-    def _keep_state(self, new: LstmState) -> None:
-        """Store the final state per row, as AllenNLP's stateful encoder does.
-
-        Rows beyond this batch keep their old state; a row whose new first-layer state sums
-        to zero keeps its old state too (AllenNLP's rule, separately for hidden and memory).
-        """
-        if self._state is None:
-            self._state = LstmState(new.hidden.clone(), new.memory.clone())
-            return
-        merged = []
-        for old, fresh in zip(self._state, new):
-            rows = fresh.shape[2]
-            updated = old.clone() if old.shape[2] >= rows else torch.cat([old, fresh[:, :, old.shape[2] :]], dim=2)
-            # used: (1, 1, rows, 1); AllenNLP sums the first layer over both directions.
-            used = fresh[0].permute(1, 0, 2).reshape(rows, -1).sum(-1).ne(0).view(1, 1, rows, 1)
-            updated[:, :, :rows] = torch.where(used, fresh, updated[:, :, :rows])
-            merged.append(updated)
-        self._state = LstmState(*merged)

@@ -35,7 +35,9 @@ def _encode_token(ids: list[int], w: dict[str, np.ndarray], options: ElmoOptions
     return x @ w["CNN_proj/W_proj"] + w["CNN_proj/b_proj"]
 
 
-def _run_lstm(inputs: list[np.ndarray], w: dict[str, np.ndarray], prefix: str, options: ElmoOptions) -> list[np.ndarray]:
+def _run_lstm(
+    inputs: list[np.ndarray], w: dict[str, np.ndarray], prefix: str, options: ElmoOptions
+) -> list[np.ndarray]:
     kernel, bias, projection = w[f"{prefix}/W_0"], w[f"{prefix}/B"], w[f"{prefix}/W_P_0"]
     cell = options.cell_dim
     h, c = np.zeros(options.projection_dim), np.zeros(cell)

@@ -47,9 +47,7 @@ def token_to_ids(token: str, max_characters: int = MAX_CHARACTERS_PER_TOKEN) -> 
     return ids
 
 
-def batch_to_ids(
-    sentences: Sequence[Sequence[str]], max_characters: int = MAX_CHARACTERS_PER_TOKEN
-) -> torch.Tensor:
+def batch_to_ids(sentences: Sequence[Sequence[str]], max_characters: int = MAX_CHARACTERS_PER_TOKEN) -> torch.Tensor:
     """Character ids of a batch of tokenized sentences, without sentence markers.
 
     Args:

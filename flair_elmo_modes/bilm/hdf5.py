@@ -96,15 +96,16 @@ def read_weights(path: str | Path, options: ElmoOptions, options_name: str = "op
                 )
             if dataset.shape != shape:
                 raise ElmoFileError(
-                    f"{path}: '{name}' has shape {dataset.shape}; {options_name} "
-                    f"({_describe(options)}) expects {shape}"
+                    f"{path}: '{name}' has shape {dataset.shape}; {options_name} ({_describe(options)}) expects {shape}"
                 )
         arrays = {}
         for name in shapes:
             try:
                 arrays[name] = np.asarray(handle[name][...], dtype=np.float32)
             except (OSError, ValueError) as error:
-                raise ElmoFileError(f"{path}: cannot read dataset '{name}' (truncated or corrupt file: {error})") from error
+                raise ElmoFileError(
+                    f"{path}: cannot read dataset '{name}' (truncated or corrupt file: {error})"
+                ) from error
     return arrays
 
 

@@ -138,7 +138,9 @@ class ElmoOptions:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ElmoFileError(f"{path}: not a valid JSON options file ({error})") from error
         if not isinstance(raw, dict):
-            raise ElmoFileError(f"{path}: expected a JSON object with 'char_cnn' and 'lstm', found {type(raw).__name__}")
+            raise ElmoFileError(
+                f"{path}: expected a JSON object with 'char_cnn' and 'lstm', found {type(raw).__name__}"
+            )
         return cls.from_dict(raw, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:

@@ -47,7 +47,9 @@ def test_tf_conventions_of_the_conversion() -> None:
     np.testing.assert_array_equal(kernel[8:, :cell].T, bilm.lstm.weight_hh_l1[1, :cell].detach().numpy())
     highway = bilm.char_encoder.highway.layers[0]
     np.testing.assert_array_equal(arrays["CNN_high_0/W_carry"], -highway.weight[24:].detach().numpy().T)
-    np.testing.assert_array_equal(arrays["CNN/W_cnn_3"][0, :, :, 2], bilm.char_encoder.convolutions[3].weight[2].detach().numpy().T)
+    np.testing.assert_array_equal(
+        arrays["CNN/W_cnn_3"][0, :, :, 2], bilm.char_encoder.convolutions[3].weight[2].detach().numpy().T
+    )
 
 
 def corrupt(weight_file: Path, tmp_path: Path, edit) -> Path:

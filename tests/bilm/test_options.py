@@ -35,7 +35,11 @@ def test_invalid_json_names_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("section", "field", "dotted"),
-    [("lstm", "dim", "lstm.dim"), ("lstm", "projection_dim", "lstm.projection_dim"), ("char_cnn", "filters", "char_cnn.filters")],
+    [
+        ("lstm", "dim", "lstm.dim"),
+        ("lstm", "projection_dim", "lstm.projection_dim"),
+        ("char_cnn", "filters", "char_cnn.filters"),
+    ],
 )
 def test_missing_field_is_named(tmp_path: Path, section: str, field: str, dotted: str) -> None:
     raw = TINY_OPTIONS.to_dict()

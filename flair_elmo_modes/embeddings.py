@@ -1,0 +1,174 @@
+"""``ELMoEmbeddings``: ELMo as a Flair ``TokenEmbeddings``, with layer modes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import flair
+import torch
+from flair.data import Sentence
+from flair.embeddings.base import register_embeddings
+from flair.embeddings.token import TokenEmbeddings
+
+from flair_elmo_modes.bilm.characters import batch_to_ids
+from flair_elmo_modes.bilm.hdf5 import load_bilm
+from flair_elmo_modes.bilm.model import ElmoBiLm
+from flair_elmo_modes.bilm.options import ElmoOptions
+from flair_elmo_modes.bilm.state import CarriedState
+from flair_elmo_modes.layers import LayerMode, ModeSpec, ScalarMix, parse_mode, select_layers
+from flair_elmo_modes.models import resolve_model
+
+log = logging.getLogger(__name__)
+
+
+@register_embeddings
+class ELMoEmbeddings(TokenEmbeddings):
+    """Contextual word embeddings from a pretrained ELMo biLM (Peters et al., 2018).
+
+    Args:
+        model: a published AllenNLP model ("small", "medium", "original", "original5.5B",
+            "pt", "pubmed"; downloaded once into ``flair.cache_root / "embeddings"``), the model
+            shipped with this package ("en-tiny"), or a directory with ``options.json`` and
+            ``weights.hdf5``.
+        options_file: explicit ``options.json`` (path or URL); needs ``weight_file``.
+        weight_file: explicit ``weights.hdf5`` (path or URL); needs ``options_file``.
+        embedding_type: how the L + 1 biLM layers become a token vector: ``"all"``
+            (concatenated, Flair's legacy default), ``"top"``, ``"average"``, ``"bottom"``
+            (layer 0, the character encoding), a layer index (negative counts from the top),
+            a list of indices (concatenated in that order, also as a string ``"0,2"``), or
+            ``"mix"`` (the paper's trainable ``gamma * sum softmax(w)_j h_j``).
+        fine_tune: train the biLM's weights with the downstream model.
+        stateful: carry LSTM state across batches like AllenNLP (vectors then depend on the
+            order of batches). Off by default: a sentence's vectors depend only on itself.
+        embedding_mode: the name of this argument in Flair's legacy ``ELMoEmbeddings``.
+        mix_weights: initial ``w`` of ``"mix"`` (before the softmax); zeros by default.
+        mix_layer_norm: normalise each layer per sentence before mixing (``"mix"`` only).
+        name: the embedding's name; ``elmo-{model}-{embedding_type}`` by default.
+        bilm: an already built biLM instead of model files.
+        options: the options dict of the biLM, to rebuild it without files (used by
+            :meth:`from_params`; the weights come from the saved state dict).
+
+    ``self.embedding_type`` stays Flair's ``"word-level"``; the chosen mode is
+    ``self.layer_mode``.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = "original",
+        options_file: str | Path | None = None,
+        weight_file: str | Path | None = None,
+        embedding_type: ModeSpec | None = None,
+        fine_tune: bool = False,
+        stateful: bool = False,
+        embedding_mode: ModeSpec | None = None,
+        mix_weights: Sequence[float] | None = None,
+        mix_layer_norm: bool = False,
+        name: str | None = None,
+        bilm: ElmoBiLm | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if embedding_type is not None and embedding_mode is not None:
+            raise ValueError(
+                f"give embedding_type or its alias embedding_mode, not both "
+                f"(got embedding_type={embedding_type!r}, embedding_mode={embedding_mode!r})"
+            )
+        mode_spec = embedding_type if embedding_type is not None else embedding_mode
+        if bilm is None and options is not None:
+            bilm = ElmoBiLm(ElmoOptions.from_dict(options, source="saved ELMoEmbeddings options"))
+            model_name = str(model)
+        elif bilm is None:
+            files = resolve_model(model, options_file, weight_file)
+            bilm = load_bilm(files.options_file, files.weight_file)
+            model_name = files.name
+        else:
+            model_name = str(model) if model is not None else "custom"
+        self.model_name = model_name
+        self.bilm = bilm
+        self.layer_mode: LayerMode = parse_mode(
+            "all" if mode_spec is None else mode_spec, bilm.options.num_output_layers
+        )
+        self.mix: ScalarMix | None = None
+        if self.layer_mode.kind == "mix":
+            self.mix = ScalarMix(self.layer_mode.num_layers, initial_weights=mix_weights, layer_norm=mix_layer_norm)
+        elif mix_weights is not None or mix_layer_norm:
+            raise ValueError(f"mix_weights and mix_layer_norm need embedding_type='mix', not {self.layer_mode.spec!r}")
+        self.mix_initial_weights = None if mix_weights is None else [float(w) for w in mix_weights]
+        self.mix_layer_norm = mix_layer_norm
+        self.fine_tune = fine_tune
+        self.stateful = stateful
+        self._carried = CarriedState()
+        self.name = name or f"elmo-{model_name}-{self.layer_mode.spec}"
+        self.static_embeddings = not fine_tune and self.mix is None
+        self.__embedding_length = self.layer_mode.embedding_length(bilm.options.output_dim)
+        self.bilm.requires_grad_(fine_tune)
+        self.to(flair.device)
+        self.eval()
+
+    @property
+    def embedding_length(self) -> int:
+        return self.__embedding_length
+
+    def train(self, mode: bool = True) -> ELMoEmbeddings:
+        """Train or eval; a frozen biLM stays in eval mode."""
+        super().train(mode)
+        if not self.fine_tune:
+            self.bilm.eval()
+        return self
+
+    def mix_weights(self) -> tuple[list[float], float]:
+        """The ``"mix"`` mode's current ``softmax(w)`` per layer and ``gamma``."""
+        if self.mix is None:
+            raise ValueError(f"embedding_type is {self.layer_mode.spec!r}, not 'mix': there are no mix weights")
+        return self.mix.normalized_weights()
+
+    def reset_states(self) -> None:
+        """Forget the carried LSTM state (``stateful=True`` only)."""
+        self._carried.reset()
+
+    def _add_embeddings_internal(self, sentences: list[Sentence]) -> list[Sentence]:
+        texts = [[token.text for token in sentence] for sentence in sentences]
+        if not any(texts):
+            return sentences
+        device = next(self.bilm.parameters()).device
+        char_ids = batch_to_ids(texts, self.bilm.options.max_characters_per_token).to(device)
+        initial = self._carried.initial(len(texts)) if self.stateful else None
+        with torch.set_grad_enabled(self.fine_tune and torch.is_grad_enabled()):
+            output = self.bilm(char_ids, initial)
+        if self.stateful:
+            self._carried.update(output.state)
+        if self.mix is not None:
+            vectors = self.mix(output.layers, output.mask)  # (batch, timesteps, dim)
+        else:
+            vectors = select_layers(output.layers, self.layer_mode)  # (batch, timesteps, length)
+        for sentence, sentence_vectors in zip(sentences, vectors):
+            for token, vector in zip(sentence, sentence_vectors):
+                token.set_embedding(self.name, vector)
+        return sentences
+
+    def extra_repr(self) -> str:
+        return f"model={self.model_name!r}, embedding_type={self.layer_mode.spec!r}, fine_tune={self.fine_tune}"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_params(self) -> dict[str, Any]:
+        """Architecture and mode only: no file paths. Weights travel in the state dict."""
+        return {
+            "options": self.bilm.options.to_dict(),
+            "model": self.model_name,
+            "embedding_type": self.layer_mode.spec,
+            "fine_tune": self.fine_tune,
+            "stateful": self.stateful,
+            "mix_weights": self.mix_initial_weights,
+            "mix_layer_norm": self.mix_layer_norm,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ELMoEmbeddings:
+        """Rebuild from :meth:`to_params` without any file or download."""
+        return cls(**params)

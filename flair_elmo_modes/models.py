@@ -1,0 +1,145 @@
+"""Named ELMo models: the published AllenNLP files, the model shipped in this package, local dirs.
+
+Published files are downloaded on first use with Flair's ``cached_path`` into
+``flair.cache_root / "embeddings"``, as Flair's own embeddings do; never at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+_S3 = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
+_ORIGINAL = "https://allennlp.s3.amazonaws.com/models/elmo/2x4096_512_2048cnn_2xhighway"
+
+#: AllenNLP's published models, with the URLs Flair's legacy ``ELMoEmbeddings`` uses.
+PUBLISHED_MODELS: dict[str, tuple[str, str]] = {
+    "small": (
+        f"{_S3}/2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_options.json",
+        f"{_S3}/2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_weights.hdf5",
+    ),
+    "medium": (
+        f"{_S3}/2x2048_256_2048cnn_1xhighway/elmo_2x2048_256_2048cnn_1xhighway_options.json",
+        f"{_S3}/2x2048_256_2048cnn_1xhighway/elmo_2x2048_256_2048cnn_1xhighway_weights.hdf5",
+    ),
+    "original": (
+        f"{_ORIGINAL}/elmo_2x4096_512_2048cnn_2xhighway_options.json",
+        f"{_ORIGINAL}/elmo_2x4096_512_2048cnn_2xhighway_weights.hdf5",
+    ),
+    "original5.5B": (
+        f"{_S3}/2x4096_512_2048cnn_2xhighway_5.5B/elmo_2x4096_512_2048cnn_2xhighway_5.5B_options.json",
+        f"{_S3}/2x4096_512_2048cnn_2xhighway_5.5B/elmo_2x4096_512_2048cnn_2xhighway_5.5B_weights.hdf5",
+    ),
+    "pt": (
+        f"{_S3}/contributed/pt/elmo_pt_options.json",
+        f"{_S3}/contributed/pt/elmo_pt_weights.hdf5",
+    ),
+    "pubmed": (
+        f"{_S3}/contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_options.json",
+        f"{_S3}/contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_weights_PubMed_only.hdf5",
+    ),
+}
+
+#: Other names Flair's legacy class accepts.
+ALIASES = {"large": "original5.5B", "5.5B": "original5.5B", "portuguese": "pt"}
+
+#: The model trained by ``flair-elmo train`` and shipped inside this package (offline default).
+SHIPPED_MODEL = "en-tiny"
+SHIPPED_DIR = Path(__file__).parent / "models"
+
+OPTIONS_NAME = "options.json"
+WEIGHTS_NAME = "weights.hdf5"
+
+
+class ModelDownloadError(OSError):
+    """A published model could not be downloaded."""
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a model's two files are, and the name it goes by."""
+
+    name: str
+    options_file: Path
+    weight_file: Path
+
+
+def shipped_models() -> list[str]:
+    """Names of the models inside this package."""
+    return sorted(path.name for path in SHIPPED_DIR.iterdir() if (path / OPTIONS_NAME).is_file())
+
+
+def available_models() -> list[str]:
+    """Every model name :func:`resolve_model` accepts besides local paths."""
+    return shipped_models() + list(PUBLISHED_MODELS) + list(ALIASES)
+
+
+def resolve_model(
+    model: str | Path | None = SHIPPED_MODEL,
+    options_file: str | Path | None = None,
+    weight_file: str | Path | None = None,
+) -> ModelFiles:
+    """Find (downloading if needed) the options and weight files of a model.
+
+    Args:
+        model: a shipped or published model name, or a directory holding ``options.json``
+            and ``weights.hdf5`` (AllenNLP's ``*options.json`` / ``*weights.hdf5`` names work too).
+            Ignored when both files are given.
+        options_file: explicit path or URL of ``options.json``.
+        weight_file: explicit path or URL of ``weights.hdf5``.
+
+    Raises:
+        ValueError: an unknown model name, or only one of the two files given.
+        FileNotFoundError: a local file or directory does not exist.
+        ModelDownloadError: a published model could not be fetched; names the model and URL.
+    """
+    if (options_file is None) != (weight_file is None):
+        raise ValueError("give both options_file and weight_file, or neither")
+    if options_file is not None and weight_file is not None:
+        return ModelFiles(str(model or Path(weight_file).stem), _fetch(str(options_file)), _fetch(str(weight_file)))
+    if model is None:
+        raise ValueError("no model given: pass a model name, a directory, or options_file and weight_file")
+    name = ALIASES.get(str(model), str(model))
+    if name in PUBLISHED_MODELS:
+        options_url, weights_url = PUBLISHED_MODELS[name]
+        return ModelFiles(name, _fetch(options_url, name), _fetch(weights_url, name))
+    shipped = SHIPPED_DIR / name
+    if (shipped / OPTIONS_NAME).is_file():
+        return ModelFiles(name, shipped / OPTIONS_NAME, shipped / WEIGHTS_NAME)
+    directory = Path(model)
+    if directory.is_dir():
+        return ModelFiles(
+            directory.name, _find_one(directory, "options", ".json"), _find_one(directory, "weights", ".hdf5")
+        )
+    raise ValueError(
+        f"unknown ELMo model {str(model)!r}: expected one of {', '.join(available_models())}, "
+        "or a directory holding options.json and weights.hdf5"
+    )
+
+
+def _find_one(directory: Path, stem: str, suffix: str) -> Path:
+    exact = directory / f"{stem}{suffix}"
+    if exact.is_file():
+        return exact
+    found = sorted(directory.glob(f"*{stem}*{suffix}"))
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)}"
+        raise FileNotFoundError(f"{directory}: found {what} '*{stem}*{suffix}' files; expected exactly one")
+    return found[0]
+
+
+def _fetch(url_or_path: str, model: str | None = None) -> Path:
+    """A local path as is, a URL through Flair's cache (``flair.cache_root / "embeddings"``)."""
+    if "://" not in url_or_path:
+        path = Path(url_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ELMo file not found: {path}")
+        return path
+    import flair
+    from flair.file_utils import cached_path
+
+    try:
+        return cached_path(url_or_path, cache_dir=flair.cache_root / "embeddings")
+    except Exception as error:  # requests, OSError, HTTP errors: all mean "not downloadable now"
+        label = f"ELMo model {model!r}" if model else "ELMo file"
+        raise ModelDownloadError(f"could not download {label} from {url_or_path}: {error}") from error
