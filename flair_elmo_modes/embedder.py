@@ -11,8 +11,8 @@ import torch
 
 from flair_elmo_modes.bilm.characters import batch_to_ids
 from flair_elmo_modes.bilm.hdf5 import load_bilm
-from flair_elmo_modes.bilm.state import CarriedState
 from flair_elmo_modes.bilm.model import ElmoBiLm
+from flair_elmo_modes.bilm.state import CarriedState
 
 DEFAULT_BATCH_SIZE = 64
 

@@ -144,8 +144,8 @@ class ELMoEmbeddings(TokenEmbeddings):
             vectors = self.mix(output.layers, output.mask)  # (batch, timesteps, dim)
         else:
             vectors = select_layers(output.layers, self.layer_mode)  # (batch, timesteps, length)
-        for sentence, sentence_vectors in zip(sentences, vectors):
-            for token, vector in zip(sentence, sentence_vectors):
+        for sentence, sentence_vectors in zip(sentences, vectors, strict=True):
+            for token, vector in zip(sentence, sentence_vectors, strict=False):  # vectors are padded
                 token.set_embedding(self.name, vector)
         return sentences
 

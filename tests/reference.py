@@ -21,7 +21,7 @@ def _encode_token(ids: list[int], w: dict[str, np.ndarray], options: ElmoOptions
     # bilm-tf's char_embed has no padding row: our shifted id i is its row i - 1.
     chars = np.stack([w["char_embed"][i - 1] for i in ids])  # (max_chars, emb)
     features = []
-    for f, (width, count) in enumerate(options.filters):
+    for f, (width, _) in enumerate(options.filters):
         kernel, bias = w[f"CNN/W_cnn_{f}"][0], w[f"CNN/b_cnn_{f}"]  # (width, emb, count)
         windows = [np.einsum("ke,ken->n", chars[t : t + width], kernel) + bias for t in range(len(ids) - width + 1)]
         features.append(np.max(windows, axis=0))
@@ -66,8 +66,8 @@ def reference_layers(tokens: list[str], weights: dict[str, np.ndarray], options:
         new_forward = _run_lstm(forward, w, f"RNN_0/RNN/MultiRNNCell/Cell{k}/LSTMCell", options)
         new_backward = _run_lstm(backward, w, f"RNN_1/RNN/MultiRNNCell/Cell{k}/LSTMCell", options)
         if options.use_skip_connections and k > 0:
-            new_forward = [a + b for a, b in zip(new_forward, forward)]
-            new_backward = [a + b for a, b in zip(new_backward, backward)]
+            new_forward = [a + b for a, b in zip(new_forward, forward, strict=True)]
+            new_backward = [a + b for a, b in zip(new_backward, backward, strict=True)]
         forward, backward = new_forward, new_backward
         layers.append(np.concatenate([forward, backward[::-1]], axis=-1))
     return np.stack(layers)[:, 1:-1]

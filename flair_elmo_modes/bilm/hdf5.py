@@ -92,7 +92,8 @@ def read_weights(path: str | Path, options: ElmoOptions, options_name: str = "op
             dataset = handle.get(name)
             if not isinstance(dataset, h5py.Dataset):
                 raise ElmoFileError(
-                    f"{path}: dataset '{name}' is missing; {options_name} ({_describe(options)}) expects one of shape {shape}"
+                    f"{path}: dataset '{name}' is missing; {options_name} "
+                    f"({_describe(options)}) expects one of shape {shape}"
                 )
             if dataset.shape != shape:
                 raise ElmoFileError(

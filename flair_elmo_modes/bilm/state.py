@@ -38,7 +38,7 @@ class CarriedState:
             self.state = new
             return
         merged = []
-        for old, fresh in zip(self.state, new):
+        for old, fresh in zip(self.state, new, strict=True):
             rows = fresh.shape[2]
             updated = _pad_rows(old, rows) if old.shape[2] < rows else old.clone()
             # used: (1, 1, rows, 1); AllenNLP sums the first layer over both directions.

@@ -95,7 +95,7 @@ def test_weights_of_another_configuration(tiny_model_files: tuple[Path, Path], t
 
 
 def test_missing_weight_file(tiny_model_files: tuple[Path, Path], tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="absent.hdf5"):
+    with pytest.raises(FileNotFoundError, match=r"absent\.hdf5"):
         load_bilm(tiny_model_files[0], tmp_path / "absent.hdf5")
 
 

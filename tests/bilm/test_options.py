@@ -24,12 +24,12 @@ def test_derived_sizes() -> None:
 
 
 def test_missing_file() -> None:
-    with pytest.raises(FileNotFoundError, match="nowhere.json"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.json"):
         ElmoOptions.from_json("nowhere.json")
 
 
 def test_invalid_json_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(ElmoFileError, match="options.json: not a valid JSON"):
+    with pytest.raises(ElmoFileError, match=r"options\.json: not a valid JSON"):
         ElmoOptions.from_json(write(tmp_path, "{not json"))
 
 
