@@ -103,9 +103,8 @@ def resolve_model(
     if name in PUBLISHED_MODELS:
         options_url, weights_url = PUBLISHED_MODELS[name]
         return ModelFiles(name, _fetch(options_url, name), _fetch(weights_url, name))
-    shipped = SHIPPED_DIR / name
-    if (shipped / OPTIONS_NAME).is_file():
-        return ModelFiles(name, shipped / OPTIONS_NAME, shipped / WEIGHTS_NAME)
+    if name in shipped_models():
+        return ModelFiles(name, SHIPPED_DIR / name / OPTIONS_NAME, SHIPPED_DIR / name / WEIGHTS_NAME)
     directory = Path(model)
     if directory.is_dir():
         return ModelFiles(

@@ -1,0 +1,200 @@
+"""``ELMoEmbeddings`` against ``ElmoEmbedder`` layers, the golden files, and Flair's embedding contract."""
+
+import json
+from pathlib import Path
+
+import flair
+import numpy as np
+import pytest
+import torch
+from flair.data import Corpus, Sentence
+from flair.datasets import SentenceDataset
+from flair.embeddings import OneHotEmbeddings, StackedEmbeddings
+from flair.embeddings.base import load_embeddings
+
+from flair_elmo_modes import ElmoEmbedder
+from flair_elmo_modes.embeddings import ELMoEmbeddings
+from flair_elmo_modes.layers import parse_mode, select_layers
+from tests.helpers import write_random_model
+
+TEXT = "He went to the prison cell with his cell phone to extract blood cell samples from inmates"
+MODES = ["all", "top", "average", "bottom", 1, -2, [2, 0], "0,1", "mix"]
+
+
+def vectors(sentence: Sentence, name: str | None = None) -> torch.Tensor:
+    return torch.stack([token.get_embedding([name] if name else None) for token in sentence]).detach().cpu()
+
+
+def embed(embeddings: ELMoEmbeddings, *texts: str | list[str]) -> list[Sentence]:
+    sentences = [Sentence(text) for text in texts]
+    embeddings.embed(sentences)
+    return sentences
+
+
+@pytest.mark.parametrize("mode", MODES, ids=str)
+def test_every_mode_is_the_function_of_the_embedder_layers(tiny_model_files, mode) -> None:
+    embeddings = ELMoEmbeddings(options_file=tiny_model_files[0], weight_file=tiny_model_files[1], embedding_type=mode)
+    layers = torch.from_numpy(ElmoEmbedder(*tiny_model_files).embed_sentence(TEXT.split()))
+    parsed = parse_mode(mode, 3)
+    expected = layers.mean(dim=0) if parsed.kind == "mix" else select_layers(layers, parsed)
+    (sentence,) = embed(embeddings, TEXT)
+    torch.testing.assert_close(vectors(sentence), expected, rtol=0, atol=1e-6)
+    assert embeddings.embedding_length == expected.shape[-1] == parsed.embedding_length(16)
+
+
+@pytest.mark.parametrize("mode", ["all", "top", "average"])
+def test_modes_on_the_allennlp_golden_arrays(mode: str) -> None:
+    golden = Path(__file__).parent / "fixtures" / "golden" / "base"
+    sentences = json.loads((golden / "sentences.json").read_text(encoding="utf-8"))
+    embeddings = ELMoEmbeddings(golden, embedding_type=mode)
+    flair_sentences = [Sentence(tokens) for tokens in sentences[:4]]  # plain, emoji, CJK, RTL
+    embeddings.embed(flair_sentences)
+    with np.load(golden / "expected.npz") as expected:
+        for i, sentence in enumerate(flair_sentences):
+            assert [t.text for t in sentence] == sentences[i]
+            layers = torch.from_numpy(expected[f"f32_{i}"])
+            reference = {"all": torch.cat(list(layers), -1), "top": layers[-1], "average": layers.mean(0)}[mode]
+            torch.testing.assert_close(vectors(sentence), reference, rtol=0, atol=1e-5)
+
+
+def test_flair_embedding_type_stays_word_level(tiny_model_files) -> None:
+    embeddings = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="top")
+    assert embeddings.embedding_type == "word-level"
+    assert embeddings.layer_mode.spec == "top"
+
+
+def test_embedding_mode_is_an_alias(tiny_model_files) -> None:
+    directory = tiny_model_files[0].parent
+    assert ELMoEmbeddings(directory, embedding_mode="average").layer_mode.kind == "average"
+    with pytest.raises(ValueError, match="not both"):
+        ELMoEmbeddings(directory, embedding_type="top", embedding_mode="average")
+
+
+@pytest.mark.parametrize("mode", ["middle", 3, [0, 9]])
+def test_invalid_mode(tiny_model_files, mode) -> None:
+    with pytest.raises(ValueError, match="this model has 3 layers"):
+        ELMoEmbeddings(tiny_model_files[0].parent, embedding_type=mode)
+
+
+def test_names_are_unique_per_model_and_mode(tiny_model_files) -> None:
+    directory = tiny_model_files[0].parent
+    distinct_modes = ["all", "top", "average", "bottom", 1, [2, 0], "0,1", "mix"]
+    names = {ELMoEmbeddings(directory, embedding_type=mode).name for mode in distinct_modes}
+    assert len(names) == len(distinct_modes)
+    assert ELMoEmbeddings(directory, embedding_type="top").name == f"elmo-{directory.name}-top"
+
+
+def test_stacked_with_one_hot_and_two_modes(tiny_model_files) -> None:
+    directory = tiny_model_files[0].parent
+    top = ELMoEmbeddings(directory, embedding_type="top")
+    everything = ELMoEmbeddings(directory, embedding_type="all")
+    corpus = Corpus(train=SentenceDataset([Sentence(TEXT)]), dev=SentenceDataset([]), test=SentenceDataset([]))
+    one_hot = OneHotEmbeddings.from_corpus(corpus, min_freq=1, embedding_length=5)
+    stack = StackedEmbeddings([one_hot, top, everything])
+    assert stack.embedding_length == 5 + 16 + 48
+    (sentence,) = [Sentence(TEXT)]
+    stack.embed(sentence)
+    for token in sentence:
+        full = token.get_embedding()
+        assert full.shape == (69,)
+        torch.testing.assert_close(full[5:21], token.get_embedding([top.name]))
+        torch.testing.assert_close(full[21:], token.get_embedding([everything.name]))
+    separately = embed(ELMoEmbeddings(directory, embedding_type="all"), TEXT)[0]
+    torch.testing.assert_close(vectors(sentence, everything.name), vectors(separately))
+
+
+def test_to_params_has_no_paths_and_reloads_without_files(tmp_path: Path) -> None:
+    options_file, weight_file = write_random_model(tmp_path / "model", seed=5)
+    embeddings = ELMoEmbeddings(tmp_path / "model", embedding_type="0,2")
+    params = embeddings.to_params()
+    assert str(tmp_path) not in json.dumps(params)
+    saved = embeddings.save_embeddings()
+    expected = vectors(embed(embeddings, TEXT)[0])
+    options_file.unlink()
+    weight_file.unlink()
+    loaded = load_embeddings(saved)
+    assert isinstance(loaded, ELMoEmbeddings) and not loaded.training
+    assert loaded.name == embeddings.name and loaded.embedding_length == 32
+    torch.testing.assert_close(vectors(embed(loaded, TEXT)[0]), expected, rtol=0, atol=0)
+
+
+def test_frozen_by_default(tiny_model_files) -> None:
+    embeddings = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="top")
+    embeddings.train()
+    assert not embeddings.bilm.training and embeddings.static_embeddings
+    assert not any(p.requires_grad for p in embeddings.parameters())
+    (sentence,) = embed(embeddings, TEXT)
+    assert all(token.get_embedding().grad_fn is None for token in sentence)
+    assert next(embeddings.bilm.parameters()).device == flair.device
+
+
+def test_fine_tune_changes_the_bilm(tiny_model_files) -> None:
+    embeddings = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="top", fine_tune=True)
+    assert not embeddings.static_embeddings
+    before = {name: p.detach().clone() for name, p in embeddings.bilm.named_parameters()}
+    optimizer = torch.optim.SGD(embeddings.parameters(), lr=0.1)
+    (sentence,) = embed(embeddings, TEXT)
+    vectors_with_grad = torch.stack([token.get_embedding() for token in sentence])
+    vectors_with_grad.pow(2).mean().backward()
+    optimizer.step()
+    changed = [name for name, p in embeddings.bilm.named_parameters() if not torch.equal(p, before[name])]
+    assert "lstm.weight_hh_l1" in changed and "char_encoder.char_embedding.weight" in changed
+
+
+def test_mix_weights_are_readable(tiny_model_files) -> None:
+    directory = tiny_model_files[0].parent
+    mix = ELMoEmbeddings(directory, embedding_type="mix", mix_weights=[0.0, 0.0, 2.0])
+    weights, gamma = mix.mix_weights()
+    assert weights[2] == pytest.approx(np.exp(2) / (2 + np.exp(2))) and gamma == 1.0
+    assert not mix.static_embeddings
+    with pytest.raises(ValueError, match="not 'mix'"):
+        ELMoEmbeddings(directory, embedding_type="top").mix_weights()
+    with pytest.raises(ValueError, match="need embedding_type='mix'"):
+        ELMoEmbeddings(directory, embedding_type="top", mix_layer_norm=True)
+
+
+ODD_TEXTS = [
+    ["Zürich", "naïve", "Ångström"],
+    ["🙂", "👍🏽", "👨‍👩‍👧", "\u200b", "\ufeff"],
+    ["我", "爱", "自然语言处理", "שָׁלוֹם", "مرحبا"],
+    ["", " ", "\t", "   "],
+    ["a" * 500, "é" * 60, "x"],
+]
+
+
+def test_odd_tokens_get_vectors(tiny_model_files) -> None:
+    embeddings = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="all")
+    sentences = [Sentence([flair.data.Token(word) for word in words]) for words in ODD_TEXTS]
+    embeddings.embed(sentences)
+    for sentence, words in zip(sentences, ODD_TEXTS, strict=True):
+        kept = [word for word in words if word]  # Flair itself drops empty token texts
+        assert [t.text for t in sentence] == kept
+        got = vectors(sentence, embeddings.name)
+        assert got.shape == (len(kept), 48) and torch.isfinite(got).all()
+
+
+def test_empty_sentence_and_long_sentence(tiny_model_files) -> None:
+    embeddings = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="top")
+    empty = Sentence("")
+    long = Sentence([f"w{i % 97}" for i in range(5000)])
+    embeddings.embed([empty, long])
+    assert len(empty) == 0
+    assert vectors(long).shape == (5000, 16)
+
+
+def test_same_vectors_whatever_the_batch(tiny_model_files) -> None:
+    embeddings = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="all")
+    texts = [TEXT, "I ate an apple for breakfast", "x", " ".join(f"w{i}" for i in range(40))]
+    alone = [vectors(embed(embeddings, text)[0]) for text in texts]
+    together = [vectors(s) for s in embed(embeddings, *texts[::-1])][::-1]
+    for a, b in zip(alone, together, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-4)  # float32 rounding only
+
+
+def test_stateful_carries_state(tiny_model_files) -> None:
+    embeddings = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="top", stateful=True)
+    first = vectors(embed(embeddings, TEXT)[0])
+    second = vectors(embed(embeddings, TEXT)[0])
+    assert (first - second).abs().max() > 1e-3
+    embeddings.reset_states()
+    torch.testing.assert_close(vectors(embed(embeddings, TEXT)[0]), first)
