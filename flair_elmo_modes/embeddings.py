@@ -18,6 +18,7 @@ from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.bilm.state import CarriedState
+from flair_elmo_modes.layer_cache import LayerCache
 from flair_elmo_modes.layers import LayerMode, ModeSpec, ScalarMix, parse_mode, select_layers
 from flair_elmo_modes.models import resolve_model
 
@@ -47,6 +48,9 @@ class ELMoEmbeddings(TokenEmbeddings):
         mix_weights: initial ``w`` of ``"mix"`` (before the softmax); zeros by default.
         mix_layer_norm: normalise each layer per sentence before mixing (``"mix"`` only).
         name: the embedding's name; ``elmo-{model}-{embedding_type}`` by default.
+        layer_cache_size: keep the biLM layers of up to this many sentences (by token texts)
+            and reuse them, e.g. across epochs of ``"mix"`` training; 0 (default) turns the
+            cache off. Only for a frozen, stateless biLM; dropped whenever the biLM changes.
         bilm: an already built biLM instead of model files.
         options: the options dict of the biLM, to rebuild it without files (used by
             :meth:`from_params`; the weights come from the saved state dict).
@@ -67,6 +71,7 @@ class ELMoEmbeddings(TokenEmbeddings):
         mix_weights: Sequence[float] | None = None,
         mix_layer_norm: bool = False,
         name: str | None = None,
+        layer_cache_size: int = 0,
         bilm: ElmoBiLm | None = None,
         options: dict[str, Any] | None = None,
     ) -> None:
@@ -101,6 +106,9 @@ class ELMoEmbeddings(TokenEmbeddings):
         self.fine_tune = fine_tune
         self.stateful = stateful
         self._carried = CarriedState()
+        if layer_cache_size and (fine_tune or stateful):
+            raise ValueError("layer_cache_size needs a frozen, stateless biLM (fine_tune=False, stateful=False)")
+        self.layer_cache = LayerCache(layer_cache_size)
         self.name = name or f"elmo-{model_name}-{self.layer_mode.spec}"
         self.static_embeddings = not fine_tune and self.mix is None
         self.__embedding_length = self.layer_mode.embedding_length(bilm.options.output_dim)
@@ -133,6 +141,21 @@ class ELMoEmbeddings(TokenEmbeddings):
         texts = [[token.text for token in sentence] for sentence in sentences]
         if not any(texts):
             return sentences
+        if self.layer_cache.max_sentences:
+            layers, mask = self._cached_layers(texts)
+        else:
+            layers, mask = self._run_bilm(texts)
+        if self.mix is not None:
+            vectors = self.mix(layers, mask)  # (batch, timesteps, dim)
+        else:
+            vectors = select_layers(layers, self.layer_mode)  # (batch, timesteps, length)
+        for sentence, sentence_vectors in zip(sentences, vectors, strict=True):
+            for token, vector in zip(sentence, sentence_vectors, strict=False):  # vectors are padded
+                token.set_embedding(self.name, vector)
+        return sentences
+
+    def _run_bilm(self, texts: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(num_layers, batch, timesteps, dim)`` layers and ``(batch, timesteps)`` mask."""
         device = next(self.bilm.parameters()).device
         char_ids = batch_to_ids(texts, self.bilm.options.max_characters_per_token).to(device)
         initial = self._carried.initial(len(texts)) if self.stateful else None
@@ -140,14 +163,27 @@ class ELMoEmbeddings(TokenEmbeddings):
             output = self.bilm(char_ids, initial)
         if self.stateful:
             self._carried.update(output.state)
-        if self.mix is not None:
-            vectors = self.mix(output.layers, output.mask)  # (batch, timesteps, dim)
-        else:
-            vectors = select_layers(output.layers, self.layer_mode)  # (batch, timesteps, length)
-        for sentence, sentence_vectors in zip(sentences, vectors, strict=True):
-            for token, vector in zip(sentence, sentence_vectors, strict=False):  # vectors are padded
-                token.set_embedding(self.name, vector)
-        return sentences
+        return output.layers, output.mask
+
+    def _cached_layers(self, texts: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`_run_bilm`, running the biLM only on sentences not in the cache."""
+        self.layer_cache.validate(self.bilm)
+        found = [self.layer_cache.get(tokens) for tokens in texts]
+        missing = list(dict.fromkeys(tuple(t) for t, entry in zip(texts, found, strict=True) if entry is None))
+        if missing:
+            computed, _ = self._run_bilm([list(tokens) for tokens in missing])
+            fresh = {tokens: computed[:, row, : len(tokens)] for row, tokens in enumerate(missing)}
+            for tokens, entry in fresh.items():
+                self.layer_cache.put(tokens, entry)
+            found = [fresh[tuple(t)] if entry is None else entry for t, entry in zip(texts, found, strict=True)]
+        timesteps = max(len(tokens) for tokens in texts)
+        first = found[0]
+        layers = first.new_zeros(first.shape[0], len(texts), timesteps, first.shape[-1])
+        mask = torch.zeros(len(texts), timesteps, dtype=torch.bool, device=first.device)
+        for i, entry in enumerate(found):
+            layers[:, i, : entry.shape[1]] = entry
+            mask[i, : entry.shape[1]] = True
+        return layers, mask
 
     def extra_repr(self) -> str:
         return f"model={self.model_name!r}, embedding_type={self.layer_mode.spec!r}, fine_tune={self.fine_tune}"
@@ -166,6 +202,7 @@ class ELMoEmbeddings(TokenEmbeddings):
             "mix_weights": self.mix_initial_weights,
             "mix_layer_norm": self.mix_layer_norm,
             "name": self.name,
+            "layer_cache_size": self.layer_cache.max_sentences,
         }
 
     @classmethod

@@ -198,3 +198,42 @@ def test_stateful_carries_state(tiny_model_files) -> None:
     assert (first - second).abs().max() > 1e-3
     embeddings.reset_states()
     torch.testing.assert_close(vectors(embed(embeddings, TEXT)[0]), first)
+
+
+@pytest.mark.parametrize("mode", ["all", "mix"])
+def test_layer_cache_gives_the_uncached_vectors(tiny_model_files, mode: str) -> None:
+    directory = tiny_model_files[0].parent
+    texts = [TEXT, "I ate an apple", "x", TEXT]
+    plain = [vectors(s) for s in embed(ELMoEmbeddings(directory, embedding_type=mode), *texts)]
+    cached = ELMoEmbeddings(directory, embedding_type=mode, layer_cache_size=10)
+    first = [vectors(s) for s in embed(cached, *texts)]
+    again = [vectors(s) for s in embed(cached, *texts[::-1])][::-1]
+    assert len(cached.layer_cache) == 3 and cached.layer_cache.hits == 4  # all of the second call
+    for a, b, c in zip(plain, first, again, strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+        torch.testing.assert_close(c, b, rtol=0, atol=0)
+
+
+def test_mix_trains_on_cached_layers(tiny_model_files) -> None:
+    cached = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="mix", layer_cache_size=4)
+    optimizer = torch.optim.SGD(cached.parameters(), lr=1.0)
+    for _ in range(2):
+        (sentence,) = embed(cached, TEXT)
+        torch.stack([t.get_embedding() for t in sentence]).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert cached.layer_cache.hits == 1
+    assert cached.mix_weights()[1] != 1.0
+
+
+def test_layer_cache_is_dropped_when_the_bilm_changes(tiny_model_files) -> None:
+    cached = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="top", layer_cache_size=4)
+    before = vectors(embed(cached, TEXT)[0])
+    with torch.no_grad():
+        cached.bilm.lstm.bias_l1.add_(0.5)  # as an optimiser step or load_state_dict would
+    after = vectors(embed(cached, TEXT)[0])
+    assert (after - before).abs().max() > 1e-3 and cached.layer_cache.hits == 0
+    cached.double()
+    assert vectors(embed(cached, TEXT)[0]).dtype == torch.float64 and cached.layer_cache.hits == 0
+    with pytest.raises(ValueError, match="frozen, stateless"):
+        ELMoEmbeddings(tiny_model_files[0].parent, fine_tune=True, layer_cache_size=4)
