@@ -84,7 +84,8 @@ def resolve_model(
     Args:
         model: a shipped or published model name, or a directory holding ``options.json``
             and ``weights.hdf5`` (AllenNLP's ``*options.json`` / ``*weights.hdf5`` names work too).
-            Ignored when both files are given.
+            Ignored when both files are given: the model is then named after the weight file
+            (or its directory, for a plain ``weights.hdf5``).
         options_file: explicit path or URL of ``options.json``.
         weight_file: explicit path or URL of ``weights.hdf5``.
 
@@ -96,7 +97,9 @@ def resolve_model(
     if (options_file is None) != (weight_file is None):
         raise ValueError("give both options_file and weight_file, or neither")
     if options_file is not None and weight_file is not None:
-        return ModelFiles(str(model or Path(weight_file).stem), _fetch(str(options_file)), _fetch(str(weight_file)))
+        weights = _fetch(str(weight_file))
+        name = weights.parent.name if weights.stem == WEIGHTS_NAME.split(".")[0] else weights.stem
+        return ModelFiles(name, _fetch(str(options_file)), weights)
     if model is None:
         raise ValueError("no model given: pass a model name, a directory, or options_file and weight_file")
     name = ALIASES.get(str(model), str(model))

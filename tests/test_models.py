@@ -36,8 +36,12 @@ def test_local_directory_with_allennlp_file_names(tmp_path: Path, tiny_model_fil
 
 
 def test_explicit_files_and_errors(tmp_path: Path, tiny_model_files) -> None:
-    files = resolve_model(None, *tiny_model_files)
-    assert files.options_file == tiny_model_files[0]
+    files = resolve_model("original", *tiny_model_files)  # the files win over the name
+    assert files.options_file == tiny_model_files[0] and files.name == tiny_model_files[1].parent.name
+    renamed = tmp_path / "elmo_x_weights.hdf5"
+    renamed.write_bytes(tiny_model_files[1].read_bytes())
+    assert resolve_model(None, tiny_model_files[0], renamed).name == "elmo_x_weights"
+    renamed.unlink()
     with pytest.raises(ValueError, match="give both"):
         resolve_model(None, options_file=tiny_model_files[0])
     with pytest.raises(FileNotFoundError, match="ELMo file not found"):
