@@ -66,7 +66,24 @@ class ModelFiles:
 
 def shipped_models() -> list[str]:
     """Names of the models inside this package."""
+    if not SHIPPED_DIR.is_dir():
+        return []
     return sorted(path.name for path in SHIPPED_DIR.iterdir() if (path / OPTIONS_NAME).is_file())
+
+
+def cache_directory(name: str) -> Path:
+    """Where a published model's files are cached: ``flair.cache_root / "embeddings" / "elmo-{name}"``.
+
+    One directory per model: "original" and "pubmed" publish options files of the same name.
+    """
+    import flair
+
+    return Path(flair.cache_root) / "embeddings" / f"elmo-{name}"
+
+
+def cached_location(url: str, name: str) -> Path:
+    """The file Flair's ``cached_path`` keeps ``url`` in (its name is the URL's last part)."""
+    return cache_directory(name) / url.rsplit("/", 1)[-1]
 
 
 def available_models() -> list[str]:
@@ -102,17 +119,17 @@ def resolve_model(
         return ModelFiles(name, _fetch(str(options_file)), weights)
     if model is None:
         raise ValueError("no model given: pass a model name, a directory, or options_file and weight_file")
+    directory = Path(model)
+    if directory.is_dir():  # a local directory wins over a model of the same name
+        return ModelFiles(
+            directory.name, _find_one(directory, "options", ".json"), _find_one(directory, "weights", ".hdf5")
+        )
     name = ALIASES.get(str(model), str(model))
     if name in PUBLISHED_MODELS:
         options_url, weights_url = PUBLISHED_MODELS[name]
         return ModelFiles(name, _fetch(options_url, name), _fetch(weights_url, name))
     if name in shipped_models():
         return ModelFiles(name, SHIPPED_DIR / name / OPTIONS_NAME, SHIPPED_DIR / name / WEIGHTS_NAME)
-    directory = Path(model)
-    if directory.is_dir():
-        return ModelFiles(
-            directory.name, _find_one(directory, "options", ".json"), _find_one(directory, "weights", ".hdf5")
-        )
     raise ValueError(
         f"unknown ELMo model {str(model)!r}: expected one of {', '.join(available_models())}, "
         "or a directory holding options.json and weights.hdf5"
@@ -131,17 +148,16 @@ def _find_one(directory: Path, stem: str, suffix: str) -> Path:
 
 
 def _fetch(url_or_path: str, model: str | None = None) -> Path:
-    """A local path as is, a URL through Flair's cache (``flair.cache_root / "embeddings"``)."""
+    """A local path as is, a URL through Flair's cache (see :func:`cache_directory`)."""
     if "://" not in url_or_path:
         path = Path(url_or_path)
         if not path.is_file():
             raise FileNotFoundError(f"ELMo file not found: {path}")
         return path
-    import flair
     from flair.file_utils import cached_path
 
     try:
-        return cached_path(url_or_path, cache_dir=flair.cache_root / "embeddings")
+        return cached_path(url_or_path, cache_dir=cache_directory(model or "files"))
     except Exception as error:  # requests, OSError, HTTP errors: all mean "not downloadable now"
         label = f"ELMo model {model!r}" if model else "ELMo file"
         raise ModelDownloadError(f"could not download {label} from {url_or_path}: {error}") from error

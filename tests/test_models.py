@@ -4,6 +4,7 @@ import pytest
 
 from flair_elmo_modes import models
 from flair_elmo_modes.models import ModelDownloadError, resolve_model
+from tests.helpers import write_random_model
 
 
 def test_catalogue_has_the_published_models_with_flair_legacy_urls() -> None:
@@ -50,3 +51,19 @@ def test_explicit_files_and_errors(tmp_path: Path, tiny_model_files) -> None:
         resolve_model(tmp_path)
     with pytest.raises(ValueError, match=r"unknown ELMo model 'nonsense'.*original"):
         resolve_model("nonsense")
+
+
+def test_each_published_model_has_its_own_cache_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import flair
+
+    monkeypatch.setattr(flair, "cache_root", tmp_path)
+    original, pubmed = models.PUBLISHED_MODELS["original"][0], models.PUBLISHED_MODELS["pubmed"][0]
+    assert original.rsplit("/", 1)[1] == pubmed.rsplit("/", 1)[1]  # same file name on the server
+    assert models.cached_location(original, "original") != models.cached_location(pubmed, "pubmed")
+    assert models.cached_location(original, "original").parent == tmp_path / "embeddings" / "elmo-original"
+
+
+def test_a_local_directory_wins_over_a_model_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write_random_model(tmp_path / "small")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("small").options_file == Path("small") / "options.json"

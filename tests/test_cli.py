@@ -1,0 +1,833 @@
+"""``flair-elmo``: called in-process through ``main`` (plus two subprocess runs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from flair_elmo_modes import ElmoEmbedder, cli, models
+from flair_elmo_modes.bilm import ElmoFileError, load_bilm
+from flair_elmo_modes.models import ModelDownloadError
+from tests.helpers import write_random_model
+
+REPO = Path(__file__).resolve().parent.parent
+
+LINES = [
+    "I ate an apple for breakfast",
+    "  He went to the prison cell with his cell phone .\t",
+    "🙂 ناصر über",
+    "x",
+    "I ate an apple for breakfast",  # a duplicate: the later index wins in sentence_to_index
+    " ".join(f"w{i}" for i in range(40)),
+    "a\tb   c",
+]
+
+
+@pytest.fixture
+def model_dir(tiny_model_files: tuple[Path, Path]) -> Path:
+    return tiny_model_files[0].parent
+
+
+@pytest.fixture
+def embedder(tiny_model_files: tuple[Path, Path]) -> ElmoEmbedder:
+    return ElmoEmbedder(*tiny_model_files)
+
+
+def write_input(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def expected_arrays(embedder: ElmoEmbedder, lines: list[str], batch_size: int) -> list[np.ndarray]:
+    return list(embedder.embed_sentences([line.split() for line in lines], batch_size=batch_size))
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Temporary files ``embed`` may have left behind."""
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = cli.main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(err: str, *fragments: str) -> None:
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err
+
+
+# --------------------------------------------------------------------------------------------
+# embed: layout and values
+
+
+def test_embed_writes_allennlp_layout_with_embedder_vectors(
+    tmp_path: Path, model_dir: Path, embedder: ElmoEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", LINES)
+    output = tmp_path / "out.hdf5"
+    code, out, err = run(capsys, "embed", source, output, "--model", model_dir, "--batch-size", "3", "--quiet")
+    assert (code, out, err) == (0, "", "")
+    expected = expected_arrays(embedder, LINES, batch_size=3)
+    with h5py.File(output, "r") as handle:
+        assert set(handle.keys()) == {str(i) for i in range(len(LINES))} | {"sentence_to_index"}
+        for i, array in enumerate(expected):
+            dataset = handle[str(i)]
+            assert dataset.dtype == np.float32
+            assert dataset.shape == (3, len(LINES[i].split()), 16)
+            np.testing.assert_array_equal(dataset[()], array)
+        index = handle["sentence_to_index"]
+        assert index.shape == (1,)
+        mapping = json.loads(index.asstr()[0])
+    assert mapping == {line.strip(): str(i) for i, line in enumerate(LINES)}  # later duplicates overwrite
+    assert mapping["I ate an apple for breakfast"] == "4"
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "select"),
+    [
+        (["--all"], lambda a: a),
+        (["--top"], lambda a: a[-1]),
+        (["--average"], lambda a: np.average(a, axis=0)),
+        (["--layers", "0,2"], lambda a: a[[0, 2]]),
+        (["--layers=-1,0"], lambda a: a[[2, 0]]),
+        (["--layers", "1"], lambda a: a[[1]]),
+    ],
+)
+def test_embed_layer_modes(
+    tmp_path: Path,
+    model_dir: Path,
+    embedder: ElmoEmbedder,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    select: object,
+) -> None:
+    source = write_input(tmp_path / "in.txt", LINES)
+    output = tmp_path / "out.hdf5"
+    code, _, err = run(capsys, "embed", source, output, "--model", model_dir, "--quiet", *flags)
+    assert code == 0, err
+    with h5py.File(output, "r") as handle:
+        for i, array in enumerate(expected_arrays(embedder, LINES, batch_size=64)):
+            want = select(array)  # type: ignore[operator]
+            assert handle[str(i)].dtype == np.float32
+            assert handle[str(i)].shape == want.shape
+            np.testing.assert_array_equal(handle[str(i)][()], want)
+
+
+def test_embed_shapes_per_mode(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_input(tmp_path / "in.txt", ["a b c"])
+    shapes = {}
+    for flag in ("--all", "--top", "--average", "--layers=0,2"):
+        output = tmp_path / f"{flag.strip('-').replace('=', '').replace(',', '_')}.hdf5"
+        assert run(capsys, "embed", source, output, "--model", model_dir, "--quiet", flag)[0] == 0
+        with h5py.File(output, "r") as handle:
+            shapes[flag] = handle["0"].shape
+    assert shapes == {"--all": (3, 3, 16), "--top": (3, 16), "--average": (3, 16), "--layers=0,2": (2, 3, 16)}
+
+
+def test_embed_with_explicit_files_equals_model_dir(
+    tmp_path: Path, tiny_model_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", LINES[:3])
+    options, weights = tiny_model_files
+    first, second = tmp_path / "a.hdf5", tmp_path / "b.hdf5"
+    assert run(capsys, "embed", source, first, "--model", options.parent, "--quiet")[0] == 0
+    assert run(capsys, "embed", source, second, "--options-file", options, "--weight-file", weights, "--quiet")[0] == 0
+    with h5py.File(first, "r") as a, h5py.File(second, "r") as b:
+        assert set(a) == set(b)
+        for key in ("0", "1", "2"):
+            np.testing.assert_array_equal(a[key][()], b[key][()])
+
+
+def test_embed_forget_sentences(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_input(tmp_path / "in.txt", LINES)
+    output = tmp_path / "out.hdf5"
+    assert run(capsys, "embed", source, output, "--model", model_dir, "--quiet", "--forget-sentences")[0] == 0
+    with h5py.File(output, "r") as handle:
+        assert set(handle.keys()) == {str(i) for i in range(len(LINES))}
+
+
+def test_embed_sentence_keys(
+    tmp_path: Path, model_dir: Path, embedder: ElmoEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = LINES[:4]
+    source = write_input(tmp_path / "in.txt", lines)
+    output = tmp_path / "out.hdf5"
+    assert run(capsys, "embed", source, output, "--model", model_dir, "--quiet", "--use-sentence-keys")[0] == 0
+    with h5py.File(output, "r") as handle:
+        assert set(handle.keys()) == {line.strip() for line in lines}
+        for line, array in zip(lines, expected_arrays(embedder, lines, batch_size=64), strict=True):
+            np.testing.assert_array_equal(handle[line.strip()][()], array)
+
+
+def test_embed_stateful_equals_stateful_embedder(
+    tmp_path: Path, tiny_model_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", LINES)
+    output = tmp_path / "out.hdf5"
+    argv = [
+        "embed",
+        source,
+        output,
+        "--model",
+        tiny_model_files[0].parent,
+        "--quiet",
+        "--stateful",
+        "--batch-size",
+        "2",
+    ]
+    assert run(capsys, *argv)[0] == 0
+    stateful = ElmoEmbedder(*tiny_model_files, stateful=True)
+    with h5py.File(output, "r") as handle:
+        for i, array in enumerate(expected_arrays(stateful, LINES, batch_size=2)):
+            np.testing.assert_array_equal(handle[str(i)][()], array)
+
+
+def test_embed_streams_batch_by_batch(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    original = ElmoEmbedder.embed_batch
+
+    def recording(self: ElmoEmbedder, batch: list[list[str]]) -> list[np.ndarray]:
+        sizes.append(len(batch))
+        return original(self, batch)
+
+    monkeypatch.setattr(ElmoEmbedder, "embed_batch", recording)
+    source = write_input(tmp_path / "in.txt", [f"s {i}" for i in range(10)])
+    assert (
+        run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir, "--quiet", "--batch-size", "4")[0]
+        == 0
+    )
+    assert sizes == [4, 4, 2]
+
+
+def test_embed_progress_on_stderr_and_quiet(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", LINES)
+    code, out, err = run(capsys, "embed", source, tmp_path / "a.hdf5", "--model", model_dir)
+    assert code == 0 and out == ""
+    assert "sentences/s" in err and f"wrote {len(LINES)} sentences" in err
+    assert run(capsys, "embed", source, tmp_path / "b.hdf5", "--model", model_dir, "--quiet")[1:] == ("", "")
+
+
+def test_embed_replaces_an_existing_output_on_success(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", LINES[:2])
+    output = tmp_path / "out.hdf5"
+    output.write_bytes(b"old")
+    assert run(capsys, "embed", source, output, "--model", model_dir, "--quiet")[0] == 0
+    with h5py.File(output, "r") as handle:
+        assert set(handle) == {"0", "1", "sentence_to_index"}
+
+
+# --------------------------------------------------------------------------------------------
+# embed: reading the input
+
+
+def test_read_lines_universal_newlines_bom_and_strip(tmp_path: Path) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes("\ufeffa b\r\n c \rd\n\n  e\r".encode())
+    assert [(line.number, line.text) for line in cli.read_lines(path)] == [
+        (1, "a b"),
+        (2, "c"),
+        (3, "d"),
+        (4, ""),
+        (5, "e"),
+    ]
+
+
+def test_read_lines_matches_python_text_mode(tmp_path: Path) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes("x\r\r\ny\x85z\u2028w\n  \nlast".encode())
+    with path.open(encoding="utf-8") as handle:  # what allennlp iterates
+        expected = [line.strip() for line in handle]
+    assert [line.text for line in cli.read_lines(path)] == expected
+
+
+# --------------------------------------------------------------------------------------------
+# embed: bad input leaves no file and keeps an existing one
+
+
+@pytest.fixture
+def existing_output(tmp_path: Path) -> Path:
+    output = tmp_path / "out.hdf5"
+    output.write_bytes(b"precious")
+    return output
+
+
+def assert_untouched(output: Path) -> None:
+    assert output.read_bytes() == b"precious"
+    assert leftovers(output.parent) == []
+
+
+@pytest.mark.parametrize("blank", ["", "   ", "\t \u3000"])
+def test_embed_empty_lines(
+    tmp_path: Path, model_dir: Path, existing_output: Path, capsys: pytest.CaptureFixture[str], blank: str
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["a", blank, "b", "c", blank])
+    code, out, err = run(capsys, "embed", source, existing_output, "--model", model_dir)
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "in.txt", "2 empty lines at lines 2, 5")
+    assert_untouched(existing_output)
+
+
+def test_embed_empty_lines_listing_is_capped(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["a"] + [""] * 25)
+    code, _, err = run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir)
+    assert code == 2
+    assert_one_line_error(err, "25 empty lines at lines 2, 3,", "11 and 15 more")
+    assert not (tmp_path / "out.hdf5").exists()
+
+
+def test_embed_invalid_utf8(
+    tmp_path: Path, model_dir: Path, existing_output: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.txt"
+    source.write_bytes(b"good line\nstill good\nbad \xff byte\nfine\n")
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir)
+    assert code == 2
+    assert_one_line_error(err, "line 3, column 5", "UTF-8")
+    assert_untouched(existing_output)
+
+
+def test_embed_latin1_file(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in.txt"
+    source.write_bytes("ok\r\nnaïve café\r\n".encode("latin-1"))
+    output = tmp_path / "out.hdf5"
+    code, _, err = run(capsys, "embed", source, output, "--model", model_dir)
+    assert code == 2
+    assert_one_line_error(err, "line 2, column 3")
+    assert not output.exists() and leftovers(tmp_path) == []
+
+
+def test_embed_empty_file(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_input(tmp_path / "in.txt", [])
+    code, _, err = run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir)
+    assert code == 2
+    assert_one_line_error(err, "no sentences")
+
+
+def test_embed_missing_input(
+    tmp_path: Path, model_dir: Path, existing_output: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "embed", tmp_path / "nope.txt", existing_output, "--model", model_dir)
+    assert code == 2
+    assert_one_line_error(err, "input file not found", "nope.txt")
+    assert_untouched(existing_output)
+
+
+def test_embed_input_is_a_directory(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "embed", tmp_path, tmp_path / "out.hdf5", "--model", model_dir)
+    assert code == 2
+    assert_one_line_error(err, "is a directory")
+
+
+def test_embed_unreadable_input(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["a"])
+    original = Path.open
+
+    def forbidden(self: Path, *args: object, **kwargs: object) -> object:
+        if self == source:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", forbidden)  # chmod does not stop root
+    code, _, err = run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir)
+    assert code == 2
+    assert_one_line_error(err, f"input file {source}: Permission denied")
+    assert not (tmp_path / "out.hdf5").exists()
+
+
+def test_embed_missing_output_directory(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_input(tmp_path / "in.txt", ["a"])
+    code, _, err = run(capsys, "embed", source, tmp_path / "nowhere" / "out.hdf5", "--model", model_dir)
+    assert code == 2
+    assert_one_line_error(err, "output directory does not exist", "nowhere")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_embed_output_is_the_input(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_input(tmp_path / "in.txt", ["a"])
+    code, _, err = run(capsys, "embed", source, source, "--model", model_dir)
+    assert code == 2
+    assert_one_line_error(err, "is the input file")
+    assert source.read_text(encoding="utf-8") == "a\n"
+
+
+@pytest.mark.parametrize(
+    ("model_args", "fragment"),
+    [
+        (["--model", "no-such-model"], "unknown ELMo model 'no-such-model'"),
+        (["--options-file", "options.json"], "--options-file needs --weight-file"),
+        (["--model", "small", "--options-file", "o.json", "--weight-file", "w.hdf5"], "not both"),
+        (["--options-file", "missing.json", "--weight-file", "missing.hdf5"], "ELMo file not found: missing."),
+    ],
+)
+def test_embed_bad_model(
+    tmp_path: Path,
+    existing_output: Path,
+    capsys: pytest.CaptureFixture[str],
+    model_args: list[str],
+    fragment: str,
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["a"])
+    code, _, err = run(capsys, "embed", source, existing_output, *model_args)
+    assert code == 2
+    assert_one_line_error(err, fragment)
+    assert_untouched(existing_output)
+
+
+def test_embed_malformed_model_files(tmp_path: Path, existing_output: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model"
+    write_random_model(model)
+    (model / "options.json").write_text("{not json", encoding="utf-8")
+    source = write_input(tmp_path / "in.txt", ["a"])
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model)
+    assert code == 2
+    assert_one_line_error(err, "options.json", "not a valid JSON")
+    assert_untouched(existing_output)
+
+
+def test_embed_layers_out_of_range(
+    tmp_path: Path, model_dir: Path, existing_output: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["a"])
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--layers", "0,3")
+    assert code == 2
+    assert_one_line_error(err, "--layers 0,3", "layer 3 is out of range", "3 layers")
+    assert_untouched(existing_output)
+
+
+@pytest.mark.parametrize("flags", [["--layers", "a,b"], ["--batch-size", "0"], ["--top", "--average"]])
+def test_embed_usage_errors(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["a"])
+    code, _, err = run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir, *flags)
+    assert code == 2
+    assert "usage: flair-elmo embed" in err and "error:" in err
+    assert not (tmp_path / "out.hdf5").exists()
+
+
+def test_embed_duplicate_sentence_keys(
+    tmp_path: Path, model_dir: Path, existing_output: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["a b", "c", " a   b ", "a b"])
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--use-sentence-keys")
+    assert code == 2
+    assert_one_line_error(err, "distinct sentences", "line 4 repeats line 1 ('a b')", "drop --use-sentence-keys")
+    assert "line 3" not in err  # " a   b " strips to "a   b", another sentence, as in allennlp
+    assert_untouched(existing_output)
+
+
+def test_embed_sentence_keys_that_are_not_dataset_names(
+    tmp_path: Path, model_dir: Path, existing_output: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["and/or", "ok", "."])
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--use-sentence-keys")
+    assert code == 2
+    assert_one_line_error(err, "lines 1, 3 cannot name an HDF5 dataset")
+    assert_untouched(existing_output)
+    # Without sentence keys the same file is fine.
+    assert run(capsys, "embed", source, existing_output, "--model", model_dir, "--quiet")[0] == 0
+
+
+def test_embed_cuda_device_without_cuda(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    source = write_input(tmp_path / "in.txt", ["a"])
+    code, _, err = run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir, "--cuda-device", "0")
+    assert code == 2
+    assert_one_line_error(err, "--cuda-device 0", "CUDA is not available")
+
+
+# --------------------------------------------------------------------------------------------
+# embed: failures and interruptions while writing
+
+
+def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int, error: BaseException, directory: Path) -> None:
+    """Make the ``call``-th ``embed_batch`` raise ``error``, once the temporary file exists."""
+    original = ElmoEmbedder.embed_batch
+    calls = []
+
+    def failing(self: ElmoEmbedder, batch: list[list[str]]) -> list[np.ndarray]:
+        calls.append(1)
+        if len(calls) == call:
+            assert leftovers(directory), "the temporary output should exist by now"
+            raise error
+        return original(self, batch)
+
+    monkeypatch.setattr(ElmoEmbedder, "embed_batch", failing)
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "fragment"),
+    [
+        (KeyboardInterrupt(), 130, "error: interrupted"),
+        (OSError(28, "No space left on device"), 1, "error: [Errno 28] No space left on device"),
+        (ElmoFileError("weights.hdf5: broken"), 2, "error: weights.hdf5: broken"),
+    ],
+)
+def test_embed_failure_mid_stream_leaves_nothing(
+    tmp_path: Path,
+    model_dir: Path,
+    existing_output: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    error: BaseException,
+    code: int,
+    fragment: str,
+) -> None:
+    fail_on_call(monkeypatch, 3, error, tmp_path)
+    source = write_input(tmp_path / "in.txt", [f"s {i}" for i in range(20)])
+    got, out, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--batch-size", "2", "--quiet")
+    assert got == code and out == ""
+    assert_one_line_error(err, fragment)
+    assert_untouched(existing_output)
+
+
+def test_embed_sigterm_mid_stream_leaves_nothing(
+    tmp_path: Path,
+    model_dir: Path,
+    existing_output: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = ElmoEmbedder.embed_batch
+    calls = []
+
+    def terminated(self: ElmoEmbedder, batch: list[list[str]]) -> list[np.ndarray]:
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler raises before this returns
+        return original(self, batch)
+
+    monkeypatch.setattr(ElmoEmbedder, "embed_batch", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    source = write_input(tmp_path / "in.txt", [f"s {i}" for i in range(10)])
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--batch-size", "2", "--quiet")
+    assert code == 128 + signal.SIGTERM
+    assert_one_line_error(err, "terminated (SIGTERM)")
+    assert_untouched(existing_output)
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+
+
+def test_embed_debug_shows_traceback(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "embed", tmp_path / "nope.txt", tmp_path / "out.hdf5", "--debug")
+    assert code == 2
+    assert "Traceback" in err and err.rstrip().endswith("error: input file not found: " + str(tmp_path / "nope.txt"))
+    code, _, err = run(capsys, "--debug", "embed", tmp_path / "nope.txt", tmp_path / "out.hdf5")
+    assert code == 2 and "Traceback" in err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigint_subprocess_leaves_no_output(tmp_path: Path, model_dir: Path) -> None:
+    source = write_input(tmp_path / "in.txt", [f"sentence number {i} of a long file" for i in range(20000)])
+    output = tmp_path / "out.hdf5"
+    output.write_bytes(b"precious")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flair_elmo_modes", "embed", source, output, "--model", model_dir, "--batch-size", "1"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A child of a non-interactive shell may inherit an ignored SIGINT; Python then keeps ignoring it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not leftovers(tmp_path):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the temporary output never appeared"
+            time.sleep(0.02)
+        time.sleep(0.2)  # well inside the 20000 sentences
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, err
+    assert err.rstrip().endswith("error: interrupted") and "Traceback" not in err
+    assert out == ""
+    assert_untouched(output)
+
+
+# --------------------------------------------------------------------------------------------
+# error table
+
+
+def test_describe_error_table() -> None:
+    assert cli.describe_error(cli.UsageError("bad")) == (2, "bad")
+    assert cli.describe_error(cli.CLIError("failed")) == (1, "failed")
+    assert cli.describe_error(ElmoFileError("f: x\ny")) == (2, "f: x y")
+    assert cli.describe_error(ModelDownloadError("could not download")) == (1, "could not download")
+    assert cli.describe_error(FileNotFoundError(2, "No such file or directory", "a.txt")) == (
+        2,
+        "a.txt: No such file or directory",
+    )
+    assert cli.describe_error(PermissionError(13, "Permission denied", "b")) == (1, "b: Permission denied")
+    assert cli.describe_error(KeyboardInterrupt()) == (130, "interrupted")
+    assert cli.describe_error(cli.Interrupted(signal.SIGTERM)) == (143, "terminated (SIGTERM)")
+    assert cli.describe_error(RuntimeError("a bug")) is None
+
+
+def test_unknown_exceptions_propagate(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(args: argparse.Namespace) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cli, "run_info", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main(["info", "whatever"])
+
+
+# --------------------------------------------------------------------------------------------
+# help
+
+
+@pytest.mark.parametrize("command", [[], ["embed"], ["info"], ["demo"]])
+def test_help(capsys: pytest.CaptureFixture[str], command: list[str]) -> None:
+    code, out, err = run(capsys, *command, "--help")
+    assert code == 0 and err == ""
+    assert out.startswith(f"usage: flair-elmo {' '.join(command)}".rstrip())
+    assert "examples:\n  flair-elmo " in out
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert code == 2 and out == "" and "usage: flair-elmo" in err
+
+
+def test_python_m_help_subprocess() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "flair_elmo_modes", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: flair-elmo")
+    for command in ("embed", "info", "demo", "train"):
+        assert f"    {command} " in result.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# info
+
+
+def test_info_local_model(
+    model_dir: Path, tiny_model_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "info", model_dir, "--json")
+    assert code == 0 and err == ""
+    info = json.loads(out)
+    bilm = load_bilm(*tiny_model_files)
+    options = bilm.options
+    assert info["kind"] == "local"
+    assert info["options_file"]["path"] == str(tiny_model_files[0])
+    assert info["weight_file"] == {
+        "path": str(tiny_model_files[1]),
+        "exists": True,
+        "bytes": tiny_model_files[1].stat().st_size,
+    }
+    assert info["parameters"] == sum(p.numel() for p in bilm.parameters())
+    assert info["output_layers"] == options.n_layers + 1 and info["layer_dim"] == 2 * options.projection_dim
+    assert info["architecture"]["filters"] == [list(f) for f in options.filters]
+    assert info["architecture"]["n_highway"] == options.n_highway
+    layer = 2 * options.projection_dim
+    assert info["embedding_length"] == {
+        "all": (options.n_layers + 1) * layer,
+        "top": layer,
+        "average": layer,
+        "bottom": layer,
+        "mix": layer,
+    }
+
+    code, text, _ = run(capsys, "info", model_dir)
+    assert code == 0
+    rows = dict(line.split("  ", 1) for line in text.splitlines())
+    assert rows["parameters"].strip() == f"{info['parameters']:,}"
+    assert rows["embedding length"].strip().startswith(f"all={3 * layer}, top={layer}, average={layer}")
+    assert str(tiny_model_files[1]) in text
+
+
+def test_info_options_file(tiny_model_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "info", tiny_model_files[0], "--json")
+    info = json.loads(out)
+    assert code == 0 and info["kind"] == "options file"
+    assert info["weight_file"]["path"] == str(tiny_model_files[1])
+
+
+def test_info_published_model_does_not_download(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flair
+    import flair.file_utils
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("info must not download")
+
+    monkeypatch.setattr(flair, "cache_root", tmp_path)
+    monkeypatch.setattr(flair.file_utils, "cached_path", no_network)
+    monkeypatch.setattr(flair.file_utils, "get_from_cache", no_network)
+    code, out, _ = run(capsys, "info", "original", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["kind"] == "published"
+    assert info["options_file"]["exists"] is False and info["options_file"]["url"].startswith("https://")
+    assert info["architecture"]["source"] == "file name" and info["architecture"]["lstm_layers"] == 2
+    assert info["embedding_length"]["all"] == 3 * 2 * info["architecture"]["projection_dim"]
+    assert info["parameters"] is None
+    code, text, _ = run(capsys, "info", "original")
+    assert code == 0 and "not cached" in text and str(tmp_path / "embeddings") in text
+
+    # Once the options file is cached, info reads it (and still does not download the weights).
+    options_url = models.PUBLISHED_MODELS["small"][0]
+    cached = tmp_path / "embeddings" / "elmo-small" / options_url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    write_random_model(tmp_path / "m")
+    cached.write_bytes((tmp_path / "m" / "options.json").read_bytes())
+    info = json.loads(run(capsys, "info", "small", "--json")[1])
+    assert info["options_file"]["exists"] is True and info["weight_file"]["exists"] is False
+    assert info["architecture"]["source"] == "options.json" and info["parameters"] > 0
+
+
+def test_info_unknown_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "info", str(tmp_path / "nothing"))
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "unknown model", "original")
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+
+
+def test_demo_on_a_model_dir(model_dir: Path, embedder: ElmoEmbedder, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "demo", "--model", model_dir, "--json")
+    assert code == 0 and err == ""
+    results = json.loads(out)
+    dim = embedder.dim
+    seed = cli.SEED_SENTENCE.split()
+    assert results["layer_shapes"] == [[len(seed), dim]] * embedder.num_layers
+    assert results["embedding_length"] == {"all": embedder.num_layers * dim, "top": dim, "average": dim}
+    tokens = cli.CELL_SENTENCE.split()
+    positions = results["cell_positions"]
+    assert [tokens[i] for i in positions] == ["cell"] * 3
+    layers = embedder.embed_sentence(tokens).astype(np.float64)
+    for layer, row in zip(layers, results["cell_similarity"], strict=True):
+        vectors = [layer[i] / np.linalg.norm(layer[i]) for i in positions]
+        expected = [vectors[0] @ vectors[1], vectors[0] @ vectors[2], vectors[1] @ vectors[2]]
+        np.testing.assert_allclose(row, expected, rtol=0, atol=1e-9)
+    assert results["cell_similarity"][0] == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)  # characters only
+    assert not all(math.isclose(value, 1.0, abs_tol=1e-6) for value in results["cell_similarity"][-1])
+
+    code, text, _ = run(capsys, "demo", "--model", model_dir)
+    assert code == 0
+    assert f"layer 0 (characters): ({len(seed)}, {dim})" in text
+    assert "prison cell ~ cell phone" in text
+    assert f"{results['cell_similarity'][1][0]:.4f}" in text
+
+
+@pytest.fixture
+def shipped_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "shipped"
+    directory.mkdir()
+    monkeypatch.setattr(models, "SHIPPED_DIR", directory)
+    return directory
+
+
+def test_demo_default_needs_the_shipped_model(shipped_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "demo")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, f"the shipped model {models.SHIPPED_MODEL!r} is not installed", "--model")
+
+
+def test_demo_and_embed_default_to_the_shipped_model(
+    shipped_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_random_model(shipped_dir / models.SHIPPED_MODEL, seed=3)
+    code, out, _ = run(capsys, "demo", "--json")
+    assert code == 0 and json.loads(out)["model"] == models.SHIPPED_MODEL
+    source = write_input(tmp_path / "in.txt", ["a b"])
+    assert run(capsys, "embed", source, tmp_path / "out.hdf5", "--quiet")[0] == 0
+    expected = ElmoEmbedder(
+        shipped_dir / models.SHIPPED_MODEL / "options.json", shipped_dir / models.SHIPPED_MODEL / "weights.hdf5"
+    )
+    with h5py.File(tmp_path / "out.hdf5", "r") as handle:
+        np.testing.assert_array_equal(handle["0"][()], expected.embed_sentence(["a", "b"]))
+    info = json.loads(run(capsys, "info", models.SHIPPED_MODEL, "--json")[1])
+    assert info["kind"] == "shipped" and info["weight_file"]["exists"] is True
+
+
+@pytest.mark.skipif(
+    not (models.SHIPPED_DIR / models.SHIPPED_MODEL / "options.json").is_file(), reason="shipped model not built yet"
+)
+def test_demo_on_the_shipped_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "demo", "--json")
+    results = json.loads(out)
+    assert code == 0 and results["model"] == models.SHIPPED_MODEL
+    assert results["cell_similarity"][0] == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# train
+
+
+@pytest.fixture
+def fake_training(monkeypatch: pytest.MonkeyPatch) -> list[argparse.Namespace]:
+    calls: list[argparse.Namespace] = []
+    module = types.ModuleType(cli.TRAIN_MODULE)
+    module.__doc__ = "Train an ELMo biLM."
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("corpus")
+        parser.add_argument("--epochs", type=int, default=1)
+
+    def run_training(args: argparse.Namespace) -> int:
+        calls.append(args)
+        return 0
+
+    module.add_arguments = add_arguments  # type: ignore[attr-defined]
+    module.run = run_training  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, cli.TRAIN_MODULE, module)
+    return calls
+
+
+def test_train_delegates_to_the_training_module(
+    fake_training: list[argparse.Namespace], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "train", "corpus.txt", "--epochs", "3")[0] == 0
+    assert (fake_training[0].corpus, fake_training[0].epochs) == ("corpus.txt", 3)
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0 and "usage: flair-elmo train" in out and "--epochs" in out
+
+
+def test_train_without_the_training_module(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, cli.TRAIN_MODULE, None)  # makes the import fail
+    code, out, err = run(capsys, "train", "corpus.txt")
+    assert code == 1 and out == ""
+    assert_one_line_error(err, "the train command is not available", cli.TRAIN_MODULE)
+    # The other commands do not need it.
+    assert run(capsys, "--help")[0] == 0
