@@ -17,8 +17,9 @@ import h5py
 import numpy as np
 import pytest
 
-from flair_elmo_modes import ElmoEmbedder, cli, models
+from flair_elmo_modes import ElmoEmbedder, models
 from flair_elmo_modes.bilm import ElmoFileError, load_bilm
+from flair_elmo_modes.cli import demo, embed, errors, info, main, train
 from flair_elmo_modes.models import ModelDownloadError
 from tests.helpers import write_random_model
 
@@ -60,7 +61,7 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    code = cli.main([str(arg) for arg in argv])
+    code = main([str(arg) for arg in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -246,7 +247,7 @@ def test_embed_replaces_an_existing_output_on_success(
 def test_read_lines_universal_newlines_bom_and_strip(tmp_path: Path) -> None:
     path = tmp_path / "in.txt"
     path.write_bytes("\ufeffa b\r\n c \rd\n\n  e\r".encode())
-    assert [(line.number, line.text) for line in cli.read_lines(path)] == [
+    assert [(line.number, line.text) for line in embed.read_lines(path)] == [
         (1, "a b"),
         (2, "c"),
         (3, "d"),
@@ -260,7 +261,7 @@ def test_read_lines_matches_python_text_mode(tmp_path: Path) -> None:
     path.write_bytes("x\r\r\ny\x85z\u2028w\n  \nlast".encode())
     with path.open(encoding="utf-8") as handle:  # what allennlp iterates
         expected = [line.strip() for line in handle]
-    assert [line.text for line in cli.read_lines(path)] == expected
+    assert [line.text for line in embed.read_lines(path)] == expected
 
 
 # --------------------------------------------------------------------------------------------
@@ -584,27 +585,27 @@ def test_sigint_subprocess_leaves_no_output(tmp_path: Path, model_dir: Path) -> 
 
 
 def test_describe_error_table() -> None:
-    assert cli.describe_error(cli.UsageError("bad")) == (2, "bad")
-    assert cli.describe_error(cli.CLIError("failed")) == (1, "failed")
-    assert cli.describe_error(ElmoFileError("f: x\ny")) == (2, "f: x y")
-    assert cli.describe_error(ModelDownloadError("could not download")) == (1, "could not download")
-    assert cli.describe_error(FileNotFoundError(2, "No such file or directory", "a.txt")) == (
+    assert errors.describe_error(errors.UsageError("bad")) == (2, "bad")
+    assert errors.describe_error(errors.CLIError("failed")) == (1, "failed")
+    assert errors.describe_error(ElmoFileError("f: x\ny")) == (2, "f: x y")
+    assert errors.describe_error(ModelDownloadError("could not download")) == (1, "could not download")
+    assert errors.describe_error(FileNotFoundError(2, "No such file or directory", "a.txt")) == (
         2,
         "a.txt: No such file or directory",
     )
-    assert cli.describe_error(PermissionError(13, "Permission denied", "b")) == (1, "b: Permission denied")
-    assert cli.describe_error(KeyboardInterrupt()) == (130, "interrupted")
-    assert cli.describe_error(cli.Interrupted(signal.SIGTERM)) == (143, "terminated (SIGTERM)")
-    assert cli.describe_error(RuntimeError("a bug")) is None
+    assert errors.describe_error(PermissionError(13, "Permission denied", "b")) == (1, "b: Permission denied")
+    assert errors.describe_error(KeyboardInterrupt()) == (130, "interrupted")
+    assert errors.describe_error(errors.Interrupted(signal.SIGTERM)) == (143, "terminated (SIGTERM)")
+    assert errors.describe_error(RuntimeError("a bug")) is None
 
 
 def test_unknown_exceptions_propagate(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(args: argparse.Namespace) -> int:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cli, "run_info", broken)
+    monkeypatch.setattr(info, "run", broken)
     with pytest.raises(RuntimeError, match="a bug"):
-        cli.main(["info", "whatever"])
+        main(["info", "whatever"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -729,10 +730,10 @@ def test_demo_on_a_model_dir(model_dir: Path, embedder: ElmoEmbedder, capsys: py
     assert code == 0 and err == ""
     results = json.loads(out)
     dim = embedder.dim
-    seed = cli.SEED_SENTENCE.split()
+    seed = demo.SEED_SENTENCE.split()
     assert results["layer_shapes"] == [[len(seed), dim]] * embedder.num_layers
     assert results["embedding_length"] == {"all": embedder.num_layers * dim, "top": dim, "average": dim}
-    tokens = cli.CELL_SENTENCE.split()
+    tokens = demo.CELL_SENTENCE.split()
     positions = results["cell_positions"]
     assert [tokens[i] for i in positions] == ["cell"] * 3
     layers = embedder.embed_sentence(tokens).astype(np.float64)
@@ -798,7 +799,7 @@ def test_demo_on_the_shipped_model(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.fixture
 def fake_training(monkeypatch: pytest.MonkeyPatch) -> list[argparse.Namespace]:
     calls: list[argparse.Namespace] = []
-    module = types.ModuleType(cli.TRAIN_MODULE)
+    module = types.ModuleType(train.TRAIN_MODULE)
     module.__doc__ = "Train an ELMo biLM."
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -811,7 +812,7 @@ def fake_training(monkeypatch: pytest.MonkeyPatch) -> list[argparse.Namespace]:
 
     module.add_arguments = add_arguments  # type: ignore[attr-defined]
     module.run = run_training  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, cli.TRAIN_MODULE, module)
+    monkeypatch.setitem(sys.modules, train.TRAIN_MODULE, module)
     return calls
 
 
@@ -825,9 +826,9 @@ def test_train_delegates_to_the_training_module(
 
 
 def test_train_without_the_training_module(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, cli.TRAIN_MODULE, None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, train.TRAIN_MODULE, None)  # makes the import fail
     code, out, err = run(capsys, "train", "corpus.txt")
     assert code == 1 and out == ""
-    assert_one_line_error(err, "the train command is not available", cli.TRAIN_MODULE)
+    assert_one_line_error(err, "the train command is not available", train.TRAIN_MODULE)
     # The other commands do not need it.
     assert run(capsys, "--help")[0] == 0

@@ -8,8 +8,6 @@ This is the only module that imports h5py.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +16,7 @@ import h5py
 import numpy as np
 import torch
 
+from flair_elmo_modes.atomic import atomic_path
 from flair_elmo_modes.bilm.errors import ElmoFileError
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
@@ -201,7 +200,7 @@ def load_bilm(options_file: str | Path, weight_file: str | Path) -> ElmoBiLm:
 
 def write_weights(path: str | Path, bilm: ElmoBiLm) -> None:
     """Write ``bilm``'s weights as an official ``weights.hdf5``, atomically."""
-    with _atomic_path(Path(path)) as tmp:
+    with atomic_path(Path(path)) as tmp:
         with h5py.File(tmp, "w") as handle:
             for name, value in state_dict_to_tf(bilm).items():
                 handle.create_dataset(name, data=value)
@@ -209,7 +208,7 @@ def write_weights(path: str | Path, bilm: ElmoBiLm) -> None:
 
 def write_options(path: str | Path, options: ElmoOptions) -> None:
     """Write ``options`` as an official ``options.json``, atomically."""
-    with _atomic_path(Path(path)) as tmp:
+    with atomic_path(Path(path)) as tmp:
         tmp.write_text(json.dumps(options.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
@@ -221,18 +220,3 @@ def save_bilm(directory: str | Path, bilm: ElmoBiLm) -> tuple[Path, Path]:
     write_options(options_file, bilm.options)
     write_weights(weight_file, bilm)
     return options_file, weight_file
-
-
-@contextmanager
-def _atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target`` that replaces it only if the block succeeds."""
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"output directory does not exist: {target.parent}")
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

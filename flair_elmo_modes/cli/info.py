@@ -1,0 +1,231 @@
+"""``flair-elmo info``: a model's architecture, files and embedding lengths, without downloading."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flair_elmo_modes.cli.common import examples
+from flair_elmo_modes.cli.errors import UsageError
+from flair_elmo_modes.models import ALIASES, PUBLISHED_MODELS, WEIGHTS_NAME, cached_location
+
+if TYPE_CHECKING:
+    from flair_elmo_modes.bilm.options import ElmoOptions
+
+
+#: bilm-tf's naming of published files: 2x4096_512_2048cnn_2xhighway = 2 layers of 4096 cells,
+#: projection 512, 2048 CNN channels, 2 highway layers.
+_ARCHITECTURE_NAME = re.compile(r"(\d+)x(\d+)_(\d+)_(\d+)cnn_(\d+)xhighway")
+
+
+def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
+    parser = commands.add_parser(
+        "info",
+        parents=[common],
+        help="show a model's architecture, files and embedding lengths",
+        description="Show a model's architecture, parameter count, embedding length per layer mode and files. "
+        "Never downloads: a published model not yet in flair's cache is described from its file name.",
+        epilog=examples(
+            "flair-elmo info en-tiny",
+            "flair-elmo info original --json",
+            "flair-elmo info path/to/model_dir",
+            "flair-elmo info path/to/options.json",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model",
+        metavar="MODEL_OR_OPTIONS",
+        help="a shipped or published model name, a model directory, or an options.json file",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(func=run)
+
+
+def _file_info(path: Path | None, url: str | None = None) -> dict[str, Any]:
+    exists = path is not None and path.is_file()
+    info: dict[str, Any] = {"path": None if path is None else str(path), "exists": exists}
+    info["bytes"] = path.stat().st_size if exists and path is not None else None
+    if url is not None:
+        info["url"] = url
+    return info
+
+
+def _architecture(options: ElmoOptions) -> dict[str, Any]:
+    return {
+        "source": "options.json",
+        "char_embedding_dim": options.char_embedding_dim,
+        "filters": [list(pair) for pair in options.filters],
+        "n_filters": options.n_filters,
+        "n_highway": options.n_highway,
+        "activation": options.activation,
+        "n_characters": options.n_characters,
+        "max_characters_per_token": options.max_characters_per_token,
+        "lstm_layers": options.n_layers,
+        "cell_dim": options.cell_dim,
+        "projection_dim": options.projection_dim,
+        "cell_clip": options.cell_clip,
+        "proj_clip": options.proj_clip,
+        "use_skip_connections": options.use_skip_connections,
+    }
+
+
+def count_parameters(options: ElmoOptions) -> int:
+    """Parameters of the biLM built from ``options``, counted without allocating them."""
+    import torch
+
+    from flair_elmo_modes.bilm.model import ElmoBiLm
+
+    with torch.device("meta"):
+        bilm = ElmoBiLm(options)
+    return sum(parameter.numel() for parameter in bilm.parameters())
+
+
+def _embedding_lengths(lstm_layers: int, projection_dim: int) -> dict[str, int]:
+    from flair_elmo_modes.layers import NAMED_MODES, parse_mode
+
+    return {mode: parse_mode(mode, lstm_layers + 1).embedding_length(2 * projection_dim) for mode in NAMED_MODES}
+
+
+def describe_model(spec: str) -> dict[str, Any]:
+    """Everything ``info`` shows, as plain data; reads no weights and downloads nothing."""
+    from flair_elmo_modes.bilm.options import ElmoOptions
+    from flair_elmo_modes.models import resolve_model, shipped_models
+
+    name = ALIASES.get(spec, spec)
+    info: dict[str, Any] = {"model": name}
+    options: ElmoOptions | None = None
+    if name in PUBLISHED_MODELS:
+        options_url, weights_url = PUBLISHED_MODELS[name]
+        options_path, weights_path = cached_location(options_url, name), cached_location(weights_url, name)
+        info["kind"] = "published"
+        info["options_file"] = _file_info(options_path, options_url)
+        info["weight_file"] = _file_info(weights_path, weights_url)
+        if options_path.is_file():
+            options = ElmoOptions.from_json(options_path)
+        else:
+            match = _ARCHITECTURE_NAME.search(options_url)
+            info["architecture"] = None
+            if match:
+                layers, cells, projection, channels, highway = (int(group) for group in match.groups())
+                info["architecture"] = {
+                    "source": "file name",
+                    "n_filters": channels,
+                    "n_highway": highway,
+                    "lstm_layers": layers,
+                    "cell_dim": cells,
+                    "projection_dim": projection,
+                }
+                info["output_layers"] = layers + 1
+                info["layer_dim"] = 2 * projection
+                info["embedding_length"] = _embedding_lengths(layers, projection)
+            info["parameters"] = None
+            return info
+    else:
+        path = Path(spec)
+        if name in shipped_models() or path.is_dir():
+            files = resolve_model(spec)
+            info["model"] = files.name
+            info["kind"] = "shipped" if name in shipped_models() else "local"
+            options_path, weights_path = files.options_file, files.weight_file
+        elif path.is_file():
+            info["model"] = str(path)
+            info["kind"] = "options file"
+            options_path = path
+            sibling = path.parent / WEIGHTS_NAME
+            weights_path = sibling if sibling.is_file() else None
+        else:
+            raise UsageError(
+                f"unknown model {spec!r}: expected one of {', '.join(shipped_models() + list(PUBLISHED_MODELS))}, "
+                "a model directory, or an options.json file"
+            )
+        info["options_file"] = _file_info(options_path)
+        info["weight_file"] = _file_info(weights_path)
+        options = ElmoOptions.from_json(options_path)
+    info["architecture"] = _architecture(options)
+    info["output_layers"] = options.num_output_layers
+    info["layer_dim"] = options.output_dim
+    info["embedding_length"] = _embedding_lengths(options.n_layers, options.projection_dim)
+    info["parameters"] = count_parameters(options)
+    return info
+
+
+def _size_text(count: int) -> str:
+    if count < 1000:
+        return f"{count} B"
+    size = float(count)
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if size < 1000 or unit == "GB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The text form of :func:`describe_model`'s result."""
+    kinds = {"shipped": "shipped with flair-elmo-modes", "published": "published by AllenNLP", "local": "local"}
+    rows = [("model", f"{info['model']} ({kinds.get(info['kind'], info['kind'])})")]
+    for label, key in (("options file", "options_file"), ("weight file", "weight_file")):
+        file = info[key]
+        if "url" in file:
+            cache = Path(file["path"])
+            state = (
+                f"cached at {cache}" if file["exists"] else f"not cached; downloaded on first use into {cache.parent}"
+            )
+            rows.append((label, f"{file['url']} ({state})"))
+        elif file["path"] is None:
+            rows.append((label, f"not found (expected {WEIGHTS_NAME} beside the options file)"))
+        else:
+            size = _size_text(file["bytes"]) if file["exists"] else "missing"
+            rows.append((label, f"{file['path']} ({size})"))
+    arch = info.get("architecture")
+    if arch is None:
+        rows.append(("architecture", "unknown until the options file is downloaded"))
+    elif arch["source"] == "file name":
+        rows.append(
+            (
+                "architecture",
+                f"from the file name: {arch['n_filters']} CNN channels, {arch['n_highway']} highway layer(s), "
+                f"{arch['lstm_layers']} LSTM layers of {arch['cell_dim']} cells projected to {arch['projection_dim']}",
+            )
+        )
+    else:
+        filters = " ".join(f"{width}x{count}" for width, count in arch["filters"])
+        rows += [
+            (
+                "characters",
+                f"{arch['n_characters']} ids, {arch['char_embedding_dim']}-dim embeddings, "
+                f"{arch['max_characters_per_token']} per token",
+            ),
+            (
+                "filters",
+                f"{len(arch['filters'])} convolutions (width x count: {filters}) = {arch['n_filters']} channels, "
+                f"{arch['activation']}",
+            ),
+            ("highway layers", str(arch["n_highway"])),
+            (
+                "LSTM",
+                f"{arch['lstm_layers']} layers x 2 directions, {arch['cell_dim']} cells, projection "
+                f"{arch['projection_dim']}, cell clip {arch['cell_clip']:g}, proj clip {arch['proj_clip']:g}, "
+                f"skip connections {'on' if arch['use_skip_connections'] else 'off'}",
+            ),
+        ]
+    if "output_layers" in info:
+        layers = info["output_layers"]
+        rows.append(("output", f"{layers} layers (0 = characters, 1..{layers - 1} = LSTM) of {info['layer_dim']}"))
+    parameters = info.get("parameters")
+    rows.append(("parameters", f"{parameters:,}" if parameters is not None else "unknown until downloaded"))
+    if "embedding_length" in info:
+        rows.append(("embedding length", ", ".join(f"{m}={n}" for m, n in info["embedding_length"].items())))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``flair-elmo info``."""
+    info = describe_model(args.model)
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0

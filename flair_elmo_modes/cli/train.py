@@ -1,0 +1,35 @@
+"""``flair-elmo train``: options and behaviour come from :mod:`flair_elmo_modes.training.command`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+from flair_elmo_modes.cli.errors import CLIError
+
+TRAIN_MODULE = "flair_elmo_modes.training.command"
+
+
+def add_command(commands: Any, common: argparse.ArgumentParser, load: bool) -> None:
+    """``train`` comes from :mod:`flair_elmo_modes.training.command`, imported only when asked for."""
+    summary = "train a biLM and save it as options.json + weights.hdf5"
+    if not load:
+        commands.add_parser("train", help=summary, add_help=False)
+        return
+    try:
+        command = importlib.import_module(TRAIN_MODULE)
+    except ImportError as error:
+        missing = isinstance(error, ModuleNotFoundError) and error.name and TRAIN_MODULE.startswith(error.name)
+        reason = "it is not part of this installation" if missing else f"importing it failed: {error}"
+        raise CLIError(f"the train command is not available: {TRAIN_MODULE} cannot be imported ({reason})") from error
+    parser = commands.add_parser(
+        "train",
+        parents=[common],
+        help=summary,
+        description=(command.__doc__ or summary).strip().splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        conflict_handler="resolve",
+    )
+    command.add_arguments(parser)
+    parser.set_defaults(func=command.run)
