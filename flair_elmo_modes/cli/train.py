@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 from typing import Any
 
-from flair_elmo_modes.cli.errors import CLIError
+from flair_elmo_modes.cli.errors import CLIError, UsageError
 
 TRAIN_MODULE = "flair_elmo_modes.training.command"
 
@@ -32,4 +33,16 @@ def add_command(commands: Any, common: argparse.ArgumentParser, load: bool) -> N
         conflict_handler="resolve",
     )
     command.add_arguments(parser)
-    parser.set_defaults(func=command.run)
+    parser.set_defaults(func=_as_usage_errors(command.run))
+
+
+def _as_usage_errors(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Training reports bad data and settings as ``ValueError``: show them as ``error:`` lines, exit 2."""
+
+    def run_training(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+
+    return run_training

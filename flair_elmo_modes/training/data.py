@@ -1,0 +1,167 @@
+"""Training text: one sentence per line, tokens separated by whitespace.
+
+Sentences become rows of *type ids*: every distinct token string of a corpus gets one row in
+a character-id table and one entry in a word-id table, so a batch's character ids and LM
+targets are two lookups instead of re-encoding strings at every step.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from flair_elmo_modes.bilm.characters import BOS_TOKEN, EOS_TOKEN, MAX_CHARACTERS_PER_TOKEN, token_to_ids
+from flair_elmo_modes.training.lm import IGNORE_INDEX
+
+UNK_TOKEN = "<UNK>"
+SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, UNK_TOKEN)
+PAD_TYPE = 0  # type id of padding: zero character ids, target IGNORE_INDEX
+
+
+class TrainingDataError(ValueError):
+    """Training text that cannot be used (empty, no tokens, not UTF-8)."""
+
+
+def read_sentences(path: str | Path) -> list[list[str]]:
+    """Read a text file with one whitespace-tokenized sentence per line; blank lines are skipped.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        TrainingDataError: the file is not UTF-8 or holds no tokens.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training text not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise TrainingDataError(f"{path}: not UTF-8 text ({error})") from error
+    sentences = [line.split() for line in text.splitlines()]
+    sentences = [sentence for sentence in sentences if sentence]
+    if not sentences:
+        raise TrainingDataError(f"{path}: no tokens found; expected one whitespace-tokenized sentence per line")
+    return sentences
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Output words of the language models: ``<S>``, ``</S>``, ``<UNK>``, then by decreasing count.
+
+    The frequency order is what the adaptive softmax's clusters rely on.
+    """
+
+    words: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.words[: len(SPECIAL_TOKENS)] != SPECIAL_TOKENS:
+            raise ValueError(f"a vocabulary starts with {SPECIAL_TOKENS}, got {self.words[:3]}")
+        object.__setattr__(self, "_index", {word: i for i, word in enumerate(self.words)})
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    @property
+    def unk_id(self) -> int:
+        return SPECIAL_TOKENS.index(UNK_TOKEN)
+
+    def index(self, word: str) -> int:
+        """Id of ``word``, or of ``<UNK>`` when it is not in the vocabulary."""
+        return self._index.get(word, self.unk_id)  # type: ignore[attr-defined]
+
+    @classmethod
+    def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 1, max_size: int | None = None) -> Vocabulary:
+        """Words seen at least ``min_count`` times, at most ``max_size`` entries in all (specials included).
+
+        Ties in count are broken alphabetically, so the vocabulary does not depend on line order.
+        """
+        if min_count < 1:
+            raise ValueError(f"min_count must be >= 1, got {min_count}")
+        if max_size is not None and max_size <= len(SPECIAL_TOKENS):
+            raise ValueError(f"max_size must be > {len(SPECIAL_TOKENS)} (the special tokens), got {max_size}")
+        counts = Counter(token for sentence in sentences for token in sentence)
+        kept = sorted(
+            (word for word, count in counts.items() if count >= min_count and word not in SPECIAL_TOKENS),
+            key=lambda word: (-counts[word], word),
+        )
+        if max_size is not None:
+            kept = kept[: max_size - len(SPECIAL_TOKENS)]
+        return cls((*SPECIAL_TOKENS, *kept))
+
+
+@dataclass(frozen=True)
+class EncodedCorpus:
+    """Sentences as type ids, with the tables that turn type ids into model inputs.
+
+    Attributes:
+        char_table: ``(n_types, max_chars)`` character ids of each type; row 0 (padding) is zeros.
+        word_table: ``(n_types,)`` vocabulary id of each type; ``IGNORE_INDEX`` for padding.
+        sentences: one ``(n + 2,)`` int64 tensor per sentence: ``<S> w_1 .. w_n </S>`` type ids.
+        n_unk: words mapped to ``<UNK>``.
+    """
+
+    char_table: torch.Tensor
+    word_table: torch.Tensor
+    sentences: list[torch.Tensor]
+    n_unk: int
+
+    @property
+    def n_tokens(self) -> int:
+        """Predictions per direction: words plus one sentence marker per sentence."""
+        return sum(len(sentence) - 1 for sentence in self.sentences)
+
+    @classmethod
+    def build(
+        cls, sentences: Sequence[Sequence[str]], vocab: Vocabulary, max_characters: int = MAX_CHARACTERS_PER_TOKEN
+    ) -> EncodedCorpus:
+        type_ids: dict[str, int] = {BOS_TOKEN: 1, EOS_TOKEN: 2}
+        encoded = []
+        for sentence in sentences:
+            row = [1] + [type_ids.setdefault(token, len(type_ids) + 1) for token in sentence] + [2]
+            encoded.append(torch.tensor(row, dtype=torch.long))
+        types = sorted(type_ids, key=type_ids.__getitem__)  # type id order, starting at 1
+        char_table = torch.zeros(len(types) + 1, max_characters, dtype=torch.long)
+        char_table[1:] = torch.tensor([token_to_ids(t, max_characters) for t in types], dtype=torch.long)
+        word_table = torch.tensor([IGNORE_INDEX] + [vocab.index(t) for t in types], dtype=torch.long)
+        n_unk = sum(int((word_table[row] == vocab.unk_id).sum()) for row in encoded)
+        return cls(char_table, word_table, encoded, n_unk)
+
+    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Model inputs of some sentences.
+
+        Returns:
+            ``(batch, timesteps, max_chars)`` character ids, ``(batch,)`` lengths (markers
+            included) and ``(batch, timesteps)`` target word ids (``IGNORE_INDEX`` as padding).
+        """
+        rows = [self.sentences[i] for i in indices]
+        type_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD_TYPE)  # (batch, T)
+        lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
+        return self.char_table[type_ids], lengths, self.word_table[type_ids]
+
+
+def make_batches(
+    lengths: Sequence[int], batch_size: int, generator: torch.Generator | None = None, pool: int = 50
+) -> list[list[int]]:
+    """Group sentence indices into batches of similar length.
+
+    Without ``generator`` the order is by length (evaluation). With it, sentences are shuffled,
+    sorted by length within pools of ``pool * batch_size``, cut into batches, and the batches
+    shuffled: the order depends only on the generator's seed.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n = len(lengths)
+    if generator is None:
+        order = sorted(range(n), key=lambda i: lengths[i])
+        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    shuffled = torch.randperm(n, generator=generator).tolist()
+    batches = []
+    step = pool * batch_size
+    for start in range(0, n, step):
+        chunk = sorted(shuffled[start : start + step], key=lambda i: lengths[i])
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    permutation = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in permutation]

@@ -1,0 +1,153 @@
+"""Trained models on disk: the official ELMo files plus the language-model head.
+
+``options.json`` and ``weights.hdf5`` are written by :func:`flair_elmo_modes.bilm.hdf5.save_bilm`
+(the layout AllenNLP reads). The softmax and the vocabulary are not part of that layout, so
+they go into a third file, ``lm_head.hdf5``, which ELMo users never need but which makes
+perplexity reproducible from the exported directory alone:
+
+- attributes ``softmax`` (``"adaptive"``/``"full"``), ``cutoffs``, ``div_value``, ``share_softmax``;
+- dataset ``vocab``: the output words in id order, as the uint8 bytes of their UTF-8 text joined
+  by newlines (words never contain whitespace; far smaller than an HDF5 string array);
+- groups ``forward`` and (unless shared) ``backward``: the softmax's ``state_dict`` tensors under
+  their PyTorch names (``adaptive.head.weight`` ...), float32.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from flair_elmo_modes.bilm.hdf5 import load_bilm, save_bilm
+from flair_elmo_modes.bilm.options import ElmoOptions
+from flair_elmo_modes.training.data import Vocabulary
+from flair_elmo_modes.training.lm import BiLanguageModel, Softmax
+
+LM_HEAD_NAME = "lm_head.hdf5"
+
+
+def export_model(model: BiLanguageModel, vocab: Vocabulary, directory: str | Path) -> Path:
+    """Write ``options.json``, ``weights.hdf5`` and ``lm_head.hdf5`` into ``directory``.
+
+    The directory is replaced as a whole: files are written into a temporary sibling, which
+    then takes the directory's place (other files in an existing ``directory`` are kept).
+    """
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        if directory.is_dir():
+            for path in directory.iterdir():
+                if path.is_file():
+                    shutil.copy2(path, staging / path.name)
+        save_bilm(staging, model.bilm)
+        write_lm_head(staging / LM_HEAD_NAME, model, vocab)
+        # mkdtemp/mkstemp create owner-only entries; a model directory is meant to be shared.
+        staging.chmod(0o755)
+        for path in staging.iterdir():
+            path.chmod(0o644)
+        _replace_directory(staging, directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return directory
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Put ``new`` in ``target``'s place; ``target`` is never left half written."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_lm_head(path: str | Path, model: BiLanguageModel, vocab: Vocabulary) -> None:
+    """Write the softmax(es) and the vocabulary of ``model`` (layout in the module docstring)."""
+    softmax = model.forward_softmax
+    with h5py.File(path, "w") as handle:
+        handle.attrs["softmax"] = softmax.kind
+        handle.attrs["cutoffs"] = np.asarray(softmax.cutoffs, dtype=np.int64)
+        handle.attrs["div_value"] = softmax.adaptive.div_value if softmax.kind == "adaptive" else 0.0
+        handle.attrs["share_softmax"] = model.share_softmax
+        joined = "\n".join(vocab.words).encode("utf-8")
+        handle.create_dataset("vocab", data=np.frombuffer(joined, dtype=np.uint8))
+        directions = [("forward", model.forward_softmax)]
+        if not model.share_softmax:
+            directions.append(("backward", model.backward_softmax))
+        for group_name, module in directions:
+            group = handle.create_group(group_name)
+            for name, value in module.state_dict().items():
+                group.create_dataset(name, data=value.detach().to("cpu", torch.float32).numpy())
+
+
+def load_language_model(directory: str | Path) -> tuple[BiLanguageModel, Vocabulary]:
+    """The :class:`BiLanguageModel` and vocabulary exported by :func:`export_model` (eval mode).
+
+    Raises:
+        FileNotFoundError: a file is missing; the message names it.
+        ValueError: ``lm_head.hdf5`` does not match the vocabulary or the biLM.
+    """
+    directory = Path(directory)
+    bilm = load_bilm(directory / "options.json", directory / "weights.hdf5")
+    head_path = directory / LM_HEAD_NAME
+    if not head_path.is_file():
+        raise FileNotFoundError(f"language-model head not found: {head_path} (written by flair-elmo train)")
+    with h5py.File(head_path, "r") as handle:
+        kind = str(handle.attrs["softmax"])
+        cutoffs = tuple(int(c) for c in handle.attrs["cutoffs"])
+        share = bool(handle.attrs["share_softmax"])
+        div_value = float(handle.attrs["div_value"])
+        words = tuple(np.asarray(handle["vocab"][...], dtype=np.uint8).tobytes().decode("utf-8").split("\n"))
+        states = {
+            group: {name: torch.from_numpy(np.asarray(data[...])) for name, data in _datasets(handle[group])}
+            for group in (("forward",) if share else ("forward", "backward"))
+        }
+    vocab = Vocabulary(words)
+    model = BiLanguageModel(
+        bilm.options, len(vocab), kind, cutoffs, share_softmax=share, dropout=0.0, div_value=div_value or 4.0
+    )
+    model.bilm = bilm
+    for group, state in states.items():
+        module: Softmax = model.forward_softmax if group == "forward" else model.backward_softmax
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(f"{head_path}: group '{group}' does not fit {len(vocab)} words ({error})") from error
+    return model.eval(), vocab
+
+
+def _datasets(group: h5py.Group) -> list[tuple[str, h5py.Dataset]]:
+    found: list[tuple[str, h5py.Dataset]] = []
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset):
+            found.append((name.replace("/", "."), obj))
+
+    group.visititems(visit)
+    return found
+
+
+def describe_options(options: ElmoOptions) -> str:
+    """A one-line summary such as ``2x512_128_512cnn_1xhighway`` (AllenNLP's naming)."""
+    o = options
+    return f"{o.n_layers}x{o.cell_dim}_{o.projection_dim}_{o.n_filters}cnn_{o.n_highway}xhighway"
+
+
+def write_json(path: str | Path, data: object) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2)
+        handle.write("\n")
+    Path(name).chmod(0o644)
+    os.replace(name, path)

@@ -1,0 +1,332 @@
+"""The training loop: Adam over shuffled length-bucketed batches, checkpoints, resume, export."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from flair_elmo_modes.training.config import TrainConfig
+from flair_elmo_modes.training.data import EncodedCorpus, Vocabulary, make_batches, read_sentences
+from flair_elmo_modes.training.export import export_model, write_json
+from flair_elmo_modes.training.lm import BiLanguageModel
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+RESULT_NAME = "result.json"
+MODEL_DIR_NAME = "model"
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """Perplexity of each direction over ``tokens`` predictions (words plus one marker per sentence)."""
+
+    forward: float
+    backward: float
+    tokens: int
+
+    @property
+    def mean(self) -> float:
+        """The geometric mean of both directions (exp of the mean NLL)."""
+        return math.sqrt(self.forward * self.backward)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_bilm` reports; also written to ``output_dir/result.json``.
+
+    Attributes:
+        model_dir: the exported ``options.json``, ``weights.hdf5`` and ``lm_head.hdf5``.
+        steps: optimizer steps in all (across resumes).
+        epochs_completed: full passes over the training text.
+        train_tokens: predictions per direction seen in training (across resumes).
+        train_seconds: training time (across resumes, evaluation excluded).
+        tokens_per_second: ``train_tokens / train_seconds``.
+        vocab_size: output words, specials included.
+        bilm_parameters: parameters of the exported biLM.
+        softmax_parameters: parameters of the softmax(es).
+        dev: perplexity on the dev text after each epoch (and at the end, if stopped mid-epoch).
+        stopped_by: ``"epochs"``, ``"max_steps"`` or ``"max_minutes"``.
+    """
+
+    model_dir: Path
+    steps: int
+    epochs_completed: int
+    train_tokens: int
+    train_seconds: float
+    tokens_per_second: float
+    vocab_size: int
+    bilm_parameters: int
+    softmax_parameters: int
+    train_loss: float
+    dev: list[dict[str, Any]] = field(default_factory=list)
+    stopped_by: str = "epochs"
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = asdict(self)
+        raw["model_dir"] = str(self.model_dir)
+        return raw
+
+
+@dataclass
+class _Progress:
+    """Where training is; saved in the checkpoint."""
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    step: int = 0
+    train_tokens: int = 0
+    train_seconds: float = 0.0
+    epoch_nll: float = 0.0
+    epoch_tokens: int = 0
+    dev: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train_bilm(config: TrainConfig) -> TrainResult:
+    """Train forward and backward ELMo language models on ``config.train_file`` and export them.
+
+    Resumes from ``config.output_dir/checkpoint.pt`` when it exists and ``config.resume`` is set;
+    with the same config, a resumed run takes the same steps as an uninterrupted one.
+
+    Raises:
+        FileNotFoundError: a text file is missing.
+        TrainingDataError: a text file is empty or not UTF-8.
+        ValueError: the checkpoint was made with a different model or data config.
+    """
+    threads = torch.get_num_threads()
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+    try:
+        return _train(config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: TrainConfig) -> TrainResult:
+    output_dir = config.output_dir
+    # Read the data first: bad input must fail before anything is created on disk.
+    train_sentences = read_sentences(config.train_file)
+    dev_sentences = read_sentences(config.dev_file) if config.dev_file is not None else None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path = output_dir / CHECKPOINT_NAME
+    checkpoint = _load_checkpoint(checkpoint_path, config) if config.resume and checkpoint_path.is_file() else None
+    if checkpoint is not None:
+        vocab = Vocabulary(tuple(checkpoint["vocab"]))
+    else:
+        vocab = Vocabulary.build(train_sentences, config.min_count, config.max_vocab_size)
+    max_chars = config.options.max_characters_per_token
+    train = EncodedCorpus.build(train_sentences, vocab, max_chars)
+    dev = EncodedCorpus.build(dev_sentences, vocab, max_chars) if dev_sentences is not None else None
+    logger.info(
+        "training text: %d sentences, %d predictions per direction, vocabulary %d words (%.2f%% <UNK>)",
+        len(train.sentences),
+        train.n_tokens,
+        len(vocab),
+        100.0 * train.n_unk / max(train.n_tokens, 1),
+    )
+
+    torch.manual_seed(config.seed)
+    model = BiLanguageModel(
+        config.options, len(vocab), config.softmax, config.cutoffs, config.share_softmax, config.dropout
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    lengths = [len(sentence) for sentence in train.sentences]
+    batches_per_epoch = len(make_batches(lengths, config.batch_size, torch.Generator().manual_seed(0)))
+    planned_steps = config.epochs * batches_per_epoch
+    if config.max_steps is not None:
+        planned_steps = min(planned_steps, config.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config.lr_schedule, planned_steps))
+    progress = _Progress()
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        progress = _Progress(**checkpoint["progress"])
+        torch.set_rng_state(checkpoint["rng_state"])
+        logger.info("resumed from %s at epoch %d, step %d", checkpoint_path, progress.epoch + 1, progress.step)
+
+    stopped_by = "epochs"
+    while progress.epoch < config.epochs and stopped_by == "epochs":
+        batches = make_batches(lengths, config.batch_size, _epoch_generator(config.seed, progress.epoch))
+        bar = tqdm(
+            total=len(batches),
+            initial=progress.batch_in_epoch,
+            desc=f"epoch {progress.epoch + 1}/{config.epochs}",
+            disable=not config.progress,
+            unit="batch",
+            dynamic_ncols=True,
+        )
+        model.train()
+        with bar:
+            while progress.batch_in_epoch < len(batches):
+                if config.max_steps is not None and progress.step >= config.max_steps:
+                    stopped_by = "max_steps"
+                    break
+                if config.max_minutes is not None and progress.train_seconds >= 60.0 * config.max_minutes:
+                    stopped_by = "max_minutes"
+                    break
+                start = time.perf_counter()
+                nll, count = _train_step(model, optimizer, config.grad_clip, train, batches[progress.batch_in_epoch])
+                scheduler.step()
+                progress.train_seconds += time.perf_counter() - start
+                progress.step += 1
+                progress.batch_in_epoch += 1
+                progress.train_tokens += count
+                progress.epoch_nll += nll
+                progress.epoch_tokens += count
+                mean_nll = progress.epoch_nll / (2 * progress.epoch_tokens)
+                bar.set_postfix(loss=f"{mean_nll:.3f}", ppl=f"{math.exp(mean_nll):.1f}", refresh=False)
+                bar.update()
+                if config.checkpoint_every and progress.step % config.checkpoint_every == 0:
+                    _save_checkpoint(checkpoint_path, config, vocab, model, optimizer, scheduler, progress)
+        if stopped_by != "epochs":
+            break
+        epoch_loss = progress.epoch_nll / max(2 * progress.epoch_tokens, 1)
+        record: dict[str, Any] = {"epoch": progress.epoch + 1, "step": progress.step, "train_loss": epoch_loss}
+        if dev is not None:
+            perplexity = evaluate(model, dev, config.eval_batch_size)
+            record.update(dev_forward=perplexity.forward, dev_backward=perplexity.backward)
+        logger.info("epoch %d: %s", progress.epoch + 1, _format_record(record))
+        progress.dev.append(record)
+        progress.epoch += 1
+        progress.batch_in_epoch = 0
+        progress.epoch_nll, progress.epoch_tokens = 0.0, 0
+        _save_checkpoint(checkpoint_path, config, vocab, model, optimizer, scheduler, progress)
+
+    train_loss = progress.epoch_nll / (2 * progress.epoch_tokens) if progress.epoch_tokens else math.nan
+    if stopped_by != "epochs":
+        logger.info("stopped by %s at step %d", stopped_by, progress.step)
+        _save_checkpoint(checkpoint_path, config, vocab, model, optimizer, scheduler, progress)
+        already_evaluated = bool(progress.dev) and progress.dev[-1]["step"] == progress.step
+        if dev is not None and progress.batch_in_epoch > 0 and not already_evaluated:
+            perplexity = evaluate(model, dev, config.eval_batch_size)
+            record = {"epoch": progress.epoch + progress.batch_in_epoch / len(batches), "step": progress.step}
+            record.update(train_loss=train_loss, dev_forward=perplexity.forward, dev_backward=perplexity.backward)
+            logger.info("end: %s", _format_record(record))
+            progress.dev.append(record)
+    elif progress.dev:
+        train_loss = progress.dev[-1]["train_loss"]
+
+    model_dir = export_model(model.eval(), vocab, output_dir / MODEL_DIR_NAME)
+    softmax_modules = [model.forward_softmax] + ([] if model.share_softmax else [model.backward_softmax])
+    result = TrainResult(
+        model_dir=model_dir,
+        steps=progress.step,
+        epochs_completed=progress.epoch,
+        train_tokens=progress.train_tokens,
+        train_seconds=progress.train_seconds,
+        tokens_per_second=progress.train_tokens / progress.train_seconds if progress.train_seconds else 0.0,
+        vocab_size=len(vocab),
+        bilm_parameters=sum(p.numel() for p in model.bilm.parameters()),
+        softmax_parameters=sum(p.numel() for m in softmax_modules for p in m.parameters()),
+        train_loss=train_loss,
+        dev=progress.dev,
+        stopped_by=stopped_by,
+    )
+    write_json(output_dir / RESULT_NAME, {"config": config.to_dict(), **result.to_dict()})
+    logger.info("exported %s (%.0f tokens/s)", model_dir, result.tokens_per_second)
+    return result
+
+
+def _train_step(
+    model: BiLanguageModel,
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float,
+    corpus: EncodedCorpus,
+    indices: list[int],
+) -> tuple[float, int]:
+    """One optimizer step on the mean NLL of both directions; returns the summed NLL and the count."""
+    char_ids, lengths, targets = corpus.batch(indices)
+    loss = model(char_ids, lengths, targets)
+    total = loss.forward_nll + loss.backward_nll
+    optimizer.zero_grad(set_to_none=True)
+    (total / (2 * loss.count)).backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return float(total.detach()), loss.count
+
+
+@torch.no_grad()
+def evaluate(model: BiLanguageModel, corpus: EncodedCorpus, batch_size: int = 128) -> Perplexity:
+    """Perplexity of both directions on ``corpus`` (model put in eval mode)."""
+    model.eval()
+    forward_nll = backward_nll = 0.0
+    count = 0
+    lengths = [len(sentence) for sentence in corpus.sentences]
+    for indices in make_batches(lengths, batch_size):
+        char_ids, lengths_t, targets = corpus.batch(indices)
+        loss = model(char_ids, lengths_t, targets)
+        forward_nll += float(loss.forward_nll)
+        backward_nll += float(loss.backward_nll)
+        count += loss.count
+    return Perplexity(math.exp(forward_nll / count), math.exp(backward_nll / count), count)
+
+
+def _lr_factor(schedule: str, planned_steps: int) -> Callable[[int], float]:
+    """LambdaLR's multiplier: 1, or linear from 1 to 0.1 over ``planned_steps``."""
+    if schedule == "constant":
+        return lambda step: 1.0
+    return lambda step: max(0.1, 1.0 - 0.9 * step / max(planned_steps, 1))
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The batch order of an epoch depends only on the seed and the epoch number."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def _format_record(record: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+
+
+def _save_checkpoint(
+    path: Path,
+    config: TrainConfig,
+    vocab: Vocabulary,
+    model: BiLanguageModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    progress: _Progress,
+) -> None:
+    """Write the checkpoint atomically: a temporary file beside it, then a rename."""
+    state = {
+        "config": config.model_dict(),
+        "vocab": list(vocab.words),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "progress": asdict(progress),
+        "rng_state": torch.get_rng_state(),
+    }
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, name)
+        os.replace(name, path)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
+    """Read a checkpoint and check that it was made with the same model and data config."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # pickle, zip and torch errors all mean "not a usable checkpoint"
+        raise ValueError(f"{path}: not a readable training checkpoint ({error}); delete it to start over") from error
+    expected = config.model_dict()
+    found = checkpoint.get("config", {})
+    differing = sorted(key for key in expected if found.get(key) != expected[key])
+    if differing:
+        details = "; ".join(f"{key}: checkpoint {found.get(key)!r}, config {expected[key]!r}" for key in differing)
+        raise ValueError(f"{path} was made with a different config ({details}); use another output directory")
+    return checkpoint

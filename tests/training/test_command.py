@@ -1,0 +1,57 @@
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from flair_elmo_modes.bilm import ElmoFileError, load_bilm
+from flair_elmo_modes.training import command
+
+pytestmark = pytest.mark.slow
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="flair-elmo train")
+    command.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+TINY = ("--char-dim", "4", "--filters", "1:4,2:8", "--cell-dim", "16", "--projection-dim", "8", "--no-progress")
+
+
+def test_run_trains_exports_and_prints_the_result(
+    corpus_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_file, dev_file = corpus_files
+    args = parse(str(train_file), "--dev", str(dev_file), "--output", str(tmp_path), "--max-steps", "4", *TINY)
+    assert command.run(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["steps"] == 4 and result["stopped_by"] == "max_steps"
+    bilm = load_bilm(tmp_path / "model" / "options.json", tmp_path / "model" / "weights.hdf5")
+    assert bilm.options.filters == ((1, 4), (2, 8)) and bilm.options.cell_dim == 16
+    assert bilm.options.projection_dim == 8 and bilm.options.cell_clip == 3.0
+
+
+def test_defaults_are_the_small_architecture(tmp_path: Path) -> None:
+    config = command.config_from_args(parse("train.txt", "--output", str(tmp_path)))
+    assert config.options.n_filters == 512 and config.options.cell_dim == 512
+    assert config.options.projection_dim == 128 and config.options.n_layers == 2
+    assert config.cutoffs == (2000, 10000) and config.share_softmax and config.resume
+    assert config.num_threads == 1
+
+
+def test_options_file_sets_the_architecture(tiny_model_files: tuple[Path, Path], tmp_path: Path) -> None:
+    options_file, _ = tiny_model_files
+    config = command.config_from_args(parse("t.txt", "-o", str(tmp_path), "--options", str(options_file)))
+    assert config.options.cell_dim == 24 and config.options.n_highway == 2
+
+
+def test_bad_arguments_give_clear_errors(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--filters: expected width:count"):
+        command.config_from_args(parse("t.txt", "-o", str(tmp_path), "--filters", "1-4"))
+    with pytest.raises(ValueError, match="--cutoffs: expected comma-separated integers"):
+        command.config_from_args(parse("t.txt", "-o", str(tmp_path), "--cutoffs", "a,b"))
+    with pytest.raises(ElmoFileError, match=r"'lstm\.dim' is 0"):
+        command.config_from_args(parse("t.txt", "-o", str(tmp_path), "--cell-dim", "0"))
+    with pytest.raises(FileNotFoundError, match="training text not found"):
+        command.run(parse(str(tmp_path / "missing.txt"), "-o", str(tmp_path / "out"), *TINY))

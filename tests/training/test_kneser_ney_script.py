@@ -1,0 +1,27 @@
+"""The count-based baseline of the model card (``scripts/kneser_ney.py``) is a proper distribution."""
+
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+kneser_ney = pytest.importorskip("kneser_ney")
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_probabilities_sum_to_one_for_seen_and_unseen_histories(order: int) -> None:
+    rng = random.Random(order)
+    sentences = [[rng.randrange(3, 20) for _ in range(rng.randrange(1, 8))] for _ in range(200)]
+    model = kneser_ney.KneserNey(sentences, order, vocab_size=20, start=0, end=1)
+    for history in [(0, 0), (0, 5), (5, 7), (19, 2)]:
+        history = history[2 - (order - 1) :] if order > 1 else ()
+        assert sum(model.prob(history, word) for word in range(20)) == pytest.approx(1.0)
+
+
+def test_higher_order_fits_training_text_better() -> None:
+    rng = random.Random(0)
+    sentences = [[3 + (i + rng.randrange(2)) % 5 for i in range(10)] for _ in range(100)]
+    nll = {order: kneser_ney.KneserNey(sentences, order, 10, 0, 1).nll(sentences)[0] for order in (1, 2, 3)}
+    assert nll[3] < nll[2] < nll[1]

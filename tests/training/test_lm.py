@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from flair_elmo_modes.bilm.characters import batch_to_ids
+from flair_elmo_modes.training.lm import BiLanguageModel, Softmax, top_layer_with_markers
+from tests.helpers import TINY_OPTIONS, random_bilm
+
+SENTENCES = [["The", "cat", "sat", "."], ["Dogs", "bark"]]
+
+
+def framed(sentences: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    char_ids = batch_to_ids([["<S>", *s, "</S>"] for s in sentences])
+    return char_ids, torch.tensor([len(s) + 2 for s in sentences])
+
+
+def test_top_layer_with_markers_matches_the_bilm_at_word_positions() -> None:
+    bilm = random_bilm(seed=2, scale=0.3)
+    char_ids, lengths = framed(SENTENCES)
+    top = top_layer_with_markers(bilm, char_ids, lengths)  # (batch, timesteps + 2, 2 * proj)
+    layers = bilm(batch_to_ids(SENTENCES)).layers  # (n_layers + 1, batch, timesteps, 2 * proj)
+    for row, sentence in enumerate(SENTENCES):
+        n = len(sentence)
+        torch.testing.assert_close(top[row, 1 : n + 1], layers[-1, row, :n], rtol=1e-5, atol=1e-6)
+        assert torch.count_nonzero(top[row, n + 2 :]) == 0
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_each_direction_only_sees_its_own_side(direction: str) -> None:
+    bilm = random_bilm(seed=5, scale=0.3)
+    dim = TINY_OPTIONS.projection_dim
+    original = framed([["a", "b", "c", "d", "e"]])
+    changed = framed([["a", "b", "X", "d", "e"]])  # position 3 of the framed sentence
+    top_a = top_layer_with_markers(bilm, *original)[0]
+    top_b = top_layer_with_markers(bilm, *changed)[0]
+    if direction == "forward":
+        unaffected, affected = slice(0, 3), slice(3, 7)
+        half = slice(0, dim)
+    else:
+        unaffected, affected = slice(4, 7), slice(0, 4)
+        half = slice(dim, 2 * dim)
+    torch.testing.assert_close(top_a[unaffected, half], top_b[unaffected, half], rtol=0, atol=0)
+    assert not torch.allclose(top_a[affected, half], top_b[affected, half])
+
+
+def test_loss_counts_one_marker_per_sentence_and_matches_explicit_log_probs() -> None:
+    torch.manual_seed(0)
+    model = BiLanguageModel(TINY_OPTIONS, vocab_size=12, softmax="full", share_softmax=False, dropout=0.0).eval()
+    char_ids, lengths = framed(SENTENCES)
+    targets = torch.tensor([[0, 3, 4, 5, 6, 1], [0, 7, 8, 1, -1, -1]])
+    loss = model(char_ids, lengths, targets)
+    assert loss.count == 5 + 3
+    top = top_layer_with_markers(model.bilm, char_ids, lengths)
+    dim = TINY_OPTIONS.projection_dim
+    expected_forward = expected_backward = 0.0
+    for row, n in enumerate(lengths.tolist()):
+        forward_lp = model.forward_softmax.log_prob(top[row, : n - 1, :dim])  # predicts positions 1..n-1
+        backward_lp = model.backward_softmax.log_prob(top[row, 1:n, dim:])  # predicts positions 0..n-2
+        expected_forward -= forward_lp.gather(1, targets[row, 1:n, None]).sum()
+        expected_backward -= backward_lp.gather(1, targets[row, : n - 1, None]).sum()
+    torch.testing.assert_close(loss.forward_nll, expected_forward)
+    torch.testing.assert_close(loss.backward_nll, expected_backward)
+
+
+def test_shared_softmax_is_one_module() -> None:
+    shared = BiLanguageModel(TINY_OPTIONS, vocab_size=50, cutoffs=(10, 30))
+    separate = BiLanguageModel(TINY_OPTIONS, vocab_size=50, cutoffs=(10, 30), share_softmax=False)
+    assert shared.backward_softmax is shared.forward_softmax
+    assert separate.backward_softmax is not separate.forward_softmax
+    count = lambda model: sum(p.numel() for p in model.parameters())  # noqa: E731
+    head = sum(p.numel() for p in shared.forward_softmax.parameters())
+    assert count(separate) == count(shared) + head
+
+
+def test_adaptive_softmax_is_a_distribution_and_falls_back_to_full() -> None:
+    softmax = Softmax(8, 40, "adaptive", (5, 20))
+    assert softmax.kind == "adaptive" and softmax.cutoffs == (5, 20)
+    log_prob = softmax.log_prob(torch.randn(3, 8))  # (3, 40)
+    torch.testing.assert_close(log_prob.exp().sum(-1), torch.ones(3))
+    assert Softmax(8, 4, "adaptive", (5, 20)).kind == "full"  # no cutoff below the vocabulary size
+    with pytest.raises(ValueError, match="softmax must be one of"):
+        Softmax(8, 40, "hierarchical")

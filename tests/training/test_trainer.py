@@ -1,0 +1,178 @@
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from flair_elmo_modes.bilm import batch_to_ids, load_bilm
+from flair_elmo_modes.training import (
+    TrainConfig,
+    TrainingDataError,
+    evaluate,
+    load_language_model,
+    train_bilm,
+)
+from flair_elmo_modes.training import trainer as trainer_module
+from flair_elmo_modes.training.data import EncodedCorpus, read_sentences
+from flair_elmo_modes.training.lm import BiLanguageModel
+from tests.helpers import TINY_OPTIONS
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_config(corpus_files: tuple[Path, Path], output_dir: Path, **changes: object) -> TrainConfig:
+    train_file, dev_file = corpus_files
+    config = TrainConfig(
+        train_file=train_file,
+        dev_file=dev_file,
+        output_dir=output_dir,
+        options=TINY_OPTIONS,
+        cutoffs=(8,),
+        batch_size=16,
+        epochs=2,
+        lr=5e-3,
+        dropout=0.0,
+        seed=7,
+        progress=False,
+    )
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def trained(corpus_files: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory):
+    config = tiny_config(corpus_files, tmp_path_factory.mktemp("run"))
+    return config, train_bilm(config)
+
+
+def test_training_lowers_the_dev_perplexity(trained, corpus_files: tuple[Path, Path]) -> None:
+    config, result = trained
+    torch.manual_seed(config.seed)
+    model, vocab = load_language_model(result.model_dir)
+    untrained = BiLanguageModel(TINY_OPTIONS, len(vocab), config.softmax, config.cutoffs).eval()
+    dev = EncodedCorpus.build(read_sentences(corpus_files[1]), vocab)
+    before, after = evaluate(untrained, dev), evaluate(model, dev)
+    assert after.forward < 0.5 * before.forward and after.backward < 0.5 * before.backward
+    assert [record["epoch"] for record in result.dev] == [1, 2]
+    assert result.dev[1]["train_loss"] < result.dev[0]["train_loss"]
+    # The reported dev perplexity is the exported model's.
+    assert math.isclose(result.dev[-1]["dev_forward"], after.forward, rel_tol=1e-5)
+    assert math.isclose(result.dev[-1]["dev_backward"], after.backward, rel_tol=1e-5)
+    assert result.steps == 2 * math.ceil(300 / 16) and result.epochs_completed == 2
+    train = EncodedCorpus.build(read_sentences(corpus_files[0]), vocab)
+    assert result.tokens_per_second > 0 and result.train_tokens == 2 * train.n_tokens
+    saved = json.loads((config.output_dir / "result.json").read_text())
+    assert saved["steps"] == result.steps and saved["config"]["options"] == TINY_OPTIONS.to_dict()
+
+
+def test_export_loads_back_with_the_same_outputs(trained) -> None:
+    config, result = trained
+    checkpoint = torch.load(config.output_dir / "checkpoint.pt", weights_only=False)
+    model, vocab = load_language_model(result.model_dir)
+    in_memory = BiLanguageModel(TINY_OPTIONS, len(vocab), config.softmax, config.cutoffs).eval()
+    in_memory.load_state_dict(checkpoint["model"])
+    loaded = load_bilm(result.model_dir / "options.json", result.model_dir / "weights.hdf5").eval()
+    char_ids = batch_to_ids([["the", "cat", "sat", "on", "the", "mat", "."], ["a", "dog"]])
+    with torch.no_grad():
+        expected = in_memory.bilm(char_ids).layers
+        torch.testing.assert_close(loaded(char_ids).layers, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model.bilm(char_ids).layers, expected, rtol=1e-5, atol=1e-6)
+        top = torch.randn(5, TINY_OPTIONS.projection_dim)
+        torch.testing.assert_close(model.forward_softmax.log_prob(top), in_memory.forward_softmax.log_prob(top))
+    assert vocab.words == tuple(checkpoint["vocab"])
+    assert sorted(path.name for path in result.model_dir.iterdir()) == ["lm_head.hdf5", "options.json", "weights.hdf5"]
+    assert all(path.stat().st_mode & 0o777 == 0o644 for path in result.model_dir.iterdir())
+
+
+def test_resume_after_interruption_continues_identically(
+    corpus_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes = {"epochs": 2, "dropout": 0.2, "lr_schedule": "linear", "checkpoint_every": 4}
+    reference = train_bilm(tiny_config(corpus_files, tmp_path / "whole", **changes))
+
+    interrupted = tiny_config(corpus_files, tmp_path / "resumed", **changes)
+    real_step = trainer_module._train_step
+    calls = {"n": 0}
+
+    def failing_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 27:  # epoch 2, after the checkpoint at step 24
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "_train_step", failing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_bilm(interrupted)
+    saved = torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=False)
+    assert saved["progress"]["step"] == 24 and saved["progress"]["epoch"] == 1
+    monkeypatch.setattr(trainer_module, "_train_step", real_step)
+    resumed = train_bilm(interrupted)
+
+    assert resumed.steps == reference.steps
+    for a, b in zip(resumed.dev, reference.dev, strict=True):
+        assert a == pytest.approx(b, rel=1e-6)
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    again = torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=False)
+    for name, value in whole["model"].items():
+        torch.testing.assert_close(again["model"][name], value, rtol=0, atol=0, msg=name)
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(trained) -> None:
+    config, _ = trained
+    other = dataclasses.replace(config, options=dataclasses.replace(TINY_OPTIONS, cell_dim=32))
+    with pytest.raises(ValueError, match=r"different config \(options: checkpoint"):
+        train_bilm(other)
+
+
+def test_max_steps_stops_and_still_exports(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
+    result = train_bilm(tiny_config(corpus_files, tmp_path, max_steps=3, epochs=5))
+    assert result.steps == 3 and result.stopped_by == "max_steps" and result.epochs_completed == 0
+    assert result.dev[-1]["step"] == 3 and (result.model_dir / "lm_head.hdf5").is_file()
+
+
+def test_bad_training_input_gives_clear_errors(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="training text not found"):
+        train_bilm(tiny_config(corpus_files, tmp_path / "a", train_file=tmp_path / "missing.txt"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(TrainingDataError, match="no tokens found"):
+        train_bilm(tiny_config(corpus_files, tmp_path / "b", train_file=empty))
+    with pytest.raises(TrainingDataError, match="no tokens found"):
+        train_bilm(tiny_config(corpus_files, tmp_path / "c", dev_file=empty))
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        tiny_config(corpus_files, tmp_path, batch_size=0)
+    with pytest.raises(ValueError, match="softmax must be one of"):
+        tiny_config(corpus_files, tmp_path, softmax="sampled")
+
+
+def test_rerunning_a_finished_run_restores_it_without_training(trained) -> None:
+    config, result = trained
+    again = train_bilm(config)
+    assert again.steps == result.steps and again.dev == result.dev
+    assert again.train_tokens == result.train_tokens
+
+
+def test_rerunning_a_stopped_run_does_not_evaluate_twice(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
+    config = tiny_config(corpus_files, tmp_path, max_steps=2)
+    first = train_bilm(config)
+    again = train_bilm(config)
+    assert again.steps == first.steps == 2 and again.dev == first.dev and len(again.dev) == 1
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"n_layers": 1},
+        {"n_highway": 0, "activation": "relu"},
+        {"cell_clip": 0.0, "proj_clip": 0.0, "use_skip_connections": False},
+        {"n_layers": 3, "filters": ((2, 6),)},
+    ],
+)
+def test_any_architecture_trains_and_exports(
+    changes: dict[str, object], corpus_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    options = dataclasses.replace(TINY_OPTIONS, **changes)
+    result = train_bilm(tiny_config(corpus_files, tmp_path, options=options, max_steps=2, dev_file=None))
+    loaded = load_bilm(result.model_dir / "options.json", result.model_dir / "weights.hdf5")
+    assert loaded.options == options and result.steps == 2 and result.dev == []
