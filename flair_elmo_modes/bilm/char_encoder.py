@@ -5,7 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from flair_elmo_modes.bilm import onednn
+from flair_elmo_modes.bilm.characters import ID_OFFSET, PADDING
 from flair_elmo_modes.bilm.options import ElmoOptions
+
+# The id of the slots after a word's end-of-word marker.
+PADDING_ID = PADDING + ID_OFFSET
+
+# Tokens are convolved in groups by their number of real slots (begin-of-word .. end-of-word):
+# a group with at most T real slots convolves only the windows that start in the first T slots.
+# Most English words have 3..10 real slots (1..8 bytes).
+REAL_SLOT_GROUPS = (8, 12, 18, 28)
 
 
 class Highway(nn.Module):
@@ -19,11 +29,17 @@ class Highway(nn.Module):
     def __init__(self, dim: int, n_layers: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(dim, 2 * dim) for _ in range(n_layers))
+        self.packed_weights = onednn.PackedWeights()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., dim)`` -> ``(..., dim)``."""
-        for layer in self.layers:
-            transform, gate = layer(x).chunk(2, dim=-1)
+        """``(n, dim)`` -> ``(n, dim)``."""
+        for k, layer in enumerate(self.layers):
+            if onednn.applies(x, layer.weight, layer.bias):
+                packed = self.packed_weights.get(str(k), [layer.weight], lambda layer=layer: layer.weight)
+                projected = onednn.linear(x, packed, layer.bias)
+            else:
+                projected = layer(x)
+            transform, gate = projected.chunk(2, dim=-1)
             gate = torch.sigmoid(gate)
             x = gate * x + (1 - gate) * torch.relu(transform)
         return x
@@ -32,9 +48,22 @@ class Highway(nn.Module):
 class CharacterEncoder(nn.Module):
     """Token vectors from character ids: embedding, convolutions, max-pool, highway, projection.
 
-    Every distinct token of a batch is encoded once (the padding token included), so a word
-    that occurs many times costs one convolution.
+    Two exact shortcuts keep the arithmetic down:
+
+    - every distinct token of a batch is encoded once (the batch padding token included), so a
+      word that occurs many times costs one encoding;
+    - a convolution window that lies wholly in the padding after a word's end-of-word marker
+      reads the same ``max_chars``-slot padding for every token, so its value is computed once per
+      filter; for each token only the windows that start at a real slot are convolved.
+
+    Optionally, :meth:`cache_tokens` keeps the vectors of a vocabulary across batches.
+
+    Attributes:
+        real_slot_groups: upper bounds of the groups of tokens convolved together, by number of
+            real slots (see ``REAL_SLOT_GROUPS``); ``max_chars`` closes the last group.
     """
+
+    real_slot_groups: tuple[int, ...] = REAL_SLOT_GROUPS
 
     def __init__(self, options: ElmoOptions) -> None:
         super().__init__()
@@ -46,6 +75,8 @@ class CharacterEncoder(nn.Module):
         self.highway = Highway(options.n_filters, options.n_highway)
         self.projection = nn.Linear(options.n_filters, options.projection_dim)
         self.activation = torch.tanh if options.activation == "tanh" else torch.relu
+        self.packed_weights = onednn.PackedWeights()
+        self.token_cache: TokenCache | None = None
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Encode tokens.
@@ -58,13 +89,210 @@ class CharacterEncoder(nn.Module):
         """
         batch, timesteps, max_chars = char_ids.shape
         flat = char_ids.reshape(-1, max_chars)  # (batch * timesteps, max_chars)
-        distinct, inverse = torch.unique(flat, dim=0, return_inverse=True)
-        encoded = self.encode_distinct(distinct)  # (n_distinct, projection_dim)
-        return encoded[inverse].view(batch, timesteps, -1)
+        distinct, inverse = unique_rows(flat)
+        if self.token_cache is not None and not self._needs_grad():
+            encoded = self.token_cache.encode(self, distinct)
+        else:
+            encoded = self.encode_distinct(distinct)  # (n_distinct, projection_dim)
+        return encoded.index_select(0, inverse).view(batch, timesteps, -1)
+
+    def cache_tokens(self, char_ids: torch.Tensor | None) -> None:
+        """Keep the vectors of a vocabulary, so that its tokens are not encoded again in each batch.
+
+        Args:
+            char_ids: ``(n_tokens, max_chars)`` ids of the tokens to keep (for token strings:
+                ``batch_to_ids([[t] for t in tokens])[:, 0]``), or None to drop the cache.
+
+        The vectors are computed when first needed, and again after any change of a weight, the
+        dtype or the device. The cache serves only calls that need no gradient; with autograd
+        every token is encoded as usual.
+        """
+        self.token_cache = None if char_ids is None else TokenCache(char_ids)
+
+    def _needs_grad(self) -> bool:
+        return torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
 
     def encode_distinct(self, char_ids: torch.Tensor) -> torch.Tensor:
         """``(n_tokens, max_chars)`` ids -> ``(n_tokens, projection_dim)`` vectors, token by token."""
-        embedded = self.char_embedding(char_ids).transpose(1, 2)  # (n_tokens, char_dim, max_chars)
-        pooled = [conv(embedded).max(dim=-1).values for conv in self.convolutions]  # each (n_tokens, count)
-        features = self.activation(torch.cat(pooled, dim=-1))  # (n_tokens, n_filters)
-        return self.projection(self.highway(features))
+        features = self.highway(self.activation(self.convolve(char_ids)))  # (n_tokens, n_filters)
+        weight, bias = self.projection.weight, self.projection.bias
+        if onednn.applies(features, weight, bias):
+            return onednn.linear(features, self.packed_weights.get("projection", [weight], lambda: weight), bias)
+        return self.projection(features)
+
+    def convolve(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """Max-pooled convolutions, before the activation.
+
+        Tokens are grouped by their number of real slots. A group whose windows fit in the token
+        runs all filters as one matrix multiply over its windows (each filter zero-padded to the
+        widest); the last group, with the longest tokens, runs the convolutions themselves.
+
+        Args:
+            char_ids: ``(n_tokens, max_chars)`` ids.
+
+        Returns:
+            ``(n_tokens, n_filters)``: for every filter the maximum over all ``max_chars - width + 1``
+            windows, as a full convolution gives.
+        """
+        n_tokens, max_chars = char_ids.shape
+        max_width = max(width for width, _ in self.options.filters)
+        positions = torch.arange(1, max_chars + 1, device=char_ids.device)
+        # real_slots[i]: 1 + the last slot of token i that is not padding (0 if it has none).
+        real_slots = ((char_ids != PADDING_ID) * positions).amax(dim=1) if n_tokens else positions[:0]
+        limits = [limit for limit in self.real_slot_groups if limit < max_chars] + [max_chars]
+        group = torch.bucketize(real_slots, torch.tensor(limits, device=char_ids.device))  # (n_tokens,)
+        order = group.argsort(stable=True)
+        group_sizes = torch.bincount(group, minlength=len(limits)).tolist()
+        weight, bias = self._stacked_filters()  # (n_filters, char_dim * max_width), (n_filters,)
+        padding = self.char_embedding.weight[PADDING_ID].unsqueeze(-1).expand(-1, max_width)  # (char_dim, max_width)
+        padding_windows = torch.mv(weight, padding.reshape(-1)) + bias  # (n_filters,): a window of padding
+        pooled_groups = []
+        for rows, limit in zip(order.split(group_sizes), limits, strict=True):
+            if not len(rows):
+                continue
+            ids = char_ids.index_select(0, rows)
+            if limit + max_width - 1 <= max_chars:
+                pooled_groups.append(self._convolve_short(ids, limit, weight, bias, padding_windows))
+            else:
+                pooled_groups.append(self._convolve_long(ids, limit, padding_windows))
+        pooled = torch.cat(pooled_groups) if pooled_groups else bias.new_zeros(0, self.options.n_filters)
+        return pooled.index_select(0, order.argsort())  # back to the order of char_ids
+
+    def _stacked_filters(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """All filters as one ``(n_filters, char_dim * max_width)`` matrix (narrow ones padded with
+        zero columns on the right) and the ``(n_filters,)`` biases."""
+        max_width = max(width for width, _ in self.options.filters)
+        weights = [nn.functional.pad(conv.weight, (0, max_width - conv.weight.shape[-1])) for conv in self.convolutions]
+        stacked = torch.cat(weights)  # (n_filters, char_dim, max_width)
+        return stacked.reshape(stacked.shape[0], -1), torch.cat([conv.bias for conv in self.convolutions])
+
+    def _convolve_short(
+        self,
+        char_ids: torch.Tensor,
+        limit: int,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        padding_windows: torch.Tensor,
+    ) -> torch.Tensor:
+        """Tokens with at most ``limit`` real slots, ``limit + max_width - 1 <= max_chars``.
+
+        Every filter's windows starting in the first ``limit`` slots, as one matrix multiply; all
+        later windows of every filter lie in the padding.
+        """
+        n = char_ids.shape[0]
+        max_width = max(width for width, _ in self.options.filters)
+        embedded = self.char_embedding(char_ids[:, : limit + max_width - 1])  # (n, slots, char_dim)
+        windows = embedded.unfold(1, max_width, 1)  # (n, limit, char_dim, max_width), a view
+        windows = windows.reshape(n * limit, -1)  # (n * limit, char_dim * max_width)
+        if onednn.applies(windows, weight):
+            sources = [conv.weight for conv in self.convolutions]
+            values = onednn.linear(windows, self.packed_weights.get("filters", sources, lambda: weight))
+        else:
+            values = torch.mm(windows, weight.t())
+        values = values.view(n, limit, -1)  # (n, limit, n_filters)
+        # max(x + b) == max(x) + b exactly: rounding is monotonic.
+        return torch.maximum(values.amax(dim=1) + bias, padding_windows)
+
+    def _convolve_long(self, char_ids: torch.Tensor, limit: int, padding_windows: torch.Tensor) -> torch.Tensor:
+        """Tokens with at most ``limit`` real slots, filter by filter with the convolutions."""
+        max_chars = char_ids.shape[1]
+        embedded = self.char_embedding(char_ids).transpose(1, 2)  # (n, char_dim, max_chars)
+        pooled = []
+        start = 0
+        for (width, count), conv in zip(self.options.filters, self.convolutions, strict=True):
+            windows = min(max_chars - width + 1, limit)  # windows starting at a possibly real slot
+            value = conv(embedded[..., : windows + width - 1]).amax(dim=-1)  # (n, count)
+            if windows < max_chars - width + 1:
+                # The skipped windows are all padding: the same value for every token.
+                value = torch.maximum(value, padding_windows[start : start + count])
+            pooled.append(value)
+            start += count
+        return torch.cat(pooled, dim=-1)
+
+
+class TokenCache:
+    """Vectors of a fixed set of tokens for :meth:`CharacterEncoder.forward`, looked up by ids.
+
+    Args:
+        char_ids: ``(n_tokens, max_chars)`` ids; repeated rows are kept once.
+    """
+
+    # Tokens encoded at once when the cache is (re)computed: bounds the memory of a refill.
+    fill_rows = 4096
+
+    def __init__(self, char_ids: torch.Tensor) -> None:
+        if char_ids.dim() != 2:
+            raise ValueError(f"cache_tokens expects (n_tokens, max_chars) ids, got shape {tuple(char_ids.shape)}")
+        self.char_ids, _ = unique_rows(char_ids.cpu())
+        self.rows = {row.tobytes(): i for i, row in enumerate(self.char_ids.numpy())}
+        self.vectors: torch.Tensor | None = None
+        self._key: tuple[object, ...] = ()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def encode(self, encoder: CharacterEncoder, distinct: torch.Tensor) -> torch.Tensor:
+        """``(n, max_chars)`` distinct ids -> ``(n, projection_dim)``: cached rows looked up, others encoded."""
+        vectors = self._vectors(encoder)
+        found = [self.rows.get(row.tobytes(), -1) for row in distinct.cpu().numpy()]
+        hit = torch.tensor([i >= 0 for i in found], device=distinct.device)
+        self.hits += int(hit.sum())
+        self.misses += len(found) - int(hit.sum())
+        encoded = vectors.new_empty(len(found), vectors.shape[1])
+        if hit.any():
+            cached_rows = torch.tensor([i for i in found if i >= 0], device=vectors.device)
+            encoded[hit] = vectors.index_select(0, cached_rows)
+        if not hit.all():
+            encoded[~hit] = encoder.encode_distinct(distinct[~hit])
+        return encoded
+
+    def _vectors(self, encoder: CharacterEncoder) -> torch.Tensor:
+        """The vectors of every cached token under the encoder's current weights."""
+        key = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in encoder.parameters())
+        if self.vectors is None or key != self._key:
+            weight = encoder.char_embedding.weight
+            with torch.no_grad():
+                chunks = self.char_ids.to(weight.device).split(self.fill_rows)
+                parts = [encoder.encode_distinct(chunk) for chunk in chunks]
+            self.vectors = torch.cat(parts) if parts else weight.new_zeros(0, encoder.options.projection_dim)
+            self._key = key
+        return self.vectors
+
+
+def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of a 2-d integer tensor and, for each row, the index of its distinct row.
+
+    The same sets as ``torch.unique(rows, dim=0, return_inverse=True)`` (whose CPU version compares
+    rows one pair at a time), from a few whole-tensor sorts: non-negative ids are packed into as
+    few int64 keys per row as their bit width allows, and the keys are sorted column by column
+    (least significant first, stable), which orders the rows lexicographically.
+
+    Args:
+        rows: ``(n, width)`` integer ids.
+
+    Returns:
+        ``(n_distinct, width)`` distinct rows (sorted) and ``(n,)`` int64 indices into them.
+    """
+    n, width = rows.shape
+    if n == 0 or width == 0 or int(rows.min()) < 0:
+        distinct, inverse = torch.unique(rows, dim=0, return_inverse=True)
+        return distinct, inverse.view(-1)
+    bits = max(1, int(rows.max()).bit_length())
+    per_key = max(1, 63 // bits)  # ids per int64 key, so that a key stays below 2 ** 63
+    n_keys = -(-width // per_key)
+    padded = nn.functional.pad(rows.long(), (0, n_keys * per_key - width)).view(n, n_keys, per_key)
+    # The first id of a key in its highest bits, so that keys compare as their ids do.
+    shifts = torch.tensor([1 << (bits * j) for j in reversed(range(per_key))], dtype=torch.long, device=rows.device)
+    keys = (padded * shifts).sum(dim=-1)  # (n, n_keys), exact: every key < 2 ** 63
+    order = torch.arange(n, device=rows.device)
+    for k in reversed(range(n_keys)):
+        order = order.index_select(0, keys[order, k].argsort(stable=True))
+    ordered = keys.index_select(0, order)
+    starts = torch.ones(n, dtype=torch.bool, device=rows.device)
+    starts[1:] = (ordered[1:] != ordered[:-1]).any(dim=1)  # a row unlike the previous one starts a group
+    group = starts.cumsum(0) - 1  # (n,) distinct index of each sorted row
+    inverse = torch.empty_like(group)
+    inverse[order] = group
+    return rows.index_select(0, order[starts]), inverse

@@ -1,0 +1,146 @@
+"""Flair-level overhead: ``ELMoEmbeddings.embed`` on Flair sentences against raw ``ElmoEmbedder``.
+
+Both embed the same Brown sentences, batch 32, all layers (``embedding_type="all"``):
+
+- raw: ``ElmoEmbedder.embed_batch(token_lists)`` -> numpy arrays;
+- Flair: ``ELMoEmbeddings.embed(sentences)`` -> a vector on every ``Token``; the sentences are
+  built (and their embeddings cleared) outside the timed region.
+
+Overhead = Flair time / raw time - 1, from the medians of interleaved passes.
+
+Examples:
+    /work/venv/bin/python benchmarks/bench_flair.py
+    /work/venv/bin/python benchmarks/bench_flair.py --configs small --passes 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import flair
+import torch
+from _common import (
+    DEFAULT_CACHE,
+    RESULTS,
+    batches,
+    load_average,
+    machine_info,
+    markdown_table,
+    model_files,
+    sample_sentences,
+    write_json,
+)
+from flair.data import Sentence
+
+from flair_elmo_modes import ElmoEmbedder, ELMoEmbeddings
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def bench(name: str, args: argparse.Namespace, token_lists: list[list[str]]) -> dict[str, Any]:
+    options_file, weight_file = model_files(name, args.cache_dir)
+    raw = ElmoEmbedder(options_file, weight_file)
+    embeddings = ELMoEmbeddings(options_file=options_file, weight_file=weight_file, embedding_type="all")
+    batch_list = batches(token_lists, 32)
+    sentence_batches = [[Sentence(tokens) for tokens in batch] for batch in batch_list]
+    n_tokens = sum(len(tokens) for tokens in token_lists)
+
+    def run_raw() -> None:
+        for batch in batch_list:
+            raw.embed_batch(batch)
+
+    def run_flair() -> None:
+        for batch in sentence_batches:
+            embeddings.embed(batch)
+
+    def clear() -> None:
+        for batch in sentence_batches:
+            for sentence in batch:
+                sentence.clear_embeddings()
+
+    run_raw()
+    run_flair()
+    clear()
+    times: dict[str, list[float]] = {"raw": [], "flair": []}
+    for _ in range(args.passes):
+        start = time.perf_counter()
+        run_raw()
+        times["raw"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        run_flair()
+        times["flair"].append(time.perf_counter() - start)
+        clear()
+    # same vectors: the last sentence's tokens, all layers concatenated
+    sentence = sentence_batches[-1][-1]
+    embeddings.embed(sentence_batches[-1])
+    expected = torch.from_numpy(raw.embed_batch(batch_list[-1])[-1])  # (layers, tokens, dim)
+    flair_vectors = torch.stack([token.get_embedding() for token in sentence]).cpu()
+    diff = float((flair_vectors - expected.permute(1, 0, 2).reshape(len(sentence), -1)).abs().max())
+    raw_median, flair_median = statistics.median(times["raw"]), statistics.median(times["flair"])
+    return {
+        "config": name,
+        "tokens": n_tokens,
+        "raw_tokens_per_s": n_tokens / raw_median,
+        "flair_tokens_per_s": n_tokens / flair_median,
+        "overhead": flair_median / raw_median - 1,
+        "max_abs_diff": diff,
+        "raw_seconds": times["raw"],
+        "flair_seconds": times["flair"],
+        "flair_device": str(flair.device),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="small,original")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=0, help="batches of 32 per pass (default 16 small, 6 original)")
+    parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    flair.device = torch.device("cpu")
+    sentences = sample_sentences(4096)
+    results: dict[str, Any] = {"machine": machine_info(), "configs": []}
+    for name in args.configs.split(","):
+        n_batches = args.batches or {"small": 16, "original": 6}.get(name, 6)
+        log(f"{name}: load {load_average()}")
+        results["configs"].append(bench(name, args, sentences[: 32 * n_batches]))
+    results["machine"]["load_average_at_end"] = load_average()
+    write_json(args.out / "flair_overhead.json", results)
+    info = results["machine"]
+    markdown = (
+        f"Date {info['date']}; CPU {info['cpu_model']}, {info['torch_threads']} torch threads; torch {info['torch']}, "
+        f"flair {info.get('flair')}; batch 32 of Brown sentences, embedding_type='all'; load average "
+        f"{info['load_average_at_start']} at start, {info['load_average_at_end']} at end.\n\n"
+        + markdown_table(
+            ["config", "tokens", "ElmoEmbedder tokens/s", "ELMoEmbeddings tokens/s", "overhead", "max abs diff"],
+            [
+                [
+                    r["config"],
+                    r["tokens"],
+                    f"{r['raw_tokens_per_s']:.0f}",
+                    f"{r['flair_tokens_per_s']:.0f}",
+                    f"{100 * r['overhead']:+.1f}%",
+                    f"{r['max_abs_diff']:.1e}",
+                ]
+                for r in results["configs"]
+            ],
+        )
+        + "\n"
+    )
+    (args.out / "flair_overhead.md").write_text(markdown, encoding="utf-8")
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

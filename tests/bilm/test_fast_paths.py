@@ -1,0 +1,387 @@
+"""The biLM's exact shortcuts give what the straightforward computation gives.
+
+- ``CharacterEncoder``: each distinct token is encoded once, and convolution windows lying wholly in
+  the padding after a word are computed once per filter; checked against a full convolution of
+  every token.
+- ``BidirectionalLstm``: packed sequences, both directions per kernel call, input projections in
+  blocks, in-place steps without autograd; checked against a plain loop over one sentence and one
+  direction at a time, with and without autograd.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+
+from flair_elmo_modes.bilm import batch_to_ids, onednn
+from flair_elmo_modes.bilm.char_encoder import CharacterEncoder, unique_rows
+from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState, PackedLayout
+from tests.helpers import random_bilm, tiny_options
+
+TOKENS = [
+    ["a", "a", "", "I", "a"],  # repeated tokens, an empty token, length-1 tokens
+    ["x" * 47, "y" * 48, "z" * 49, "w" * 80, "é" * 24, "g" * 47 + "😀"],  # around the 48-byte cut
+    ["<S>", "</S>", "Zürich", "🙂", " ", "a" * 6, "b" * 7, "c" * 10, "d" * 11, "e" * 16, "f" * 17],
+    ["one"],
+    [],  # a row of batch padding only
+]
+
+ENCODER_OPTIONS = {
+    "tiny": tiny_options(),
+    "relu": tiny_options(activation="relu", n_highway=0),
+    # widths up to the whole token: some filters have no window wholly in the padding
+    "wide_filters": tiny_options(filters=((1, 3), (7, 5), (26, 2), (49, 2), (50, 4))),
+}
+
+
+def full_convolution(encoder: CharacterEncoder, char_ids: torch.Tensor) -> torch.Tensor:
+    """Every window of every token: ``(n, max_chars)`` -> ``(n, n_filters)``, before the activation."""
+    embedded = encoder.char_embedding(char_ids).transpose(1, 2)  # (n, char_dim, max_chars)
+    return torch.cat([conv(embedded).max(dim=-1).values for conv in encoder.convolutions], dim=-1)
+
+
+def token_by_token(encoder: CharacterEncoder, char_ids: torch.Tensor) -> torch.Tensor:
+    """``(batch, timesteps, max_chars)`` -> ``(batch, timesteps, projection_dim)``: every position, every window."""
+    features = encoder.activation(full_convolution(encoder, char_ids.reshape(-1, char_ids.shape[-1])))
+    return encoder.projection(encoder.highway(features)).view(*char_ids.shape[:2], -1)
+
+
+def odd_ids() -> torch.Tensor:
+    """Ids no tokenizer makes: all padding, padding inside a word, a missing end-of-word marker."""
+    ids = batch_to_ids([["abc", "defgh"]])[0].clone()
+    all_padding = torch.full((50,), 261)
+    inner_padding = ids[1].clone()
+    inner_padding[2] = 261
+    no_end = ids[0].clone()
+    no_end[4:] = 100
+    return torch.stack([all_padding, inner_padding, no_end, torch.zeros(50, dtype=torch.long)])
+
+
+@pytest.mark.parametrize("name", list(ENCODER_OPTIONS))
+def test_trimmed_convolution_equals_the_full_convolution(name: str) -> None:
+    encoder = random_bilm(ENCODER_OPTIONS[name], seed=3).char_encoder.double()
+    ids = torch.cat([batch_to_ids(TOKENS).view(-1, 50), odd_ids()])
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.convolve(ids), full_convolution(encoder, ids), rtol=0, atol=1e-12)
+
+
+def test_trimmed_convolution_in_float32() -> None:
+    encoder = random_bilm(seed=3).char_encoder
+    ids = batch_to_ids(TOKENS).view(-1, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.convolve(ids), full_convolution(encoder, ids), rtol=0, atol=1e-6)
+
+
+def test_convolving_no_token_gives_an_empty_result() -> None:
+    encoder = random_bilm().char_encoder
+    assert encoder.convolve(torch.zeros(0, 50, dtype=torch.long)).shape == (0, tiny_options().n_filters)
+
+
+@pytest.mark.parametrize("name", list(ENCODER_OPTIONS))
+def test_deduplicated_encoding_equals_token_by_token(name: str) -> None:
+    encoder = random_bilm(ENCODER_OPTIONS[name], seed=4).char_encoder.double()
+    ids = batch_to_ids(TOKENS)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(ids), token_by_token(encoder, ids), rtol=0, atol=1e-12)
+
+
+def test_a_token_gets_the_same_vector_in_any_batch() -> None:
+    encoder = random_bilm().char_encoder.double()
+    with torch.no_grad():
+        alone = encoder(batch_to_ids([["Zürich"]]))[0, 0]
+        among = encoder(batch_to_ids(TOKENS))[2, 2]
+    torch.testing.assert_close(among, alone, rtol=0, atol=1e-12)
+
+
+def test_trimmed_convolution_gradients_equal_the_full_convolution_gradients() -> None:
+    ids = torch.cat([batch_to_ids(TOKENS).view(-1, 50), odd_ids()])
+    grads = []
+    for convolve in (CharacterEncoder.convolve, full_convolution):
+        encoder = random_bilm(ENCODER_OPTIONS["wide_filters"], seed=5).char_encoder.double()
+        features = convolve(encoder, ids)
+        (features * torch.linspace(-1, 1, features.shape[-1], dtype=torch.float64)).sum().backward()
+        grads.append({name: p.grad for name, p in encoder.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and "char_embedding.weight" in grads[0]
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize(
+    "groups", [(), (1,), (3, 4, 5, 6, 7, 8), (8, 12, 18, 28), (40, 45, 49)], ids=lambda g: str(g) or "one group"
+)
+def test_any_grouping_by_real_slots_gives_the_full_convolution(groups: tuple[int, ...]) -> None:
+    # (40, 45, 49): groups too long for the stacked matrix multiply, convolved filter by filter
+    encoder = random_bilm(ENCODER_OPTIONS["tiny"], seed=12).char_encoder.double()
+    encoder.real_slot_groups = groups
+    ids = torch.cat([batch_to_ids(TOKENS).view(-1, 50), odd_ids()])
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.convolve(ids), full_convolution(encoder, ids), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("high", [2, 262, 2**20, 2**62])
+def test_unique_rows_equals_torch_unique(high: int) -> None:
+    generator = torch.Generator().manual_seed(high % 1000)
+    rows = torch.randint(0, high, (40, 50), generator=generator)
+    rows = torch.cat([rows, rows[::3], rows[:1], torch.zeros(2, 50, dtype=torch.long)])  # repeats
+    distinct, inverse = unique_rows(rows)
+    expected, expected_inverse = torch.unique(rows, dim=0, return_inverse=True)
+    torch.testing.assert_close(distinct, expected, rtol=0, atol=0)
+    torch.testing.assert_close(inverse, expected_inverse, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        torch.zeros(0, 50, dtype=torch.long),
+        torch.tensor([[-1, 2], [3, 4], [-1, 2]]),
+        torch.ones(3, 1, dtype=torch.long),
+    ],
+    ids=["empty", "negative", "one column"],
+)
+def test_unique_rows_edge_cases(rows: torch.Tensor) -> None:
+    distinct, inverse = unique_rows(rows)
+    torch.testing.assert_close(distinct[inverse], rows, rtol=0, atol=0)
+    assert len(distinct) == len({tuple(row) for row in rows.tolist()}) and inverse.shape == (len(rows),)
+
+
+def test_token_cache_gives_the_uncached_vectors() -> None:
+    encoder = random_bilm(seed=17).char_encoder.double()
+    ids = batch_to_ids(TOKENS)
+    with torch.no_grad():
+        expected = encoder(ids)
+    vocabulary = batch_to_ids([["a"], ["Zürich"], ["x" * 47], [""], ["not in the batch"]])[:, 0]
+    encoder.cache_tokens(vocabulary)
+    assert encoder.token_cache is not None and len(encoder.token_cache) == 5
+    with torch.no_grad():
+        cached = encoder(ids)
+    torch.testing.assert_close(cached, expected, rtol=0, atol=1e-12)
+    assert encoder.token_cache.hits == 4 and encoder.token_cache.misses > 0
+
+
+def test_token_cache_follows_weight_changes_and_is_skipped_by_autograd() -> None:
+    encoder = random_bilm(seed=18).char_encoder.double()
+    ids = batch_to_ids([["a", "b", "a"]])
+    encoder.cache_tokens(batch_to_ids([["a"], ["b"]])[:, 0])
+    with torch.no_grad():
+        before = encoder(ids)
+        encoder.projection.bias.add_(1.0)
+        after = encoder(ids)
+    torch.testing.assert_close(after, before + 1.0, rtol=0, atol=1e-12)
+    encoder(ids).sum().backward()  # autograd: encoded as usual, so the weights get gradients
+    assert encoder.convolutions[0].weight.grad is not None
+    encoder.cache_tokens(None)
+    assert encoder.token_cache is None
+    with pytest.raises(ValueError, match="expects \\(n_tokens, max_chars\\) ids"):
+        encoder.cache_tokens(ids)
+
+
+# --- LSTM ------------------------------------------------------------------------------------------
+
+
+def reference_lstm(
+    lstm: BidirectionalLstm, inputs: torch.Tensor, lengths: list[int], state: LstmState
+) -> tuple[torch.Tensor, LstmState]:
+    """One row and one direction at a time, one ``(1, dim)`` step at a time."""
+    batch, timesteps, _ = inputs.shape
+    cell = lstm.cell_dim
+    layers = inputs.new_zeros(lstm.n_layers, batch, timesteps, 2 * lstm.projection_dim)
+    final_hidden, final_memory = state.hidden.clone(), state.memory.clone()
+    for b, length in enumerate(lengths):
+        sequences = [inputs[b, :length], inputs[b, :length].flip(0)]  # [forward, backward]
+        for k in range(lstm.n_layers):
+            outputs = []
+            for d in (0, 1):
+                w_ih, w_hh = getattr(lstm, f"weight_ih_l{k}")[d], getattr(lstm, f"weight_hh_l{k}")[d]
+                w_hr, bias = getattr(lstm, f"weight_hr_l{k}")[d], getattr(lstm, f"bias_l{k}")[d]
+                h, c = state.hidden[k, d, b], state.memory[k, d, b]
+                steps = []
+                for x in sequences[d]:
+                    gates = w_ih @ x + bias + w_hh @ h
+                    i, f = torch.sigmoid(gates[:cell]), torch.sigmoid(gates[cell : 2 * cell])
+                    g, o = torch.tanh(gates[2 * cell : 3 * cell]), torch.sigmoid(gates[3 * cell :])
+                    c = i * g + f * c
+                    if lstm.cell_clip:
+                        c = c.clamp(-lstm.cell_clip, lstm.cell_clip)
+                    h = w_hr @ (o * torch.tanh(c))
+                    if lstm.proj_clip:
+                        h = h.clamp(-lstm.proj_clip, lstm.proj_clip)
+                    steps.append(h)
+                final_hidden[k, d, b], final_memory[k, d, b] = h, c
+                out = torch.stack(steps) if steps else inputs.new_zeros(0, lstm.projection_dim)
+                if lstm.use_skip_connections and k > 0:
+                    out = out + sequences[d]
+                outputs.append(out)
+            sequences = outputs
+            layers[k, b, :length] = torch.cat([outputs[0], outputs[1].flip(0)], dim=-1)
+    return layers, LstmState(final_hidden, final_memory)
+
+
+LSTM_OPTIONS = {
+    "tiny": tiny_options(),
+    "three_layers": tiny_options(n_layers=3),
+    "no_clip_no_skip": tiny_options(cell_clip=0.0, proj_clip=0.0, use_skip_connections=False),
+}
+LENGTHS = [[5, 1, 0, 7, 7, 3], [1], [0, 0], [4, 4, 4]]
+
+
+def random_state(lstm: BidirectionalLstm, batch: int, generator: torch.Generator) -> LstmState:
+    shape = (lstm.n_layers, 2, batch)
+    return LstmState(
+        torch.randn(*shape, lstm.projection_dim, generator=generator, dtype=torch.float64),
+        torch.randn(*shape, lstm.cell_dim, generator=generator, dtype=torch.float64),
+    )
+
+
+@pytest.mark.parametrize("name", list(LSTM_OPTIONS))
+@pytest.mark.parametrize("lengths", LENGTHS, ids=str)
+@pytest.mark.parametrize("mode", ["inference_mode", "no_grad", "autograd"])
+def test_lstm_equals_one_row_at_a_time(name: str, lengths: list[int], mode: str) -> None:
+    lstm = random_bilm(LSTM_OPTIONS[name], seed=6).lstm.double()
+    generator = torch.Generator().manual_seed(len(lengths))
+    inputs = torch.randn(len(lengths), 8, 8, generator=generator, dtype=torch.float64)
+    state = random_state(lstm, len(lengths), generator)
+    with torch.no_grad():
+        expected, expected_state = reference_lstm(lstm, inputs, lengths, state)
+    context = {"inference_mode": torch.inference_mode(), "no_grad": torch.no_grad()}.get(mode, torch.enable_grad())
+    with context:
+        layers, final = lstm(inputs, torch.tensor(lengths), state)
+        zero_start, _ = lstm(inputs, torch.tensor(lengths))
+    assert layers.requires_grad == (mode == "autograd" and any(lengths))
+    torch.testing.assert_close(layers, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(final.hidden, expected_state.hidden, rtol=0, atol=1e-12)
+    torch.testing.assert_close(final.memory, expected_state.memory, rtol=0, atol=1e-12)
+    with torch.no_grad():
+        zero_expected, _ = reference_lstm(lstm, inputs, lengths, lstm.initial_state(len(lengths), inputs))
+    torch.testing.assert_close(zero_start, zero_expected, rtol=0, atol=1e-12)
+
+
+def test_in_place_and_autograd_paths_agree_in_float32() -> None:
+    lstm = random_bilm(seed=8).lstm
+    lstm.input_projection_rows = 5  # many projection blocks
+    inputs = torch.randn(6, 9, 8, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([9, 2, 0, 9, 4, 1])
+    with torch.inference_mode():
+        fast, fast_state = lstm(inputs, lengths)
+    slow, slow_state = lstm(inputs.requires_grad_(), lengths)
+    assert slow.requires_grad
+    torch.testing.assert_close(fast, slow.detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast_state.hidden, slow_state.hidden.detach(), rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast_state.memory, slow_state.memory.detach(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 3, 512])
+def test_projection_blocks_do_not_change_the_result(rows: int) -> None:
+    lstm = random_bilm(seed=9).lstm.double()
+    lstm.input_projection_rows = rows
+    inputs = torch.randn(4, 10, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    lengths = [10, 3, 7, 1]
+    with torch.no_grad():
+        layers, _ = lstm(inputs, torch.tensor(lengths))
+        expected, _ = reference_lstm(lstm, inputs, lengths, lstm.initial_state(4, inputs))
+    torch.testing.assert_close(layers, expected, rtol=0, atol=1e-12)
+
+
+def test_lstm_gradients_equal_the_reference_gradients() -> None:
+    generator = torch.Generator().manual_seed(2)
+    inputs = torch.randn(3, 6, 8, generator=generator, dtype=torch.float64)
+    lengths = [6, 2, 0]
+    weights = torch.randn(2, 3, 6, 16, generator=generator, dtype=torch.float64)
+    grads = []
+    for run in ("lstm", "reference"):
+        lstm = random_bilm(seed=10).lstm.double()
+        x = inputs.clone().requires_grad_()
+        state = lstm.initial_state(3, inputs)
+        layers, _ = lstm(x, torch.tensor(lengths)) if run == "lstm" else reference_lstm(lstm, x, lengths, state)
+        (layers * weights).sum().backward()
+        grads.append({"inputs": x.grad, **{name: p.grad for name, p in lstm.named_parameters()}})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=0, atol=1e-10, msg=name)
+
+
+def test_packed_layout() -> None:
+    lengths = torch.tensor([2, 0, 3])
+    sorted_lengths, order = lengths.sort(descending=True)  # [3, 2, 0], order [2, 0, 1]
+    layout = PackedLayout.build(sorted_lengths, order, timesteps=3)
+    assert layout.batch_sizes == [2, 2, 1] and layout.offsets == [0, 2, 4, 5]
+    # flattened (batch * timesteps) positions: row 2 starts at 6, row 0 at 0
+    assert layout.forward_index.tolist() == [6, 0, 7, 1, 8]
+    assert layout.backward_index.tolist() == [8, 1, 7, 0, 6]
+    assert layout.last_rows.tolist() == [4, 3]
+    assert layout.blocks == [(0, 3)]
+    assert PackedLayout.build(sorted_lengths, order, timesteps=3, block_rows=4).blocks == [(0, 2), (2, 3)]
+    assert PackedLayout.build(sorted_lengths, order, timesteps=3, block_rows=1).blocks == [(0, 1), (1, 2), (2, 3)]
+    empty = PackedLayout.build(torch.zeros(2, dtype=torch.long), torch.arange(2), timesteps=4)
+    assert empty.batch_sizes == [] and empty.offsets == [0] and empty.blocks == []
+
+
+def test_biLM_inference_equals_autograd() -> None:
+    bilm = random_bilm(seed=11)
+    ids = batch_to_ids(TOKENS)
+    with torch.inference_mode():
+        fast = bilm(ids)
+    slow = bilm(ids)
+    assert slow.layers.requires_grad
+    torch.testing.assert_close(fast.layers, slow.layers.detach(), rtol=0, atol=1e-5)
+
+
+needs_onednn = pytest.mark.skipif(
+    not onednn.usable(torch.zeros(1)), reason="oneDNN's pre-packed linear is not in this torch build"
+)
+
+
+def run_without_onednn(lstm: BidirectionalLstm, *args: torch.Tensor) -> tuple[torch.Tensor, LstmState]:
+    with pytest.MonkeyPatch.context() as patch, torch.inference_mode():
+        patch.setattr(onednn, "usable", lambda like: False)
+        return lstm(*args)
+
+
+@needs_onednn
+def test_onednn_steps_equal_bmm_steps() -> None:
+    lstm = random_bilm(tiny_options(cell_dim=40, projection_dim=12), seed=13).lstm
+    inputs = torch.randn(5, 9, 12, generator=torch.Generator().manual_seed(3))
+    lengths = torch.tensor([9, 1, 4, 9, 0])
+    with torch.inference_mode():
+        fast, fast_state = lstm(inputs, lengths)
+    assert len(lstm.packed_weights) == 2 * 3 * lstm.n_layers  # (ih, hh, hr) per direction and layer
+    expected, expected_state = run_without_onednn(lstm, inputs, lengths)
+    torch.testing.assert_close(fast, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast_state.hidden, expected_state.hidden, rtol=0, atol=1e-5)
+    torch.testing.assert_close(fast_state.memory, expected_state.memory, rtol=0, atol=1e-5)
+
+
+@needs_onednn
+def test_packed_weights_follow_every_weight_change() -> None:
+    bilm = random_bilm(seed=14)
+    lstm = bilm.lstm
+    inputs = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(4))
+    lengths = torch.tensor([5, 3])
+    with torch.inference_mode():
+        before, _ = lstm(inputs, lengths)
+    with torch.no_grad():
+        lstm.weight_hh_l1.mul_(1.5)  # an in-place write, as an optimiser step
+        lstm.weight_hr_l0.add_(0.1)
+    with torch.inference_mode():
+        after, _ = lstm(inputs, lengths)
+    assert (after - before).abs().max() > 1e-3
+    torch.testing.assert_close(after, run_without_onednn(lstm, inputs, lengths)[0], rtol=0, atol=1e-5)
+    bilm.load_state_dict(random_bilm(seed=15).state_dict())  # copies into the same tensors
+    with torch.inference_mode():
+        reloaded, _ = lstm(inputs, lengths)
+    torch.testing.assert_close(reloaded, run_without_onednn(lstm, inputs, lengths)[0], rtol=0, atol=1e-5)
+    lstm.double()  # new tensors; oneDNN is not used for float64, and the packed copies are dropped
+    with torch.inference_mode():
+        lstm(inputs.double(), lengths)
+    assert len(lstm.packed_weights) == 0
+
+
+def test_a_used_biLM_still_copies_and_pickles() -> None:
+    bilm = random_bilm(seed=16)
+    ids = batch_to_ids(TOKENS)
+    with torch.inference_mode():
+        expected = bilm(ids).layers
+    for clone in (copy.deepcopy(bilm), pickle.loads(pickle.dumps(bilm))):
+        with torch.inference_mode():
+            torch.testing.assert_close(clone(ids).layers, expected, rtol=0, atol=0)
