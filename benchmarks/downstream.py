@@ -468,6 +468,7 @@ def markdown(report: dict[str, Any]) -> str:
             else "."
         ),
         "",
+        *([f"Note: {model['note']}.", ""] if model.get("note") else []),
         "| configuration | dim | POS accuracy | POS OOV accuracy | NER span F1 |",
         "|---|---:|---:|---:|---:|",
     ]
@@ -511,16 +512,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"{report['bilm_seconds_saved_estimate'] / 60:.0f} min of biLM time.",
         ]
     mixes = [
-        (task, entry)
+        (task, config, entry)
         for task, configs in summary.items()
         for config, entry in configs.items()
-        if "mix_weights" in entry and config == "mix"
+        if "mix_weights" in entry
     ]
     if mixes:
         lines += ["", "## Learned mix (mean over seeds; layer 0 = character CNN)", ""]
-        for task, entry in mixes:
+        for task, config, entry in mixes:
             weights = ", ".join(f"{w:.3f}" for w in entry["mix_weights"])
-            lines.append(f"- {task}: softmax(w) = [{weights}], γ = {entry['mix_gamma']:.3f}")
+            lines.append(f"- {task}, {CONFIG_LABELS[config]}: softmax(w) = [{weights}], γ = {entry['mix_gamma']:.3f}")
     lines += [
         "",
         "## Settings",
