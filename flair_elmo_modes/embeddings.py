@@ -172,7 +172,8 @@ class ELMoEmbeddings(TokenEmbeddings):
         missing = list(dict.fromkeys(tuple(t) for t, entry in zip(texts, found, strict=True) if entry is None))
         if missing:
             computed, _ = self._run_bilm([list(tokens) for tokens in missing])
-            fresh = {tokens: computed[:, row, : len(tokens)] for row, tokens in enumerate(missing)}
+            # clone: a slice would keep the whole padded batch alive in the cache
+            fresh = {tokens: computed[:, row, : len(tokens)].clone() for row, tokens in enumerate(missing)}
             for tokens, entry in fresh.items():
                 self.layer_cache.put(tokens, entry)
             found = [fresh[tuple(t)] if entry is None else entry for t, entry in zip(texts, found, strict=True)]
