@@ -24,6 +24,12 @@ TINY_OPTIONS = ElmoOptions(
     use_skip_connections=True,
 )
 
+# TINY_OPTIONS with every width a multiple of 32, as in the published models: float32 CPU kernels
+# then treat every row alike, so a sentence's vectors are bitwise the same in any batch.
+ALIGNED_OPTIONS = dataclasses.replace(
+    TINY_OPTIONS, filters=((1, 16), (2, 16)), cell_dim=64, projection_dim=32, n_highway=1
+)
+
 
 def tiny_options(**changes: object) -> ElmoOptions:
     return dataclasses.replace(TINY_OPTIONS, **changes)
@@ -43,3 +49,15 @@ def random_bilm(options: ElmoOptions = TINY_OPTIONS, seed: int = 0, scale: float
 def write_random_model(directory: Path, options: ElmoOptions = TINY_OPTIONS, seed: int = 0) -> tuple[Path, Path]:
     """``options.json`` and ``weights.hdf5`` of :func:`random_bilm` in ``directory``."""
     return save_bilm(directory, random_bilm(options, seed))
+
+
+def float32_error(values: torch.Tensor, exact: torch.Tensor) -> float:
+    """Largest absolute difference of float32 ``values`` from a float64 computation ``exact``."""
+    return float((values.detach().double() - exact).abs().max())
+
+
+def assert_as_accurate(candidate: torch.Tensor, baseline: torch.Tensor, exact: torch.Tensor) -> None:
+    """``candidate`` (a fast float32 path) is within float32 rounding of ``exact`` (float64): at most
+    twice as far from it as ``baseline``, the straightforward float32 path, plus 1e-6."""
+    worst, reference = float32_error(candidate, exact), float32_error(baseline, exact)
+    assert worst <= 2 * reference + 1e-6, f"fast path error {worst:.3g} vs straightforward {reference:.3g}"

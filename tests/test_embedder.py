@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from flair_elmo_modes import ElmoEmbedder
-from flair_elmo_modes.bilm import batch_to_ids
-from tests.helpers import random_bilm
+from flair_elmo_modes.bilm import batch_to_ids, onednn
+from tests.helpers import ALIGNED_OPTIONS, random_bilm
 
 SENTENCES = [
     ["I", "ate", "an", "apple", "for", "breakfast"],
@@ -42,15 +42,16 @@ def test_empty_sentences(embedder: ElmoEmbedder) -> None:
 
 @pytest.mark.parametrize("batch_size", [1, 5, 64])
 def test_vectors_do_not_depend_on_the_batch(batch_size: int) -> None:
-    embedder = ElmoEmbedder(bilm=random_bilm())
+    embedder = ElmoEmbedder(bilm=random_bilm(ALIGNED_OPTIONS))
     alone = [embedder.embed_sentence(s) for s in SENTENCES]
     batched = list(embedder.embed_sentences(SENTENCES, batch_size=batch_size))
     reversed_order = embedder.embed_batch(SENTENCES[::-1])[::-1]
-    # float32 differs by rounding only: BLAS kernels block differently for different batch
-    # sizes, and this random model amplifies rounding over 70 steps. float64 is the sharp test.
+    # With oneDNN (x86 CPUs) every float32 row is computed alike: bitwise equal. Elsewhere BLAS
+    # kernels block differently for different batch sizes (rounding only; float64 is exact).
+    tolerance = 0 if onednn.usable(torch.zeros(1)) else 1e-4
     for a, b, c in zip(alone, batched, reversed_order, strict=True):
-        np.testing.assert_allclose(b, a, rtol=0, atol=1e-4)
-        np.testing.assert_allclose(c, a, rtol=0, atol=1e-4)
+        np.testing.assert_allclose(b, a, rtol=0, atol=tolerance)
+        np.testing.assert_allclose(c, a, rtol=0, atol=tolerance)
 
 
 def test_vectors_do_not_depend_on_the_batch_in_float64() -> None:
@@ -76,13 +77,14 @@ def test_stateful_carries_state_per_row_and_resets(tiny_model_files) -> None:
     stateful = ElmoEmbedder(*tiny_model_files, stateful=True)
     stateless = ElmoEmbedder(*tiny_model_files)
     first = stateful.embed_batch(SENTENCES[:2])
-    np.testing.assert_allclose(first[0], stateless.embed_sentence(SENTENCES[0]), atol=1e-6)
+    # TINY_OPTIONS' widths are not multiples of the vector width: other batches, other rounding
+    np.testing.assert_allclose(first[0], stateless.embed_sentence(SENTENCES[0]), atol=1e-5)
     second = stateful.embed_batch(SENTENCES[:2])
     assert np.abs(second[0][1:] - first[0][1:]).max() > 1e-3  # layer 0 has no state
     np.testing.assert_array_equal(second[0][0], first[0][0])
     # a later, larger batch: rows 0-1 continue, row 2 starts from zeros
     third = stateful.embed_batch(SENTENCES[:3])
-    np.testing.assert_allclose(third[2], stateless.embed_sentence(SENTENCES[2]), atol=1e-6)
+    np.testing.assert_allclose(third[2], stateless.embed_sentence(SENTENCES[2]), atol=1e-5)
     stateful.reset_states()
     np.testing.assert_allclose(stateful.embed_batch(SENTENCES[:2])[0], first[0], atol=1e-6)
 

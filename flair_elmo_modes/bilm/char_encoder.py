@@ -123,9 +123,9 @@ class CharacterEncoder(nn.Module):
     def convolve(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Max-pooled convolutions, before the activation.
 
-        Tokens are grouped by their number of real slots. A group whose windows fit in the token
-        runs all filters as one matrix multiply over its windows (each filter zero-padded to the
-        widest); the last group, with the longest tokens, runs the convolutions themselves.
+        Tokens are grouped by their number of real slots, and each group runs all filters as one
+        matrix multiply over the windows that start at a real slot (each filter zero-padded to the
+        widest); the windows after them lie wholly in the padding.
 
         Args:
             char_ids: ``(n_tokens, max_chars)`` ids.
@@ -146,15 +146,11 @@ class CharacterEncoder(nn.Module):
         weight, bias = self._stacked_filters()  # (n_filters, char_dim * max_width), (n_filters,)
         padding = self.char_embedding.weight[PADDING_ID].unsqueeze(-1).expand(-1, max_width)  # (char_dim, max_width)
         padding_windows = torch.mv(weight, padding.reshape(-1)) + bias  # (n_filters,): a window of padding
-        pooled_groups = []
-        for rows, limit in zip(order.split(group_sizes), limits, strict=True):
-            if not len(rows):
-                continue
-            ids = char_ids.index_select(0, rows)
-            if limit + max_width - 1 <= max_chars:
-                pooled_groups.append(self._convolve_short(ids, limit, weight, bias, padding_windows))
-            else:
-                pooled_groups.append(self._convolve_long(ids, limit, padding_windows))
+        pooled_groups = [
+            self._convolve_group(char_ids.index_select(0, rows), limit, weight, bias, padding_windows)
+            for rows, limit in zip(order.split(group_sizes), limits, strict=True)
+            if len(rows)
+        ]
         pooled = torch.cat(pooled_groups) if pooled_groups else bias.new_zeros(0, self.options.n_filters)
         return pooled.index_select(0, order.argsort())  # back to the order of char_ids
 
@@ -166,7 +162,7 @@ class CharacterEncoder(nn.Module):
         stacked = torch.cat(weights)  # (n_filters, char_dim, max_width)
         return stacked.reshape(stacked.shape[0], -1), torch.cat([conv.bias for conv in self.convolutions])
 
-    def _convolve_short(
+    def _convolve_group(
         self,
         char_ids: torch.Tensor,
         limit: int,
@@ -174,14 +170,22 @@ class CharacterEncoder(nn.Module):
         bias: torch.Tensor,
         padding_windows: torch.Tensor,
     ) -> torch.Tensor:
-        """Tokens with at most ``limit`` real slots, ``limit + max_width - 1 <= max_chars``.
+        """Tokens with at most ``limit`` real slots: ``(n, max_chars)`` ids -> ``(n, n_filters)``.
 
-        Every filter's windows starting in the first ``limit`` slots, as one matrix multiply; all
-        later windows of every filter lie in the padding.
+        Every filter's windows starting in the first ``limit`` slots, as one matrix multiply. A
+        filter's later windows, if it has any, lie wholly in the padding: they count as
+        ``padding_windows``. One kernel for every group, so that a token's vector does not depend
+        on the group (or the batch) it is in.
         """
-        n = char_ids.shape[0]
-        max_width = max(width for width, _ in self.options.filters)
-        embedded = self.char_embedding(char_ids[:, : limit + max_width - 1])  # (n, slots, char_dim)
+        n, max_chars = char_ids.shape
+        widths = torch.tensor([w for w, count in self.options.filters for _ in range(count)], device=char_ids.device)
+        max_width = int(widths.max())
+        slots = limit + max_width - 1
+        embedded = self.char_embedding(char_ids[:, :slots])  # (n, min(slots, max_chars), char_dim)
+        if slots > max_chars:
+            # Windows that run past the last slot: of those kept below, only zero filter columns
+            # read these extra slots.
+            embedded = nn.functional.pad(embedded, (0, 0, 0, slots - max_chars))
         windows = embedded.unfold(1, max_width, 1)  # (n, limit, char_dim, max_width), a view
         windows = windows.reshape(n * limit, -1)  # (n * limit, char_dim * max_width)
         if onednn.applies(windows, weight):
@@ -190,24 +194,14 @@ class CharacterEncoder(nn.Module):
         else:
             values = torch.mm(windows, weight.t())
         values = values.view(n, limit, -1)  # (n, limit, n_filters)
+        starts = torch.arange(limit, device=char_ids.device).unsqueeze(1)
+        fits = starts + widths <= max_chars  # (limit, n_filters): the window lies in the token
+        if not bool(fits.all()):
+            values = values.masked_fill(~fits, float("-inf"))
         # max(x + b) == max(x) + b exactly: rounding is monotonic.
-        return torch.maximum(values.amax(dim=1) + bias, padding_windows)
-
-    def _convolve_long(self, char_ids: torch.Tensor, limit: int, padding_windows: torch.Tensor) -> torch.Tensor:
-        """Tokens with at most ``limit`` real slots, filter by filter with the convolutions."""
-        max_chars = char_ids.shape[1]
-        embedded = self.char_embedding(char_ids).transpose(1, 2)  # (n, char_dim, max_chars)
-        pooled = []
-        start = 0
-        for (width, count), conv in zip(self.options.filters, self.convolutions, strict=True):
-            windows = min(max_chars - width + 1, limit)  # windows starting at a possibly real slot
-            value = conv(embedded[..., : windows + width - 1]).amax(dim=-1)  # (n, count)
-            if windows < max_chars - width + 1:
-                # The skipped windows are all padding: the same value for every token.
-                value = torch.maximum(value, padding_windows[start : start + count])
-            pooled.append(value)
-            start += count
-        return torch.cat(pooled, dim=-1)
+        pooled = values.amax(dim=1) + bias
+        has_padding_windows = limit + widths <= max_chars  # (n_filters,) a window starts at slot `limit`
+        return torch.where(has_padding_windows, torch.maximum(pooled, padding_windows), pooled)
 
 
 class TokenCache:

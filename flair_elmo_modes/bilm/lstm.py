@@ -15,6 +15,7 @@ spent on padding, and the input projections of many steps are one matrix multipl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -308,20 +309,25 @@ class BidirectionalLstm(nn.Module):
         self, k: int, inputs: torch.Tensor, layout: PackedLayout, hidden: torch.Tensor, memory: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_run_layer_in_place` for layer ``k`` with oneDNN's pre-packed weights, one
-        direction per product (see :mod:`flair_elmo_modes.bilm.onednn`)."""
-        hh, hr = self._packed(f"weight_hh_l{k}"), self._packed(f"weight_hr_l{k}")
-        # The input projections have many rows: oneDNN only where it rounds as bmm does.
-        ih = self._packed(f"weight_ih_l{k}") if onednn.applies(inputs) else None
-        weight_ih, _, _, bias = self._layer_weights(k)
+        direction per product (see :mod:`flair_elmo_modes.bilm.onednn`).
+
+        The cell takes its tanh from sigmoids (:meth:`_cell_from_sigmoids`): the candidate rows of
+        the gate pre-activations are doubled, and so is the output projection, both exactly.
+        """
+        cell = self.cell_dim
+        candidate_rows = slice(2 * cell, 3 * cell)
+        hh = self._packed(f"weight_hh_l{k}", lambda w: _doubled_rows(w, candidate_rows))
+        hr = self._packed(f"weight_hr_l{k}", lambda w: w * 2)
+        ih = self._packed(f"weight_ih_l{k}")
+        bias = getattr(self, f"bias_l{k}")
         output = inputs.new_empty(2, layout.offsets[-1], self.projection_dim)
         memory = memory.clone()
         cell_outputs = memory.new_empty(memory.shape)  # (2, batch, cell)
         for first, end in layout.blocks:
             start, stop = layout.offsets[first], layout.offsets[end]
-            if ih is None:
-                projected = torch.baddbmm(bias, inputs[:, start:stop], weight_ih).unbind(0)  # (rows, 4 * cell) each
-            else:
-                projected = tuple(onednn.linear(inputs[d, start:stop], ih[d], bias[d, 0]) for d in (0, 1))
+            projected = [onednn.linear(inputs[d, start:stop], ih[d], bias[d]) for d in (0, 1)]  # (rows, 4 * cell)
+            for direction in projected:
+                direction[:, candidate_rows].mul_(2)
             for t in range(first, end):
                 n, row = layout.batch_sizes[t], layout.offsets[t]
                 previous = hidden[:, :n] if t == 0 else output[:, layout.offsets[t - 1] : layout.offsets[t - 1] + n]
@@ -329,10 +335,28 @@ class BidirectionalLstm(nn.Module):
                 gates = torch.stack(
                     [onednn.linear(previous[d], hh[d], add=projected[d][local : local + n]) for d in (0, 1)]
                 )  # (2, n, 4 * cell)
-                cell_output = self._cell_in_place(gates, memory[:, :n], cell_outputs[:, :n])  # (2, n, cell)
+                cell_output = self._cell_from_sigmoids(gates, memory[:, :n], cell_outputs[:, :n])  # (2, n, cell)
                 h = torch.stack([onednn.linear(cell_output[d], hr[d]) for d in (0, 1)], out=output[:, row : row + n])
                 self._clip_in_place(h)
         return output, memory
+
+    def _cell_from_sigmoids(self, gates: torch.Tensor, memory: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """:meth:`_cell_in_place` with ``tanh(x) = 2 * sigmoid(2 * x) - 1`` (torch's CPU sigmoid is
+        about 5x faster than its tanh; the two agree to about 1e-7).
+
+        Args:
+            gates: ``(2, n, 4 * cell)`` pre-activations with the candidate block already doubled;
+                overwritten.
+            memory: ``(2, n, cell)``, updated in place.
+            out: ``(2, n, cell)``, receives ``output_gate * tanh(memory) / 2`` (the caller's
+                output projection is doubled).
+        """
+        input_gate, forget_gate, candidate, output_gate = gates.sigmoid_().split(self.cell_dim, dim=-1)
+        candidate.sub_(0.5).mul_(input_gate)  # input_gate * tanh(x) / 2
+        memory.mul_(forget_gate).add_(candidate, alpha=2)
+        if self.cell_clip:
+            memory.clamp_(-self.cell_clip, self.cell_clip)
+        return torch.mul(memory, 2, out=out).sigmoid_().sub_(0.5).mul_(output_gate)
 
     def _cell_in_place(self, gates: torch.Tensor, memory: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """One step of the cell on ``(2, n, 4 * cell)`` gate pre-activations, in place.
@@ -357,10 +381,25 @@ class BidirectionalLstm(nn.Module):
         if self.proj_clip:
             hidden.clamp_(-self.proj_clip, self.proj_clip)
 
-    def _packed(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both directions of parameter ``name`` (``(2, out, in)``), pre-packed for oneDNN."""
+    def _packed(
+        self, name: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both directions of parameter ``name`` (``(2, out, in)``), optionally transformed, pre-packed
+        for oneDNN. Cached per name and transform: each call site passes the same kind of transform."""
         weight = getattr(self, name)
+        key = name if transform is None else f"{name}:transformed"
+
+        def direction(d: int) -> Callable[[], torch.Tensor]:
+            return lambda: weight[d] if transform is None else transform(weight[d])
+
         return (
-            self.packed_weights.get(f"{name}.0", [weight], lambda: weight[0]),
-            self.packed_weights.get(f"{name}.1", [weight], lambda: weight[1]),
+            self.packed_weights.get(f"{key}.0", [weight], direction(0)),
+            self.packed_weights.get(f"{key}.1", [weight], direction(1)),
         )
+
+
+def _doubled_rows(weight: torch.Tensor, rows: slice) -> torch.Tensor:
+    """A copy of ``weight`` with ``rows`` multiplied by 2 (exact in floating point)."""
+    doubled = weight.clone()
+    doubled[rows] *= 2
+    return doubled
