@@ -10,6 +10,8 @@ only the time changes. Variants:
 - ``no dedup, no trimming``: both (the char encoder as AllenNLP runs it).
 - ``no oneDNN``: ``bmm``/``addmm``/``mm`` (MKL) instead of oneDNN's pre-packed weights.
 - ``no oneDNN, out-of-place steps``: the autograd code path (new tensors every step) without autograd.
+- ``torch.tanh in the cell``: the LSTM cell's two tanh with ``torch.tanh`` instead of
+  ``2 * sigmoid(2x) - 1``.
 - ``input projection per step``: one input-projection matmul per time step instead of one per
   block of 512 packed rows.
 - ``before (git <rev>)``: ``bilm/lstm.py`` and ``bilm/char_encoder.py`` as they were at ``--before``
@@ -80,6 +82,12 @@ def every_position(encoder: CharacterEncoder, char_ids: torch.Tensor) -> torch.T
     return encoder.encode_distinct(char_ids.reshape(-1, max_chars)).view(batch, timesteps, -1)
 
 
+def tanh_cell(lstm: Any, gates: torch.Tensor, memory: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``BidirectionalLstm._cell_from_sigmoids`` computed with ``torch.tanh`` (the doublings undone)."""
+    gates[..., 2 * lstm.cell_dim : 3 * lstm.cell_dim].mul_(0.5)
+    return lstm._cell_in_place(gates, memory, out).mul_(0.5)
+
+
 def load_before_modules(rev: str) -> tuple[Any, Any] | None:
     """``(lstm, char_encoder)`` modules of revision ``rev``, or None outside a git checkout."""
     modules = []
@@ -128,6 +136,8 @@ def variant(
         encoder.convolve = lambda ids: full_convolution(encoder, ids)  # type: ignore[method-assign]
     if name == "input projection per step":
         lstm.input_projection_rows = 1
+    if name == "torch.tanh in the cell":
+        lstm._cell_from_sigmoids = lambda *args: tanh_cell(lstm, *args)  # type: ignore[method-assign]
     if name.startswith("no oneDNN"):
         context = without_onednn
     if name == "no oneDNN, out-of-place steps":
@@ -165,6 +175,7 @@ def variants(name: str, args: argparse.Namespace, batch_list: list[Any], n_token
         "final",
         "no oneDNN",
         "no oneDNN, out-of-place steps",
+        "torch.tanh in the cell",
         "input projection per step",
         "no dedup",
         "no window trimming",

@@ -104,10 +104,10 @@ class BidirectionalLstm(nn.Module):
 
     With autograd the steps run out of place (:meth:`_run_layer`). Without (``torch.no_grad``,
     ``torch.inference_mode``, or nothing requiring a gradient) each time step runs in place in
-    preallocated buffers, and for float32 on an x86 CPU the per-step matrix multiplies use
-    oneDNN's pre-packed weights (:mod:`flair_elmo_modes.bilm.onednn`; copies of the recurrent
-    weights are kept in ``packed_weights`` until a weight changes). All paths compute the same
-    values, up to float32 rounding.
+    preallocated buffers, and for float32 on an x86 CPU every matrix multiply uses oneDNN's
+    pre-packed weights (:mod:`flair_elmo_modes.bilm.onednn`; the packed copies are kept in
+    ``packed_weights`` until a weight changes) and the cell computes its tanh from sigmoids
+    (:meth:`_cell_from_sigmoids`). All paths compute the same values, up to float32 rounding.
 
     Attributes:
         input_projection_rows: packed rows per input-projection matmul (a memory bound; see
