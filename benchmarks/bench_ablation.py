@@ -20,8 +20,8 @@ only the time changes. Variants:
 Then the optional char-CNN token cache (``CharacterEncoder.cache_tokens`` with the most frequent
 Brown words), the biLM alone under ``torch.inference_mode`` / ``torch.no_grad`` / autograd enabled with
 frozen weights, the share of time per part of the final code, input-projection block sizes,
-char-CNN groupings, and length-aware batching in ``embed_sentences`` (sorting sentences by length
-within windows of batches, order restored).
+char-CNN groupings, and length-aware batching (``embed_sentences(..., sort_batches=N)``: sentences
+batched by length within windows of N batches, order restored).
 
 Examples:
     /work/venv/bin/python benchmarks/bench_ablation.py
@@ -39,8 +39,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import islice
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -310,22 +309,6 @@ def block_sizes(name: str, args: argparse.Namespace, batch_list: list[Any], n_to
     return rows
 
 
-def length_sorted(
-    embedder: ElmoEmbedder, sentences: Iterable[Sequence[str]], batch_size: int, window: int
-) -> Iterator[np.ndarray]:
-    """``embed_sentences`` with length-aware batching: ``window`` batches are sorted by length, then
-    embedded ``batch_size`` at a time, and yielded in the original order."""
-    iterator = iter(sentences)
-    while chunk := list(islice(iterator, batch_size * window)):
-        order = sorted(range(len(chunk)), key=lambda i: len(chunk[i]))
-        arrays: list[np.ndarray | None] = [None] * len(chunk)
-        for start in range(0, len(order), batch_size):
-            picked = order[start : start + batch_size]
-            for i, array in zip(picked, embedder.embed_batch([chunk[i] for i in picked]), strict=True):
-                arrays[i] = array
-        yield from arrays  # type: ignore[misc]
-
-
 def length_aware(
     name: str, args: argparse.Namespace, sentences: list[list[str]], n_tokens: int
 ) -> list[dict[str, Any]]:
@@ -333,8 +316,8 @@ def length_aware(
     embedder = ElmoEmbedder(options_file, weight_file)
     runs = {
         "embed_sentences (natural order)": lambda: list(embedder.embed_sentences(sentences, batch_size=32)),
-        "sorted within 8 batches": lambda: list(length_sorted(embedder, sentences, 32, 8)),
-        "sorted within 32 batches": lambda: list(length_sorted(embedder, sentences, 32, 32)),
+        "sort_batches=8": lambda: list(embedder.embed_sentences(sentences, batch_size=32, sort_batches=8)),
+        "sort_batches=32": lambda: list(embedder.embed_sentences(sentences, batch_size=32, sort_batches=32)),
     }
     times: dict[str, list[float]] = {k: [] for k in runs}
     for k, run in runs.items():

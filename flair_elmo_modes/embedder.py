@@ -97,14 +97,39 @@ class ElmoEmbedder:
         return [layers[i, :, :length] for i, length in enumerate(lengths)]
 
     def embed_sentences(
-        self, sentences: Iterable[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE
+        self, sentences: Iterable[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE, sort_batches: int = 1
     ) -> Iterator[np.ndarray]:
-        """Embed a stream of sentences, ``batch_size`` at a time, yielding arrays in order."""
+        """Embed a stream of sentences, ``batch_size`` at a time, yielding arrays in input order.
+
+        Args:
+            sentences: tokenized sentences, read lazily.
+            batch_size: sentences per batch.
+            sort_batches: length-aware batching: read ``sort_batches * batch_size`` sentences, batch
+                them by length (fewer LSTM steps that run only a few rows) and yield their arrays
+                in input order. Up to that many arrays are held at once. The vectors do not change
+                (see the README's Determinism section); needs ``stateful=False``. 1 (the default,
+                allennlp's behaviour) batches sentences as they come.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if sort_batches < 1:
+            raise ValueError(f"sort_batches must be >= 1, got {sort_batches}")
+        if sort_batches > 1 and self.stateful:
+            raise ValueError("sort_batches > 1 reorders sentences across batch rows; it needs stateful=False")
         iterator = iter(sentences)
-        while batch := list(islice(iterator, batch_size)):
-            yield from self.embed_batch(batch)
+        while window := list(islice(iterator, batch_size * sort_batches)):
+            arrays: list[np.ndarray] = [self._empty()] * len(window)
+            for rows in length_batches([len(sentence) for sentence in window], batch_size, sort_batches > 1):
+                for row, array in zip(rows, self.embed_batch([window[i] for i in rows]), strict=True):
+                    arrays[row] = array
+            yield from arrays
 
     def _empty(self) -> np.ndarray:
         return np.zeros((self.num_layers, 0, self.dim), dtype=np.float32)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, by_length: bool = True) -> list[list[int]]:
+    """Indices of ``lengths`` cut into batches of ``batch_size``: sorted by length (stable) when
+    ``by_length``, else in order."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__) if by_length else list(range(len(lengths)))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

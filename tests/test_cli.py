@@ -20,6 +20,7 @@ import pytest
 from flair_elmo_modes import ElmoEmbedder, models
 from flair_elmo_modes.bilm import ElmoFileError, load_bilm
 from flair_elmo_modes.cli import demo, embed, errors, info, main, train
+from flair_elmo_modes.cli.embed import DEFAULT_SORT_BATCHES
 from flair_elmo_modes.models import ModelDownloadError
 from tests.helpers import write_random_model
 
@@ -51,8 +52,12 @@ def write_input(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def expected_arrays(embedder: ElmoEmbedder, lines: list[str], batch_size: int) -> list[np.ndarray]:
-    return list(embedder.embed_sentences([line.split() for line in lines], batch_size=batch_size))
+def expected_arrays(
+    embedder: ElmoEmbedder, lines: list[str], batch_size: int, sort_batches: int = DEFAULT_SORT_BATCHES
+) -> list[np.ndarray]:
+    """What ``embed`` should store: the same batches (by length within windows) give bitwise the same arrays."""
+    token_lists = [line.split() for line in lines]
+    return list(embedder.embed_sentences(token_lists, batch_size=batch_size, sort_batches=sort_batches))
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -196,7 +201,7 @@ def test_embed_stateful_equals_stateful_embedder(
     assert run(capsys, *argv)[0] == 0
     stateful = ElmoEmbedder(*tiny_model_files, stateful=True)
     with h5py.File(output, "r") as handle:
-        for i, array in enumerate(expected_arrays(stateful, LINES, batch_size=2)):
+        for i, array in enumerate(expected_arrays(stateful, LINES, batch_size=2, sort_batches=1)):
             np.testing.assert_array_equal(handle[str(i)][()], array)
 
 
@@ -217,6 +222,36 @@ def test_embed_streams_batch_by_batch(
         == 0
     )
     assert sizes == [4, 4, 2]
+
+
+def test_embed_sorts_lines_by_length_within_windows(
+    tmp_path: Path,
+    model_dir: Path,
+    embedder: ElmoEmbedder,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batches: list[list[int]] = []
+    original = ElmoEmbedder.embed_batch
+
+    def recording(self: ElmoEmbedder, batch: list[list[str]]) -> list[np.ndarray]:
+        batches.append([len(tokens) for tokens in batch])
+        return original(self, batch)
+
+    monkeypatch.setattr(ElmoEmbedder, "embed_batch", recording)
+    lines = [" ".join(["w"] * n) for n in (5, 1, 4, 2, 6, 3, 7)]
+    source = write_input(tmp_path / "in.txt", lines)
+    flags = ["--model", model_dir, "--quiet", "--batch-size", "2"]
+    assert run(capsys, "embed", source, tmp_path / "sorted.hdf5", *flags, "--sort-batches", "2")[0] == 0
+    assert batches == [[1, 2], [4, 5], [3, 6], [7]]  # windows of 4 lines, batched by length
+    batches.clear()
+    assert run(capsys, "embed", source, tmp_path / "plain.hdf5", *flags, "--sort-batches", "1")[0] == 0
+    assert batches == [[5, 1], [4, 2], [6, 3], [7]]
+    with h5py.File(tmp_path / "sorted.hdf5", "r") as by_length, h5py.File(tmp_path / "plain.hdf5", "r") as plain:
+        assert json.loads(by_length["sentence_to_index"].asstr()[0]) == {line: str(i) for i, line in enumerate(lines)}
+        for i in range(len(lines)):
+            # the tiny model's widths are not multiples of the vector width: equal up to rounding
+            np.testing.assert_allclose(by_length[str(i)][()], plain[str(i)][()], rtol=0, atol=1e-5)
 
 
 def test_embed_progress_on_stderr_and_quiet(
@@ -422,7 +457,10 @@ def test_embed_layers_out_of_range(
     assert_untouched(existing_output)
 
 
-@pytest.mark.parametrize("flags", [["--layers", "a,b"], ["--batch-size", "0"], ["--top", "--average"]])
+@pytest.mark.parametrize(
+    "flags",
+    [["--layers", "a,b"], ["--batch-size", "0"], ["--top", "--average"], ["--sort-batches", "0"]],
+)
 def test_embed_usage_errors(
     tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
 ) -> None:
@@ -430,6 +468,15 @@ def test_embed_usage_errors(
     code, _, err = run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir, *flags)
     assert code == 2
     assert "usage: flair-elmo embed" in err and "error:" in err
+    assert not (tmp_path / "out.hdf5").exists()
+
+
+def test_embed_stateful_cannot_sort(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_input(tmp_path / "in.txt", ["a"])
+    flags = ["--model", model_dir, "--stateful", "--sort-batches", "2"]
+    code, _, err = run(capsys, "embed", source, tmp_path / "out.hdf5", *flags)
+    assert code == 2
+    assert_one_line_error(err, "--stateful needs --sort-batches 1")
     assert not (tmp_path / "out.hdf5").exists()
 
 

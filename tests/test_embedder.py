@@ -4,6 +4,7 @@ import torch
 
 from flair_elmo_modes import ElmoEmbedder
 from flair_elmo_modes.bilm import batch_to_ids, onednn
+from flair_elmo_modes.embedder import length_batches
 from tests.helpers import ALIGNED_OPTIONS, random_bilm
 
 SENTENCES = [
@@ -71,6 +72,40 @@ def test_embed_sentences_is_lazy(embedder: ElmoEmbedder) -> None:
     assert next(embedder.embed_sentences(stream(), batch_size=1)).shape == (3, 6, 16)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         next(embedder.embed_sentences(SENTENCES, batch_size=0))
+
+
+def test_length_batches() -> None:
+    assert length_batches([3, 1, 2, 1, 5], 2) == [[1, 3], [2, 0], [4]]  # stable among equal lengths
+    assert length_batches([3, 1, 2], 2, by_length=False) == [[0, 1], [2]]
+    assert length_batches([], 4) == []
+
+
+def test_length_aware_batching_gives_the_same_vectors_in_input_order() -> None:
+    embedder = ElmoEmbedder(bilm=random_bilm(ALIGNED_OPTIONS))
+    stream = [*SENTENCES, [], *SENTENCES[::-1], ["y"]]
+    plain = list(embedder.embed_sentences(stream, batch_size=2))
+    by_length = list(embedder.embed_sentences(iter(stream), batch_size=2, sort_batches=3))
+    assert [a.shape for a in by_length] == [(3, len(s), 64) for s in stream]
+    tolerance = 0 if onednn.usable(torch.zeros(1)) else 1e-4
+    for a, b in zip(by_length, plain, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=tolerance)
+
+
+def test_length_aware_batching_reads_one_window_ahead_and_needs_stateless(tiny_model_files) -> None:
+    read: list[int] = []
+
+    def stream():
+        for i, sentence in enumerate(SENTENCES * 3):
+            read.append(i)
+            yield sentence
+
+    arrays = ElmoEmbedder(*tiny_model_files).embed_sentences(stream(), batch_size=2, sort_batches=3)
+    assert next(arrays).shape == (3, len(SENTENCES[0]), 16)
+    assert len(read) == 6
+    with pytest.raises(ValueError, match="needs stateful=False"):
+        next(ElmoEmbedder(*tiny_model_files, stateful=True).embed_sentences(SENTENCES, sort_batches=2))
+    with pytest.raises(ValueError, match="sort_batches must be >= 1"):
+        next(ElmoEmbedder(*tiny_model_files).embed_sentences(SENTENCES, sort_batches=0))
 
 
 def test_stateful_carries_state_per_row_and_resets(tiny_model_files) -> None:

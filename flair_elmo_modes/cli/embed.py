@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from flair_elmo_modes.layers import LayerMode
 
 DEFAULT_BATCH_SIZE = 64
+# Batches read ahead and batched by length: a window of 2,048 lines at the default batch size.
+DEFAULT_SORT_BATCHES = 32
 #: At most this many line numbers are listed in one error message.
 MAX_LISTED = 10
 
@@ -119,6 +121,14 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="carry LSTM state from batch to batch as allennlp does (vectors then depend on batch "
         "order and size); by default every sentence starts from zero state",
+    )
+    parser.add_argument(
+        "--sort-batches",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="length-aware batching: batch every N * batch-size lines by length; the vectors do not change "
+        f"(default {DEFAULT_SORT_BATCHES}; 1 with --stateful, which cannot sort)",
     )
     parser.add_argument(
         "--cuda-device", type=int, default=-1, metavar="N", help="GPU index, -1 for the CPU (default -1)"
@@ -296,6 +306,14 @@ def select_output(layers: np.ndarray, mode: LayerMode) -> np.ndarray:
     raise ValueError(f"embed has no output mode {mode.spec!r}")
 
 
+def _sort_batches(args: argparse.Namespace) -> int:
+    if args.sort_batches is None:
+        return 1 if args.stateful else DEFAULT_SORT_BATCHES
+    if args.stateful and args.sort_batches > 1:
+        raise UsageError("--sort-batches > 1 reorders lines across batch rows; --stateful needs --sort-batches 1")
+    return args.sort_batches
+
+
 def run(args: argparse.Namespace) -> int:
     """``flair-elmo embed``."""
     input_path: Path = args.input
@@ -307,13 +325,14 @@ def run(args: argparse.Namespace) -> int:
     _check_output(output, input_path)
     total = check_input(input_path, args.use_sentence_keys)
     cuda_device = _cuda_device(args.cuda_device)
+    sort_batches = _sort_batches(args)
     files = resolve_model_files(args)
 
     import h5py
     from tqdm import tqdm
 
     from flair_elmo_modes.bilm.options import ElmoOptions
-    from flair_elmo_modes.embedder import ElmoEmbedder
+    from flair_elmo_modes.embedder import ElmoEmbedder, length_batches
 
     mode = _layer_mode(args, ElmoOptions.from_json(files.options_file))
     embedder = ElmoEmbedder(files.options_file, files.weight_file, cuda_device=cuda_device, stateful=args.stateful)
@@ -338,18 +357,21 @@ def run(args: argparse.Namespace) -> int:
             ) as progress,
         ):
             lines = read_lines(input_path)
-            index = 0
-            while batch := list(islice(lines, args.batch_size)):
-                arrays = embedder.embed_batch([line.text.split() for line in batch])
-                for line, layers in zip(batch, arrays, strict=True):
-                    key = line.text if args.use_sentence_keys else str(index)
-                    data = select_output(layers, mode)
-                    handle.create_dataset(key, data.shape, dtype="float32", data=data)
-                    if keep_index:
-                        sentence_to_index[line.text] = key
-                    tokens += layers.shape[1]
-                    index += 1
-                progress.update(len(batch))
+            index = 0  # of the window's first line
+            while window := list(islice(lines, args.batch_size * sort_batches)):
+                keys = [line.text if args.use_sentence_keys else str(index + row) for row, line in enumerate(window)]
+                token_lists = [line.text.split() for line in window]
+                lengths = [len(tokens) for tokens in token_lists]
+                for rows in length_batches(lengths, args.batch_size, by_length=sort_batches > 1):
+                    arrays = embedder.embed_batch([token_lists[row] for row in rows])
+                    for row, layers in zip(rows, arrays, strict=True):
+                        data = select_output(layers, mode)
+                        handle.create_dataset(keys[row], data.shape, dtype="float32", data=data)
+                        tokens += layers.shape[1]
+                    progress.update(len(rows))
+                if keep_index:
+                    sentence_to_index.update((line.text, key) for line, key in zip(window, keys, strict=True))
+                index += len(window)
             if index != total:
                 raise CLIError(f"{input_path} changed while it was read ({total} lines, then {index})")
             if keep_index:
