@@ -333,10 +333,12 @@ class BidirectionalLstm(nn.Module):
                 previous = hidden[:, :n] if t == 0 else output[:, layout.offsets[t - 1] : layout.offsets[t - 1] + n]
                 local = row - start
                 gates = torch.stack(
-                    [onednn.linear(previous[d], hh[d], add=projected[d][local : local + n]) for d in (0, 1)]
+                    [onednn.linear(previous[d], hh[d], add=projected[d][local : local + n], step=True) for d in (0, 1)]
                 )  # (2, n, 4 * cell)
                 cell_output = self._cell_from_sigmoids(gates, memory[:, :n], cell_outputs[:, :n])  # (2, n, cell)
-                h = torch.stack([onednn.linear(cell_output[d], hr[d]) for d in (0, 1)], out=output[:, row : row + n])
+                h = torch.stack(
+                    [onednn.linear(cell_output[d], hr[d], step=True) for d in (0, 1)], out=output[:, row : row + n]
+                )
                 self._clip_in_place(h)
         return output, memory
 

@@ -25,6 +25,11 @@ import torch
 # Rows the packed layout is tuned for; products with any number of rows are correct.
 BATCH_HINT = 32
 
+# Row counts of the products oneDNN runs (see :func:`linear`): multiples of ROW_STEP, at most
+# CHUNK_ROWS at a time (per-step products of a recurrence: their exact count).
+ROW_STEP = 16
+CHUNK_ROWS = 256
+
 
 def usable(like: torch.Tensor) -> bool:
     """Whether pre-packed oneDNN linear maps can serve tensors like ``like`` (float32, CPU)."""
@@ -46,27 +51,49 @@ def applies(inputs: torch.Tensor, *parameters: torch.Tensor) -> bool:
 
 
 def linear(
-    inputs: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None, add: torch.Tensor | None = None
+    inputs: torch.Tensor,
+    packed: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    add: torch.Tensor | None = None,
+    step: bool = False,
 ) -> torch.Tensor:
     """``inputs @ weight.T (+ bias) (+ add)`` for ``(n, in)`` inputs and a packed ``(out, in)`` weight.
+
+    oneDNN (and PyTorch's wrapper around it) compiles and caches a kernel for every number of rows
+    it sees, about half a MiB each and up to 1,024 of them per cache, so a stream of batches with
+    ever new row counts would grow the process by hundreds of MiB. Products therefore run on few
+    row counts: at most ``CHUNK_ROWS`` rows at a time, each chunk padded with zero rows to a
+    multiple of ``ROW_STEP``; only the per-step products of a recurrence (``step=True``, at most
+    one row count per batch row) keep their exact count. Row results do not depend on the other
+    rows, so none of this changes a value.
 
     Args:
         inputs: ``(n, in)``.
         packed: from :meth:`PackedWeights.get`.
         bias: ``(out,)`` or None.
         add: ``(n, out)`` added to the product, or None.
+        step: a per-step product of a recurrence: few rows, not padded.
 
     Returns:
         A new ``(n, out)`` tensor.
     """
-    if len(inputs) == 1:
-        # A single row takes another kernel, which rounds long dot products differently: send
-        # it as two rows, so that its result is the one it gets among other rows.
-        doubled = linear(inputs.expand(2, -1), packed, bias, None if add is None else add.expand(2, -1))
-        return doubled[:1]
+    n = len(inputs)
+    if n > CHUNK_ROWS:
+        chunks = [
+            linear(inputs[i : i + CHUNK_ROWS], packed, bias, None if add is None else add[i : i + CHUNK_ROWS], step)
+            for i in range(0, n, CHUNK_ROWS)
+        ]
+        return torch.cat(chunks)
+    # One row takes another kernel, which rounds long dot products differently: it goes in as two.
+    rows = max(n, 2) if step else max(-(-n // ROW_STEP) * ROW_STEP, ROW_STEP)
+    if rows != n:
+        inputs = torch.cat([inputs, inputs.new_zeros(rows - n, inputs.shape[1])])
+        add = None if add is None else torch.cat([add, add.new_zeros(rows - n, add.shape[1])])
     if add is None:
-        return torch.ops.mkldnn._linear_pointwise(inputs, packed, bias, "none", [], "")
-    return torch.ops.mkldnn._linear_pointwise.binary(inputs, add, packed, bias, "add")
+        out = torch.ops.mkldnn._linear_pointwise(inputs, packed, bias, "none", [], "")
+    else:
+        out = torch.ops.mkldnn._linear_pointwise.binary(inputs, add, packed, bias, "add")
+    return out if rows == n else out[:n]
 
 
 class PackedWeights:

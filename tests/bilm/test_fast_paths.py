@@ -359,20 +359,25 @@ def test_onednn_steps_are_as_accurate_as_bmm_steps() -> None:
 
 
 @needs_onednn
+@pytest.mark.parametrize("step", [False, True])
 @pytest.mark.parametrize(("in_dim", "out_dim"), [(12, 40), (2048, 64)])
-def test_onednn_rows_do_not_depend_on_the_other_rows(in_dim: int, out_dim: int) -> None:
+def test_onednn_rows_do_not_depend_on_the_other_rows(in_dim: int, out_dim: int, step: bool) -> None:
+    # 600 rows: chunks of CHUNK_ROWS; the row counts in between are padded unless step=True
     generator = torch.Generator().manual_seed(5)
     weight = torch.randn(out_dim, in_dim, generator=generator) / in_dim**0.5  # outputs of size 1
     bias = torch.randn(out_dim, generator=generator)
-    inputs, add = torch.randn(40, in_dim, generator=generator), torch.randn(40, out_dim, generator=generator)
+    inputs, add = torch.randn(600, in_dim, generator=generator), torch.randn(600, out_dim, generator=generator)
     packed = onednn.PackedWeights().get("w", [weight], lambda: weight)
     with torch.inference_mode():
-        together = onednn.linear(inputs, packed, bias, add=add)
-        for rows in (slice(0, 1), slice(3, 5), slice(7, 40)):  # one row takes its own kernel
-            alone = onednn.linear(inputs[rows], packed, bias, add=add[rows])
+        together = onednn.linear(inputs, packed, bias, add=add, step=step)
+        for rows in (slice(0, 1), slice(3, 5), slice(7, 40), slice(40, 297), slice(0, 256), slice(1, 600)):
+            alone = onednn.linear(inputs[rows], packed, bias, add=add[rows], step=step)
             torch.testing.assert_close(alone, together[rows], rtol=0, atol=0)
+        without_add = onednn.linear(inputs[5:30], packed, step=step)
     exact = torch.addmm((add + bias).double(), inputs.double(), weight.t().double())
     torch.testing.assert_close(together.double(), exact, rtol=0, atol=1e-5)
+    exact_product = inputs[5:30].double() @ weight.t().double()
+    torch.testing.assert_close(without_add.double(), exact_product, rtol=0, atol=1e-5)
 
 
 @needs_onednn
