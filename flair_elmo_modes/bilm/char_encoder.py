@@ -144,10 +144,11 @@ class CharacterEncoder(nn.Module):
         order = group.argsort(stable=True)
         group_sizes = torch.bincount(group, minlength=len(limits)).tolist()
         weight, bias = self._stacked_filters()  # (n_filters, char_dim * max_width), (n_filters,)
+        widths = torch.tensor([w for w, count in self.options.filters for _ in range(count)], device=char_ids.device)
         padding = self.char_embedding.weight[PADDING_ID].unsqueeze(-1).expand(-1, max_width)  # (char_dim, max_width)
         padding_windows = torch.mv(weight, padding.reshape(-1)) + bias  # (n_filters,): a window of padding
         pooled_groups = [
-            self._convolve_group(char_ids.index_select(0, rows), limit, weight, bias, padding_windows)
+            self._convolve_group(char_ids.index_select(0, rows), limit, weight, bias, widths, padding_windows)
             for rows, limit in zip(order.split(group_sizes), limits, strict=True)
             if len(rows)
         ]
@@ -168,9 +169,12 @@ class CharacterEncoder(nn.Module):
         limit: int,
         weight: torch.Tensor,
         bias: torch.Tensor,
+        widths: torch.Tensor,
         padding_windows: torch.Tensor,
     ) -> torch.Tensor:
         """Tokens with at most ``limit`` real slots: ``(n, max_chars)`` ids -> ``(n, n_filters)``.
+
+        ``widths`` holds each filter's width, ``(n_filters,)``.
 
         Every filter's windows starting in the first ``limit`` slots, as one matrix multiply. A
         filter's later windows, if it has any, lie wholly in the padding: they count as
@@ -178,8 +182,7 @@ class CharacterEncoder(nn.Module):
         on the group (or the batch) it is in.
         """
         n, max_chars = char_ids.shape
-        widths = torch.tensor([w for w, count in self.options.filters for _ in range(count)], device=char_ids.device)
-        max_width = int(widths.max())
+        max_width = weight.shape[1] // self.options.char_embedding_dim
         slots = limit + max_width - 1
         embedded = self.char_embedding(char_ids[:, :slots])  # (n, min(slots, max_chars), char_dim)
         if slots > max_chars:

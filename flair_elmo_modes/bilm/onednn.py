@@ -3,7 +3,8 @@
 A matrix multiply against a fixed weight is faster on x86 CPUs when oneDNN lays the weight out
 once for its kernels ("pre-packing"): about 2x for the few-row products of an LSTM time step,
 and as fast as MKL's ``addmm`` for large ones. A row's result does not depend on the other rows
-of the product, so small models give the same vectors whatever the batch.
+of the product (one row alone excepted, see :func:`linear`), so a sentence gets the same vectors
+whatever its batch.
 
 Rounding: oneDNN adds the terms of a dot product in one chain, in order. Up to about 200 terms
 that is bitwise what MKL's ``addmm`` gives; for longer products MKL sums blocks of terms separately
