@@ -390,13 +390,10 @@ class BidirectionalLstm(nn.Module):
         for oneDNN. Cached per name and transform: each call site passes the same kind of transform."""
         weight = getattr(self, name)
         key = name if transform is None else f"{name}:transformed"
-
-        def direction(d: int) -> Callable[[], torch.Tensor]:
-            return lambda: weight[d] if transform is None else transform(weight[d])
-
+        make = transform or (lambda w: w)
         return (
-            self.packed_weights.get(f"{key}.0", [weight], direction(0)),
-            self.packed_weights.get(f"{key}.1", [weight], direction(1)),
+            self.packed_weights.get(f"{key}.0", [weight], lambda: make(weight[0])),
+            self.packed_weights.get(f"{key}.1", [weight], lambda: make(weight[1])),
         )
 
 
