@@ -1,10 +1,24 @@
-"""ELMo contextual word embeddings for Flair, on a native PyTorch biLM."""
+"""ELMo contextual word embeddings for Flair, on a native PyTorch biLM.
 
-from flair_elmo_modes.bilm import ElmoBiLm, ElmoFileError, ElmoOptions, load_bilm, save_bilm
-from flair_elmo_modes.embedder import ElmoEmbedder
-from flair_elmo_modes.embeddings import ELMoEmbeddings
-from flair_elmo_modes.layers import ScalarMix
-from flair_elmo_modes.models import SHIPPED_MODEL, ModelDownloadError
+The names below are imported on first use (PEP 562 ``__getattr__``), so ``import flair_elmo_modes``
+costs nothing and ``flair_elmo_modes.bilm``, ``ElmoEmbedder`` and the ``flair-elmo`` command line
+never import Flair. ``ELMoEmbeddings`` is still registered with Flair as soon as Flair is imported,
+before or after this package, so saved taggers load (see :mod:`flair_elmo_modes._flair_hook`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from flair_elmo_modes._flair_hook import register_with_flair
+
+if TYPE_CHECKING:
+    from flair_elmo_modes.bilm import ElmoBiLm, ElmoFileError, ElmoOptions, load_bilm, save_bilm
+    from flair_elmo_modes.embedder import ElmoEmbedder
+    from flair_elmo_modes.embeddings import ELMoEmbeddings
+    from flair_elmo_modes.layers import ScalarMix
+    from flair_elmo_modes.models import SHIPPED_MODEL, ModelDownloadError
 
 __version__ = "0.1.0"
 
@@ -21,3 +35,40 @@ __all__ = [
     "load_bilm",
     "save_bilm",
 ]
+
+#: Public name -> the module that defines it (imported when the name is first used).
+_EXPORTS = {
+    "SHIPPED_MODEL": "flair_elmo_modes.models",
+    "ELMoEmbeddings": "flair_elmo_modes.embeddings",  # imports Flair
+    "ElmoBiLm": "flair_elmo_modes.bilm.model",
+    "ElmoEmbedder": "flair_elmo_modes.embedder",
+    "ElmoFileError": "flair_elmo_modes.bilm.errors",
+    "ElmoOptions": "flair_elmo_modes.bilm.options",
+    "ModelDownloadError": "flair_elmo_modes.models",
+    "ScalarMix": "flair_elmo_modes.layers",
+    "load_bilm": "flair_elmo_modes.bilm.hdf5",
+    "save_bilm": "flair_elmo_modes.bilm.hdf5",
+}
+
+#: Subpackages and modules reachable as attributes (``flair_elmo_modes.cli.main``) without an import.
+_SUBMODULES = frozenset(
+    {"atomic", "bilm", "cli", "embedder", "embeddings", "layer_cache", "layers", "models", "training"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups do not come here again
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
+
+
+register_with_flair()

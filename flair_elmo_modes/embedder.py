@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from flair_elmo_modes.bilm.characters import batch_to_ids
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
-from flair_elmo_modes.bilm.state import CarriedState
+from flair_elmo_modes.runner import BiLmRunner, as_token_lists, length_batches, length_sorted_windows
+
+__all__ = ["DEFAULT_BATCH_SIZE", "ElmoEmbedder", "length_batches"]
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -53,7 +53,7 @@ class ElmoEmbedder:
             parameter.requires_grad_(False)
         self.device = device
         self.stateful = stateful
-        self._carried = CarriedState()
+        self.runner = BiLmRunner(self.bilm, stateful)
 
     @property
     def num_layers(self) -> int:
@@ -65,7 +65,7 @@ class ElmoEmbedder:
 
     def reset_states(self) -> None:
         """Forget the carried LSTM state (only meaningful with ``stateful=True``)."""
-        self._carried.reset()
+        self.runner.reset_states()
 
     def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Layers and mask of a batch.
@@ -74,11 +74,7 @@ class ElmoEmbedder:
             ``(batch, n_layers + 1, timesteps, 2 * projection_dim)`` activations (allennlp's
             layout) and the ``(batch, timesteps)`` bool mask.
         """
-        char_ids = batch_to_ids(batch, self.bilm.options.max_characters_per_token).to(self.device)
-        with torch.inference_mode():
-            output = self.bilm(char_ids, self._carried.initial(len(batch)) if self.stateful else None)
-        if self.stateful:
-            self._carried.update(output.state)
+        output = self.runner.run(batch)
         return output.layers.transpose(0, 1), output.mask
 
     def embed_sentence(self, sentence: Sequence[str]) -> np.ndarray:
@@ -87,6 +83,7 @@ class ElmoEmbedder:
 
     def embed_batch(self, batch: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """One array per sentence, as :meth:`embed_sentence`; an empty sentence gives 0 tokens."""
+        batch = as_token_lists(batch)
         if not batch:
             return []
         if all(len(sentence) == 0 for sentence in batch):
@@ -110,16 +107,11 @@ class ElmoEmbedder:
                 (see the README's Determinism section); needs ``stateful=False``. 1 (the default,
                 allennlp's behaviour) batches sentences as they come.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if sort_batches < 1:
-            raise ValueError(f"sort_batches must be >= 1, got {sort_batches}")
         if sort_batches > 1 and self.stateful:
             raise ValueError("sort_batches > 1 reorders sentences across batch rows; it needs stateful=False")
-        iterator = iter(sentences)
-        while window := list(islice(iterator, batch_size * sort_batches)):
+        for window, batches in length_sorted_windows(sentences, len, batch_size, sort_batches):
             arrays: list[np.ndarray] = [self._empty()] * len(window)
-            for rows in length_batches([len(sentence) for sentence in window], batch_size, sort_batches > 1):
+            for rows in batches:
                 for row, array in zip(rows, self.embed_batch([window[i] for i in rows]), strict=True):
                     arrays[row] = array
             yield from arrays
@@ -127,9 +119,3 @@ class ElmoEmbedder:
     def _empty(self) -> np.ndarray:
         return np.zeros((self.num_layers, 0, self.dim), dtype=np.float32)
 
-
-def length_batches(lengths: Sequence[int], batch_size: int, by_length: bool = True) -> list[list[int]]:
-    """Indices of ``lengths`` cut into batches of ``batch_size``: sorted by length (stable) when
-    ``by_length``, else in order."""
-    order = sorted(range(len(lengths)), key=lengths.__getitem__) if by_length else list(range(len(lengths)))
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

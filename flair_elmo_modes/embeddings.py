@@ -13,14 +13,13 @@ from flair.data import Sentence
 from flair.embeddings.base import register_embeddings
 from flair.embeddings.token import TokenEmbeddings
 
-from flair_elmo_modes.bilm.characters import batch_to_ids
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
-from flair_elmo_modes.bilm.state import CarriedState
 from flair_elmo_modes.layer_cache import LayerCache
 from flair_elmo_modes.layers import LayerMode, ModeSpec, ScalarMix, parse_mode, select_layers
 from flair_elmo_modes.models import resolve_model
+from flair_elmo_modes.runner import BiLmRunner
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ class ELMoEmbeddings(TokenEmbeddings):
         self.mix_layer_norm = mix_layer_norm
         self.fine_tune = fine_tune
         self.stateful = stateful
-        self._carried = CarriedState()
+        self.runner = BiLmRunner(bilm, stateful)
         if layer_cache_size and (fine_tune or stateful):
             raise ValueError("layer_cache_size needs a frozen, stateless biLM (fine_tune=False, stateful=False)")
         self.layer_cache = LayerCache(layer_cache_size)
@@ -119,6 +118,10 @@ class ELMoEmbeddings(TokenEmbeddings):
     @property
     def embedding_length(self) -> int:
         return self.__embedding_length
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        self.layer_cache.clear()  # cached layers have the old device and dtype
+        return super()._apply(fn, recurse)
 
     def train(self, mode: bool = True) -> ELMoEmbeddings:
         """Train or eval; a frozen biLM stays in eval mode."""
@@ -135,7 +138,7 @@ class ELMoEmbeddings(TokenEmbeddings):
 
     def reset_states(self) -> None:
         """Forget the carried LSTM state (``stateful=True`` only)."""
-        self._carried.reset()
+        self.runner.reset_states()
 
     def _add_embeddings_internal(self, sentences: list[Sentence]) -> list[Sentence]:
         texts = [[token.text for token in sentence] for sentence in sentences]
@@ -156,13 +159,7 @@ class ELMoEmbeddings(TokenEmbeddings):
 
     def _run_bilm(self, texts: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(num_layers, batch, timesteps, dim)`` layers and ``(batch, timesteps)`` mask."""
-        device = next(self.bilm.parameters()).device
-        char_ids = batch_to_ids(texts, self.bilm.options.max_characters_per_token).to(device)
-        initial = self._carried.initial(len(texts)) if self.stateful else None
-        with torch.set_grad_enabled(self.fine_tune and torch.is_grad_enabled()):
-            output = self.bilm(char_ids, initial)
-        if self.stateful:
-            self._carried.update(output.state)
+        output = self.runner.run(texts, grad=self.fine_tune)
         return output.layers, output.mask
 
     def _cached_layers(self, texts: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:

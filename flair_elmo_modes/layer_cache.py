@@ -12,28 +12,16 @@ from collections.abc import Hashable, Sequence
 
 import torch
 
+from flair_elmo_modes.bilm.derived import weights_key
 from flair_elmo_modes.bilm.model import ElmoBiLm
-
-
-def bilm_fingerprint(bilm: ElmoBiLm) -> Hashable:
-    """Changes whenever the biLM's outputs may change: device, dtype, or any weight update.
-
-    ``Tensor._version`` counts in-place writes (optimiser steps, ``load_state_dict``), and
-    ``id`` catches replaced parameters.
-    """
-    parameters = list(bilm.parameters())
-    return (
-        parameters[0].device,
-        parameters[0].dtype,
-        tuple((id(p), p._version) for p in parameters),
-    )
 
 
 class LayerCache:
     """Least-recently-used layers of up to ``max_sentences`` sentences, keyed by token texts.
 
     Entries hold ``(num_layers, n_tokens, dim)`` detached tensors; the whole cache is dropped
-    when :func:`bilm_fingerprint` changes.
+    when any weight of the biLM may have changed (the cache policy of
+    :mod:`flair_elmo_modes.bilm.derived`), and by :meth:`clear`.
     """
 
     def __init__(self, max_sentences: int) -> None:
@@ -41,7 +29,7 @@ class LayerCache:
             raise ValueError(f"layer cache size must be >= 0, got {max_sentences}")
         self.max_sentences = max_sentences
         self._entries: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
-        self._fingerprint: Hashable = None
+        self._key: tuple[Hashable, ...] = ()
         self.hits = 0
         self.misses = 0
 
@@ -50,10 +38,14 @@ class LayerCache:
 
     def validate(self, bilm: ElmoBiLm) -> None:
         """Drop every entry if the biLM changed since they were stored."""
-        fingerprint = bilm_fingerprint(bilm)
-        if fingerprint != self._fingerprint:
+        key = weights_key(bilm.parameters())
+        if key != self._key:
             self._entries.clear()
-            self._fingerprint = fingerprint
+            self._key = key
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._key = ()
 
     def get(self, tokens: Sequence[str]) -> torch.Tensor | None:
         entry = self._entries.get(tuple(tokens))

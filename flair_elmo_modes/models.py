@@ -2,12 +2,18 @@
 
 Published files are downloaded on first use with Flair's ``cached_path`` into
 ``flair.cache_root / "embeddings"``, as Flair's own embeddings do; never at import time.
+Flair is imported only for a download: a file already in the cache is found without it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import sys
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 _S3 = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
 _ORIGINAL = "https://allennlp.s3.amazonaws.com/models/elmo/2x4096_512_2048cnn_2xhighway"
@@ -71,19 +77,43 @@ def shipped_models() -> list[str]:
     return sorted(path.name for path in SHIPPED_DIR.iterdir() if (path / OPTIONS_NAME).is_file())
 
 
+def flair_cache_root() -> Path:
+    """``flair.cache_root``, without importing Flair when it is not imported yet.
+
+    Flair's rule (``flair/__init__.py``): ``$FLAIR_CACHE_ROOT``, else ``~/.flair``; once Flair is
+    imported its (possibly reassigned) ``cache_root`` is used.
+    """
+    flair = sys.modules.get("flair")
+    if flair is not None and hasattr(flair, "cache_root"):
+        return Path(flair.cache_root)
+    return Path(os.getenv("FLAIR_CACHE_ROOT", Path(Path.home(), ".flair")))
+
+
 def cache_directory(name: str) -> Path:
     """Where a published model's files are cached: ``flair.cache_root / "embeddings" / "elmo-{name}"``.
 
     One directory per model: "original" and "pubmed" publish options files of the same name.
     """
-    import flair
-
-    return Path(flair.cache_root) / "embeddings" / f"elmo-{name}"
+    return flair_cache_root() / "embeddings" / f"elmo-{name}"
 
 
-def cached_location(url: str, name: str) -> Path:
-    """The file Flair's ``cached_path`` keeps ``url`` in (its name is the URL's last part)."""
-    return cache_directory(name) / url.rsplit("/", 1)[-1]
+def url_cache_directory(url: str) -> Path:
+    """Where a user-given URL is cached: ``elmo-files/{first 16 hex digits of sha256(url)}``.
+
+    Keyed by the whole URL, so ``https://h/a/weights.hdf5`` and ``https://h/b/weights.hdf5``
+    never share a file.
+    """
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    return cache_directory("files") / digest
+
+
+def cached_location(url: str, name: str | None = None) -> Path:
+    """The file Flair's ``cached_path`` keeps ``url`` in, for published model ``name`` or a user URL.
+
+    Its name is the URL's part after the last ``/``, as in Flair's ``get_from_cache``.
+    """
+    directory = url_cache_directory(url) if name is None else cache_directory(name)
+    return directory / re.sub(r".+/", "", url)
 
 
 def available_models() -> list[str]:
@@ -115,7 +145,9 @@ def resolve_model(
         raise ValueError("give both options_file and weight_file, or neither")
     if options_file is not None and weight_file is not None:
         weights = _fetch(str(weight_file))
-        name = weights.parent.name if weights.stem == WEIGHTS_NAME.split(".")[0] else weights.stem
+        # Named as the user knows the file: a URL's last directory, not the cache's hash directory.
+        where = PurePosixPath(urlparse(str(weight_file)).path) if "://" in str(weight_file) else weights
+        name = where.parent.name if where.stem == WEIGHTS_NAME.split(".")[0] else where.stem
         return ModelFiles(name, _fetch(str(options_file)), weights)
     if model is None:
         raise ValueError("no model given: pass a model name, a directory, or options_file and weight_file")
@@ -148,16 +180,21 @@ def _find_one(directory: Path, stem: str, suffix: str) -> Path:
 
 
 def _fetch(url_or_path: str, model: str | None = None) -> Path:
-    """A local path as is, a URL through Flair's cache (see :func:`cache_directory`)."""
+    """A local path as is, a URL through Flair's cache (see :func:`cached_location`)."""
     if "://" not in url_or_path:
         path = Path(url_or_path)
         if not path.is_file():
             raise FileNotFoundError(f"ELMo file not found: {path}")
         return path
+    # Flair's get_from_cache returns a cached file as is, without a request: so do we, without Flair.
+    location = cached_location(url_or_path, model)
+    if location.is_file():
+        return location
     from flair.file_utils import cached_path
 
+    location = cached_location(url_or_path, model)  # importing Flair may have set its cache root
     try:
-        return cached_path(url_or_path, cache_dir=cache_directory(model or "files"))
+        return cached_path(url_or_path, cache_dir=location.parent)
     except Exception as error:  # requests, OSError, HTTP errors: all mean "not downloadable now"
         label = f"ELMo model {model!r}" if model else "ELMo file"
         raise ModelDownloadError(f"could not download {label} from {url_or_path}: {error}") from error

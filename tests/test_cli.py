@@ -762,6 +762,19 @@ def test_info_published_model_does_not_download(
     assert info["architecture"]["source"] == "options.json" and info["parameters"] > 0
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity"])
+def test_info_refuses_non_finite_options_instead_of_printing_invalid_json(
+    value: str, tiny_model_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = json.loads(tiny_model_files[0].read_text())
+    raw["lstm"]["cell_clip"] = "PLACEHOLDER"
+    options_file = tmp_path / "options.json"
+    options_file.write_text(json.dumps(raw).replace('"PLACEHOLDER"', value))
+    code, out, err = run(capsys, "info", options_file, "--json")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, str(options_file), "'lstm.cell_clip'", "expected a finite number")
+
+
 def test_info_unknown_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "info", str(tmp_path / "nothing"))
     assert code == 2 and out == ""

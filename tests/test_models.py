@@ -67,3 +67,85 @@ def test_a_local_directory_wins_over_a_model_name(monkeypatch: pytest.MonkeyPatc
     write_random_model(tmp_path / "small")
     monkeypatch.chdir(tmp_path)
     assert resolve_model("small").options_file == Path("small") / "options.json"
+
+
+def fake_download(calls: list[str]):
+    """A stand-in for Flair's ``cached_path``: writes the URL into ``cache_dir / <last URL part>``."""
+
+    def cached_path(url: str, cache_dir: Path) -> Path:
+        calls.append(url)
+        target = Path(cache_dir) / url.rsplit("/", 1)[1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(url)
+        return target
+
+    return cached_path
+
+
+def test_user_urls_with_the_same_file_name_are_cached_apart(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import flair
+    import flair.file_utils
+
+    calls: list[str] = []
+    monkeypatch.setattr(flair, "cache_root", tmp_path)
+    monkeypatch.setattr(flair.file_utils, "cached_path", fake_download(calls))
+    a = resolve_model(options_file="https://h/a/options.json", weight_file="https://h/a/weights.hdf5")
+    b = resolve_model(options_file="https://h/b/options.json", weight_file="https://h/b/weights.hdf5")
+    assert len({a.options_file, b.options_file, a.weight_file, b.weight_file}) == 4
+    assert a.weight_file.read_text() == "https://h/a/weights.hdf5"
+    assert b.weight_file.read_text() == "https://h/b/weights.hdf5"
+    assert b.options_file.read_text() == "https://h/b/options.json"
+    assert a.weight_file.name == "weights.hdf5"
+    assert a.options_file.parent.parent == tmp_path / "embeddings" / "elmo-files"
+    assert (a.name, b.name) == ("a", "b")
+    assert len(calls) == 4
+    # Asked again, each URL is found in the cache without a download.
+    assert resolve_model(options_file="https://h/b/options.json", weight_file="https://h/b/weights.hdf5") == b
+    assert len(calls) == 4
+
+
+def test_a_cached_file_is_found_without_importing_flair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    monkeypatch.setenv("FLAIR_CACHE_ROOT", str(tmp_path))
+    for module in ("flair", "flair.file_utils"):
+        monkeypatch.setitem(sys.modules, module, None)  # "not imported", and importing it fails
+    options_url, weights_url = models.PUBLISHED_MODELS["small"]
+    for url in (options_url, weights_url):
+        location = tmp_path / "embeddings" / "elmo-small" / url.rsplit("/", 1)[1]
+        location.parent.mkdir(parents=True, exist_ok=True)
+        location.write_text(url)
+    files = resolve_model("small")
+    assert files.options_file.read_text() == options_url and files.weight_file.read_text() == weights_url
+    assert files.options_file.parent == tmp_path / "embeddings" / "elmo-small"
+    # A file not in the cache needs flair's download.
+    with pytest.raises(ImportError):
+        resolve_model(options_file="https://h/c/options.json", weight_file="https://h/c/weights.hdf5")
+
+
+@pytest.mark.slow
+def test_cache_root_without_flair_agrees_with_flair(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import importlib, json, os, flair\n"
+        "roots = [str(flair.cache_root)]\n"
+        "os.environ['FLAIR_CACHE_ROOT'] = os.environ['ROOT_TO_SET']\n"
+        "roots.append(str(importlib.reload(flair).cache_root))\n"
+        "print(json.dumps(roots))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "FLAIR_CACHE_ROOT"}
+    env.update(HOME=str(tmp_path / "home"), ROOT_TO_SET=str(tmp_path / "elsewhere"))
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    by_flair = json.loads(run.stdout.splitlines()[-1])
+
+    monkeypatch.setitem(sys.modules, "flair", None)
+    monkeypatch.delenv("FLAIR_CACHE_ROOT", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    ours = [str(models.flair_cache_root())]
+    monkeypatch.setenv("FLAIR_CACHE_ROOT", str(tmp_path / "elsewhere"))
+    ours.append(str(models.flair_cache_root()))
+    assert ours == by_flair == [str(tmp_path / "home" / ".flair"), str(tmp_path / "elsewhere")]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flair_elmo_modes.bilm import onednn
+from flair_elmo_modes.bilm import fast_paths, onednn
 from flair_elmo_modes.bilm.characters import ID_OFFSET, PADDING
+from flair_elmo_modes.bilm.derived import DerivedTensors, clear_derived
 from flair_elmo_modes.bilm.options import ElmoOptions
 
 # The id of the slots after a word's end-of-word marker.
@@ -29,16 +30,12 @@ class Highway(nn.Module):
     def __init__(self, dim: int, n_layers: int) -> None:
         super().__init__()
         self.layers = nn.ModuleList(nn.Linear(dim, 2 * dim) for _ in range(n_layers))
-        self.packed_weights = onednn.PackedWeights()
+        self.derived = DerivedTensors()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(n, dim)`` -> ``(n, dim)``."""
         for k, layer in enumerate(self.layers):
-            if onednn.applies(x, layer.weight, layer.bias):
-                packed = self.packed_weights.get(str(k), [layer.weight], lambda layer=layer: layer.weight)
-                projected = onednn.linear(x, packed, layer.bias)
-            else:
-                projected = layer(x)
+            projected = onednn.packed_linear(self.derived, str(k), x, layer.weight, layer.bias, [layer.weight])
             transform, gate = projected.chunk(2, dim=-1)
             gate = torch.sigmoid(gate)
             x = gate * x + (1 - gate) * torch.relu(transform)
@@ -75,8 +72,15 @@ class CharacterEncoder(nn.Module):
         self.highway = Highway(options.n_filters, options.n_highway)
         self.projection = nn.Linear(options.n_filters, options.projection_dim)
         self.activation = torch.tanh if options.activation == "tanh" else torch.relu
-        self.packed_weights = onednn.PackedWeights()
+        self.derived = DerivedTensors()
         self.token_cache: TokenCache | None = None
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        # Derived copies die when the weights are moved or cast, as RNNBase's flat weights do.
+        clear_derived(self)
+        if self.token_cache is not None:
+            self.token_cache.clear()
+        return super()._apply(fn, recurse)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Encode tokens.
@@ -89,7 +93,10 @@ class CharacterEncoder(nn.Module):
         """
         batch, timesteps, max_chars = char_ids.shape
         flat = char_ids.reshape(-1, max_chars)  # (batch * timesteps, max_chars)
-        distinct, inverse = unique_rows(flat)
+        if fast_paths.current().allows("distinct_tokens"):
+            distinct, inverse = unique_rows(flat)
+        else:
+            distinct, inverse = flat, torch.arange(len(flat), device=flat.device)
         if self.token_cache is not None and not self._needs_grad():
             encoded = self.token_cache.encode(self, distinct)
         else:
@@ -116,9 +123,7 @@ class CharacterEncoder(nn.Module):
         """``(n_tokens, max_chars)`` ids -> ``(n_tokens, projection_dim)`` vectors, token by token."""
         features = self.highway(self.activation(self.convolve(char_ids)))  # (n_tokens, n_filters)
         weight, bias = self.projection.weight, self.projection.bias
-        if onednn.applies(features, weight, bias):
-            return onednn.linear(features, self.packed_weights.get("projection", [weight], lambda: weight), bias)
-        return self.projection(features)
+        return onednn.packed_linear(self.derived, "projection", features, weight, bias, [weight])
 
     def convolve(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Max-pooled convolutions, before the activation.
@@ -139,7 +144,8 @@ class CharacterEncoder(nn.Module):
         positions = torch.arange(1, max_chars + 1, device=char_ids.device)
         # real_slots[i]: 1 + the last slot of token i that is not padding (0 if it has none).
         real_slots = ((char_ids != PADDING_ID) * positions).amax(dim=1) if n_tokens else positions[:0]
-        limits = [limit for limit in self.real_slot_groups if limit < max_chars] + [max_chars]
+        groups = self.real_slot_groups if fast_paths.current().allows("trimmed_windows") else ()
+        limits = [limit for limit in groups if limit < max_chars] + [max_chars]
         group = torch.bucketize(real_slots, torch.tensor(limits, device=char_ids.device))  # (n_tokens,)
         order = group.argsort(stable=True)
         group_sizes = torch.bincount(group, minlength=len(limits)).tolist()
@@ -191,11 +197,8 @@ class CharacterEncoder(nn.Module):
             embedded = nn.functional.pad(embedded, (0, 0, 0, slots - max_chars))
         windows = embedded.unfold(1, max_width, 1)  # (n, limit, char_dim, max_width), a view
         windows = windows.reshape(n * limit, -1)  # (n * limit, char_dim * max_width)
-        if onednn.applies(windows, weight):
-            sources = [conv.weight for conv in self.convolutions]
-            values = onednn.linear(windows, self.packed_weights.get("filters", sources, lambda: weight))
-        else:
-            values = torch.mm(windows, weight.t())
+        sources = [conv.weight for conv in self.convolutions]
+        values = onednn.packed_linear(self.derived, "filters", windows, weight, None, sources)
         values = values.view(n, limit, -1)  # (n, limit, n_filters)
         starts = torch.arange(limit, device=char_ids.device).unsqueeze(1)
         fits = starts + widths <= max_chars  # (limit, n_filters): the window lies in the token
@@ -222,10 +225,13 @@ class TokenCache:
             raise ValueError(f"cache_tokens expects (n_tokens, max_chars) ids, got shape {tuple(char_ids.shape)}")
         self.char_ids, _ = unique_rows(char_ids.cpu())
         self.rows = {row.tobytes(): i for i, row in enumerate(self.char_ids.numpy())}
-        self.vectors: torch.Tensor | None = None
-        self._key: tuple[object, ...] = ()
+        self._derived = DerivedTensors()
         self.hits = 0
         self.misses = 0
+
+    def clear(self) -> None:
+        """Forget the computed vectors (computed again when next needed)."""
+        self._derived.clear()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -247,15 +253,14 @@ class TokenCache:
 
     def _vectors(self, encoder: CharacterEncoder) -> torch.Tensor:
         """The vectors of every cached token under the encoder's current weights."""
-        key = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in encoder.parameters())
-        if self.vectors is None or key != self._key:
+
+        def compute() -> torch.Tensor:
             weight = encoder.char_embedding.weight
-            with torch.no_grad():
-                chunks = self.char_ids.to(weight.device).split(self.fill_rows)
-                parts = [encoder.encode_distinct(chunk) for chunk in chunks]
-            self.vectors = torch.cat(parts) if parts else weight.new_zeros(0, encoder.options.projection_dim)
-            self._key = key
-        return self.vectors
+            chunks = self.char_ids.to(weight.device).split(self.fill_rows)
+            parts = [encoder.encode_distinct(chunk) for chunk in chunks]
+            return torch.cat(parts) if parts else weight.new_zeros(0, encoder.options.projection_dim)
+
+        return self._derived.get("vectors", list(encoder.parameters()), compute)
 
 
 def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,6 @@ This is the only module that imports h5py.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +15,7 @@ import h5py
 import numpy as np
 import torch
 
-from flair_elmo_modes.atomic import atomic_path
+from flair_elmo_modes.atomic import atomic_path, atomic_write_json
 from flair_elmo_modes.bilm.errors import ElmoFileError
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
@@ -77,12 +76,19 @@ def _open_hdf5(path: Path) -> Iterator[h5py.File]:
 
 
 def read_weights(path: str | Path, options: ElmoOptions, options_name: str = "options") -> dict[str, np.ndarray]:
-    """Read every dataset of an official weight file, checking each shape against ``options``.
+    """Read every dataset of an official weight file, checking it against ``options``.
+
+    Every dataset must exist, have the shape ``options`` implies, hold floating-point numbers
+    (an integer, bool or complex dataset is refused, not cast) and be finite after the cast to
+    float32 (NaN or an infinity would only surface as NaN vectors).
+
+    Returns:
+        The datasets by name, float32.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ElmoFileError: not HDF5, truncated, a dataset missing or of the wrong shape; the message
-            names the file, the dataset, the shape found and the shape the options expect.
+        ElmoFileError: not HDF5, truncated, or a dataset missing, of the wrong shape or dtype, or
+            not finite; the message names the file, the dataset, what was found and what was expected.
     """
     path = Path(path)
     shapes = expected_shapes(options)
@@ -98,14 +104,25 @@ def read_weights(path: str | Path, options: ElmoOptions, options_name: str = "op
                 raise ElmoFileError(
                     f"{path}: '{name}' has shape {dataset.shape}; {options_name} ({_describe(options)}) expects {shape}"
                 )
+            if dataset.dtype.kind != "f":  # 'i'/'u' integers, 'b' bool, 'c' complex, strings, compounds
+                raise ElmoFileError(f"{path}: '{name}' has dtype {dataset.dtype}; expected floating point (float32)")
         arrays = {}
         for name in shapes:
             try:
-                arrays[name] = np.asarray(handle[name][...], dtype=np.float32)
+                with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
+                    arrays[name] = np.asarray(handle[name][...], dtype=np.float32)
             except (OSError, ValueError) as error:
                 raise ElmoFileError(
                     f"{path}: cannot read dataset '{name}' (truncated or corrupt file: {error})"
                 ) from error
+            finite = np.isfinite(arrays[name])
+            if not finite.all():
+                bad = np.argwhere(~finite)
+                first = tuple(int(i) for i in bad[0])
+                raise ElmoFileError(
+                    f"{path}: '{name}' holds {len(bad)} non-finite value(s) (first: {arrays[name][first]} at index "
+                    f"{first}, in float32); expected finite weights"
+                )
     return arrays
 
 
@@ -208,8 +225,7 @@ def write_weights(path: str | Path, bilm: ElmoBiLm) -> None:
 
 def write_options(path: str | Path, options: ElmoOptions) -> None:
     """Write ``options`` as an official ``options.json``, atomically."""
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(json.dumps(options.to_dict(), indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(path, options.to_dict())
 
 
 def save_bilm(directory: str | Path, bilm: ElmoBiLm) -> tuple[Path, Path]:

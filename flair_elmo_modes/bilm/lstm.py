@@ -11,17 +11,20 @@ step t" and the two directions share every elementwise operation of a time step 
 step t are a prefix of the batch, and the stack works on packed sequences (as
 ``torch.nn.utils.rnn.PackedSequence``): step t's rows follow step t - 1's, so no arithmetic is
 spent on padding, and the input projections of many steps are one matrix multiply.
+
+One step loop (:meth:`BidirectionalLstm._run_layer`) serves every path; what a step computes is a
+kernel object of :mod:`flair_elmo_modes.bilm.kernels`, chosen once per forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from flair_elmo_modes.bilm import onednn
+from flair_elmo_modes.bilm.derived import DerivedTensors, clear_derived
+from flair_elmo_modes.bilm.kernels import Kernel, choose_kernel
 from flair_elmo_modes.bilm.options import ElmoOptions
 
 # Packed rows per input-projection matmul: large enough for an efficient GEMM, small enough
@@ -102,12 +105,10 @@ class BidirectionalLstm(nn.Module):
     ``(2, 4 * cell_dim, projection_dim)``, ``bias_l{k}`` ``(2, 4 * cell_dim)`` and
     ``weight_hr_l{k}`` ``(2, projection_dim, cell_dim)``.
 
-    With autograd the steps run out of place (:meth:`_run_layer`). Without (``torch.no_grad``,
-    ``torch.inference_mode``, or nothing requiring a gradient) each time step runs in place in
-    preallocated buffers, and for float32 on an x86 CPU every matrix multiply uses oneDNN's
-    pre-packed weights (:mod:`flair_elmo_modes.bilm.onednn`; the packed copies are kept in
-    ``packed_weights`` until a weight changes) and the cell computes its tanh from sigmoids
-    (:meth:`_cell_from_sigmoids`). All paths compute the same values, up to float32 rounding.
+    Every forward runs :meth:`_run_layer` with the kernel :func:`~flair_elmo_modes.bilm.kernels.choose_kernel`
+    picks (autograd, in place, or oneDNN); all kernels compute the same values up to float32
+    rounding. Weight copies a kernel derives (oneDNN's packed layout) live in ``derived`` and are
+    rebuilt when a weight changes (:mod:`flair_elmo_modes.bilm.derived`).
 
     Attributes:
         input_projection_rows: packed rows per input-projection matmul (a memory bound; see
@@ -131,7 +132,12 @@ class BidirectionalLstm(nn.Module):
             self.register_parameter(f"bias_l{k}", nn.Parameter(torch.empty(2, 4 * cell)))
             self.register_parameter(f"weight_hr_l{k}", nn.Parameter(torch.empty(2, proj, cell)))
         self.reset_parameters()
-        self.packed_weights = onednn.PackedWeights()
+        self.derived = DerivedTensors()
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        # Derived copies die when the weights are moved or cast, as RNNBase's flat weights do.
+        clear_derived(self)
+        return super()._apply(fn, recurse)
 
     def reset_parameters(self) -> None:
         """Uniform(-1/sqrt(cell_dim), 1/sqrt(cell_dim)) as ``nn.LSTM``; forget-gate bias 1."""
@@ -176,20 +182,15 @@ class BidirectionalLstm(nn.Module):
 
         hidden = state.hidden.index_select(2, order)  # (n_layers, 2, batch, proj), sorted rows
         memory = state.memory.index_select(2, order)
-        grad_enabled = torch.is_grad_enabled()
-        grad = grad_enabled and (inputs.requires_grad or state.hidden.requires_grad or state.memory.requires_grad)
-        use_onednn = onednn.usable(inputs)
-        if not use_onednn:
-            self.packed_weights.clear()  # e.g. moved to float64 or to a GPU: free the packed copies
+        rows_per_step = layout.offsets[-1] / max(len(layout.batch_sizes), 1)
+        grad = torch.is_grad_enabled() and (
+            inputs.requires_grad or state.hidden.requires_grad or state.memory.requires_grad
+        )
         outputs, final_hidden, final_memory = [], [], []
         for k in range(self.n_layers):
-            weights = self._layer_weights(k)
-            if grad or (grad_enabled and any(w.requires_grad for w in weights)):
-                output, c = self._run_layer(layer_input, layout, hidden[k], memory[k], *weights)
-            elif use_onednn:
-                output, c = self._run_layer_onednn(k, layer_input, layout, hidden[k], memory[k])
-            else:
-                output, c = self._run_layer_in_place(layer_input, layout, hidden[k], memory[k], *weights)
+            grad = grad or (torch.is_grad_enabled() and any(p.requires_grad for p in self._layer_parameters(k)))
+            kernel = choose_kernel(self, k, layer_input, batch, rows_per_step, grad)
+            output, c = self._run_layer(kernel, layer_input, layout, hidden[k], memory[k])
             # The final hidden state is the cell's own output, before the skip connection.
             final_hidden.append(
                 torch.cat([output.index_select(1, layout.last_rows), hidden[k, :, len(layout.last_rows) :]], dim=1)
@@ -199,7 +200,6 @@ class BidirectionalLstm(nn.Module):
                 output = output + layer_input
             outputs.append(output)
             layer_input = output
-            grad = grad or output.requires_grad
 
         stacked = torch.stack(outputs)  # (n_layers, 2, packed, proj)
         unpacked = stacked.new_zeros(self.n_layers, batch * timesteps, 2, self.projection_dim)
@@ -212,193 +212,45 @@ class BidirectionalLstm(nn.Module):
         )
         return combined, final
 
-    def _layer_weights(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Layer ``k``'s weights as right-hand sides of ``bmm``: ``(2, input_dim, 4 * cell)`` input,
-        ``(2, proj, 4 * cell)`` recurrent, ``(2, cell, proj)`` projection and ``(2, 1, 4 * cell)`` bias."""
-        return (
-            getattr(self, f"weight_ih_l{k}").transpose(1, 2),
-            getattr(self, f"weight_hh_l{k}").transpose(1, 2),
-            getattr(self, f"weight_hr_l{k}").transpose(1, 2),
-            getattr(self, f"bias_l{k}").unsqueeze(1),
-        )
+    def _layer_parameters(self, k: int) -> list[torch.Tensor]:
+        return [getattr(self, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias", "weight_hr")]
 
     def _run_layer(
-        self,
-        inputs: torch.Tensor,
-        layout: PackedLayout,
-        hidden: torch.Tensor,
-        memory: torch.Tensor,
-        weight_ih: torch.Tensor,
-        weight_hh: torch.Tensor,
-        weight_hr: torch.Tensor,
-        bias: torch.Tensor,
+        self, kernel: Kernel, inputs: torch.Tensor, layout: PackedLayout, hidden: torch.Tensor, memory: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One layer, both directions, out of place (autograd).
+        """One layer, both directions: the one step loop.
 
         Args:
+            kernel: computes the input projections of a block and each step.
             inputs: ``(2, packed, input_dim)``, backward rows already reversed.
             layout: the packing of ``inputs``.
             hidden: ``(2, batch, projection_dim)`` initial hidden state, sorted rows.
             memory: ``(2, batch, cell_dim)`` initial memory, sorted rows.
-            weight_ih, weight_hh, weight_hr, bias: as from :meth:`_layer_weights`.
 
         Returns:
             ``(2, packed, projection_dim)`` outputs and ``(2, batch, cell_dim)`` final memory.
         """
-        cell = self.cell_dim
-        outputs: list[torch.Tensor] = []
+        # In place, steps write their hidden state straight into its packed row of `output`,
+        # where the next step reads it, and update `memory` (a copy) row-prefix by row-prefix.
+        output = inputs.new_empty(2, layout.offsets[-1], self.projection_dim) if kernel.in_place else None
+        steps: list[torch.Tensor] = []  # out of place: each step's hidden state
         ended: list[torch.Tensor] = []  # memory of rows that stopped running, latest last
-        h, c = hidden, memory
+        h, c = hidden, memory.clone() if kernel.in_place else memory
         for first, end in layout.blocks:
             start = layout.offsets[first]
-            block = inputs[:, start : layout.offsets[end]]  # (2, block_rows, input_dim)
-            projected = torch.baddbmm(bias, block, weight_ih)  # (2, block_rows, 4 * cell)
+            projected = kernel.project(inputs[:, start : layout.offsets[end]])  # (2, block_rows, 4 * cell)
             for t in range(first, end):
-                n, row = layout.batch_sizes[t], layout.offsets[t] - start
+                n, row = layout.batch_sizes[t], layout.offsets[t]
                 if n < c.shape[1]:
                     ended.append(c[:, n:])
-                gates = torch.baddbmm(projected[:, row : row + n], h[:, :n], weight_hh)  # (2, n, 4 * cell)
-                input_forget = torch.sigmoid(gates[..., : 2 * cell])
-                candidate = torch.tanh(gates[..., 2 * cell : 3 * cell])
-                output_gate = torch.sigmoid(gates[..., 3 * cell :])
-                c = input_forget[..., :cell] * candidate + input_forget[..., cell:] * c[:, :n]
-                if self.cell_clip:
-                    c = c.clamp(-self.cell_clip, self.cell_clip)
-                h = torch.bmm(output_gate * torch.tanh(c), weight_hr)  # (2, n, proj)
-                if self.proj_clip:
-                    h = h.clamp(-self.proj_clip, self.proj_clip)
-                outputs.append(h)
+                    c = c[:, :n]
+                out = None if output is None else output[:, row : row + n]
+                h, c = kernel.step(projected[:, row - start : row - start + n], h[:, :n], c, out)
+                if output is None:
+                    steps.append(h)
         final_memory = torch.cat([c, *reversed(ended)], dim=1)  # (2, batch, cell), sorted rows
-        if not outputs:
+        if output is not None:
+            return output, final_memory
+        if not steps:
             return inputs.new_zeros(2, 0, self.projection_dim), final_memory
-        return torch.cat(outputs, dim=1), final_memory
-
-    def _run_layer_in_place(
-        self,
-        inputs: torch.Tensor,
-        layout: PackedLayout,
-        hidden: torch.Tensor,
-        memory: torch.Tensor,
-        weight_ih: torch.Tensor,
-        weight_hh: torch.Tensor,
-        weight_hr: torch.Tensor,
-        bias: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_run_layer` without autograd: each step writes into preallocated buffers.
-
-        The gates of step t are computed in their slot of the block's input projections, the
-        memory of running rows is updated in place (rows that stopped keep theirs), and the
-        projected output is written straight into its packed row, which is where the next step
-        reads its hidden state from.
-        """
-        output = inputs.new_empty(2, layout.offsets[-1], self.projection_dim)
-        memory = memory.clone()
-        cell_outputs = memory.new_empty(memory.shape)  # (2, batch, cell)
-        for first, end in layout.blocks:
-            start = layout.offsets[first]
-            projected = torch.baddbmm(bias, inputs[:, start : layout.offsets[end]], weight_ih)  # (2, rows, 4 * cell)
-            for t in range(first, end):
-                n, row = layout.batch_sizes[t], layout.offsets[t]
-                previous = hidden[:, :n] if t == 0 else output[:, layout.offsets[t - 1] : layout.offsets[t - 1] + n]
-                gates = projected[:, row - start : row - start + n].baddbmm_(previous, weight_hh)  # (2, n, 4 * cell)
-                cell_output = self._cell_in_place(gates, memory[:, :n], cell_outputs[:, :n])  # (2, n, cell)
-                self._clip_in_place(torch.bmm(cell_output, weight_hr, out=output[:, row : row + n]))
-        return output, memory
-
-    def _run_layer_onednn(
-        self, k: int, inputs: torch.Tensor, layout: PackedLayout, hidden: torch.Tensor, memory: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`_run_layer_in_place` for layer ``k`` with oneDNN's pre-packed weights, one
-        direction per product (see :mod:`flair_elmo_modes.bilm.onednn`).
-
-        The cell takes its tanh from sigmoids (:meth:`_cell_from_sigmoids`): the candidate rows of
-        the gate pre-activations are doubled, and so is the output projection, both exactly.
-        """
-        cell = self.cell_dim
-        candidate_rows = slice(2 * cell, 3 * cell)
-        hh = self._packed(f"weight_hh_l{k}", lambda w: _doubled_rows(w, candidate_rows))
-        hr = self._packed(f"weight_hr_l{k}", lambda w: w * 2)
-        ih = self._packed(f"weight_ih_l{k}")
-        bias = getattr(self, f"bias_l{k}")
-        output = inputs.new_empty(2, layout.offsets[-1], self.projection_dim)
-        memory = memory.clone()
-        cell_outputs = memory.new_empty(memory.shape)  # (2, batch, cell)
-        for first, end in layout.blocks:
-            start, stop = layout.offsets[first], layout.offsets[end]
-            projected = [onednn.linear(inputs[d, start:stop], ih[d], bias[d]) for d in (0, 1)]  # (rows, 4 * cell)
-            for direction in projected:
-                direction[:, candidate_rows].mul_(2)
-            for t in range(first, end):
-                n, row = layout.batch_sizes[t], layout.offsets[t]
-                previous = hidden[:, :n] if t == 0 else output[:, layout.offsets[t - 1] : layout.offsets[t - 1] + n]
-                local = row - start
-                gates = torch.stack(
-                    [onednn.linear(previous[d], hh[d], add=projected[d][local : local + n], step=True) for d in (0, 1)]
-                )  # (2, n, 4 * cell)
-                cell_output = self._cell_from_sigmoids(gates, memory[:, :n], cell_outputs[:, :n])  # (2, n, cell)
-                h = torch.stack(
-                    [onednn.linear(cell_output[d], hr[d], step=True) for d in (0, 1)], out=output[:, row : row + n]
-                )
-                self._clip_in_place(h)
-        return output, memory
-
-    def _cell_from_sigmoids(self, gates: torch.Tensor, memory: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """:meth:`_cell_in_place` with ``tanh(x) = 2 * sigmoid(2 * x) - 1`` (torch's CPU sigmoid is
-        about 5x faster than its tanh; the two agree to about 1e-7).
-
-        Args:
-            gates: ``(2, n, 4 * cell)`` pre-activations with the candidate block already doubled;
-                overwritten.
-            memory: ``(2, n, cell)``, updated in place.
-            out: ``(2, n, cell)``, receives ``output_gate * tanh(memory) / 2`` (the caller's
-                output projection is doubled).
-        """
-        input_gate, forget_gate, candidate, output_gate = gates.sigmoid_().split(self.cell_dim, dim=-1)
-        candidate.sub_(0.5).mul_(input_gate)  # input_gate * tanh(x) / 2
-        memory.mul_(forget_gate).add_(candidate, alpha=2)
-        if self.cell_clip:
-            memory.clamp_(-self.cell_clip, self.cell_clip)
-        return torch.mul(memory, 2, out=out).sigmoid_().sub_(0.5).mul_(output_gate)
-
-    def _cell_in_place(self, gates: torch.Tensor, memory: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """One step of the cell on ``(2, n, 4 * cell)`` gate pre-activations, in place.
-
-        Overwrites ``gates``, updates ``memory`` ``(2, n, cell)`` and writes
-        ``output_gate * tanh(memory)`` into ``out`` ``(2, n, cell)``. The arithmetic (and its
-        rounding) is :meth:`_run_layer`'s.
-        """
-        cell = self.cell_dim
-        input_gate, forget_gate = gates[..., :cell], gates[..., cell : 2 * cell]
-        candidate, output_gate = gates[..., 2 * cell : 3 * cell], gates[..., 3 * cell :]
-        gates[..., : 2 * cell].sigmoid_()
-        candidate.tanh_()
-        output_gate.sigmoid_()
-        candidate.mul_(input_gate)
-        memory.mul_(forget_gate).add_(candidate)
-        if self.cell_clip:
-            memory.clamp_(-self.cell_clip, self.cell_clip)
-        return torch.tanh(memory, out=out).mul_(output_gate)
-
-    def _clip_in_place(self, hidden: torch.Tensor) -> None:
-        if self.proj_clip:
-            hidden.clamp_(-self.proj_clip, self.proj_clip)
-
-    def _packed(
-        self, name: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both directions of parameter ``name`` (``(2, out, in)``), optionally transformed, pre-packed
-        for oneDNN. Cached per name and transform: each call site passes the same kind of transform."""
-        weight = getattr(self, name)
-        key = name if transform is None else f"{name}:transformed"
-        make = transform or (lambda w: w)
-        return (
-            self.packed_weights.get(f"{key}.0", [weight], lambda: make(weight[0])),
-            self.packed_weights.get(f"{key}.1", [weight], lambda: make(weight[1])),
-        )
-
-
-def _doubled_rows(weight: torch.Tensor, rows: slice) -> torch.Tensor:
-    """A copy of ``weight`` with ``rows`` multiplied by 2 (exact in floating point)."""
-    doubled = weight.clone()
-    doubled[rows] *= 2
-    return doubled
+        return torch.cat(steps, dim=1), final_memory

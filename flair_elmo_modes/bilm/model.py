@@ -9,6 +9,7 @@ from torch import nn
 
 from flair_elmo_modes.bilm.char_encoder import CharacterEncoder
 from flair_elmo_modes.bilm.characters import BEGIN_OF_SENTENCE, END_OF_SENTENCE, marker_ids
+from flair_elmo_modes.bilm.derived import clear_derived, track_parameters
 from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState
 from flair_elmo_modes.bilm.options import ElmoOptions
 
@@ -45,8 +46,25 @@ class ElmoBiLm(nn.Module):
         max_chars = options.max_characters_per_token
         self.register_buffer("bos_ids", torch.tensor(marker_ids(BEGIN_OF_SENTENCE, max_chars)), persistent=False)
         self.register_buffer("eos_ids", torch.tensor(marker_ids(END_OF_SENTENCE, max_chars)), persistent=False)
+        track_parameters(self)  # so that caches see writes through `.data` (see bilm/derived.py)
 
-    def forward(self, char_ids: torch.Tensor, state: LstmState | None = None) -> BiLmOutput:
+    def clear_caches(self) -> None:
+        """Drop every value derived from the weights (they are rebuilt when next needed).
+
+        Needed only after writes that bypass PyTorch (e.g. through a numpy view of a weight);
+        every other change is detected (see :mod:`flair_elmo_modes.bilm.derived`).
+        """
+        clear_derived(self)
+        if self.char_encoder.token_cache is not None:
+            self.char_encoder.token_cache.clear()
+
+    def forward(
+        self,
+        char_ids: torch.Tensor,
+        state: LstmState | None = None,
+        keep_boundaries: bool = False,
+        token_dropout: nn.Module | None = None,
+    ) -> BiLmOutput:
         """Run the biLM on a batch of sentences.
 
         Args:
@@ -54,18 +72,35 @@ class ElmoBiLm(nn.Module):
                 :func:`~flair_elmo_modes.bilm.characters.batch_to_ids`, without sentence
                 markers; rows of zeros pad shorter sentences.
             state: initial LSTM state, rows in batch order; zeros when ``None``.
+            keep_boundaries: keep the ``<S>`` and ``</S>`` positions (as language model training
+                needs them).
+            token_dropout: applied to the token vectors before the LSTM (training).
 
         Returns:
-            All layers for the real tokens (sentence markers removed), the mask, the final state.
+            All layers, the mask and the final state. Without boundaries: ``(n_layers + 1, batch,
+            timesteps, dim)`` layers of the real tokens and a ``(batch, timesteps)`` mask. With:
+            ``(n_layers + 1, batch, timesteps + 2, dim)``, row i holding ``<S> w_1 .. w_n </S>``
+            then zeros, and a ``(batch, timesteps + 2)`` mask of those positions.
         """
+        if char_ids.dim() != 3 or char_ids.shape[-1] != self.options.max_characters_per_token:
+            raise ValueError(
+                f"ElmoBiLm expects character ids of shape (batch, timesteps, "
+                f"{self.options.max_characters_per_token}), got {tuple(char_ids.shape)}"
+            )
         mask = (char_ids > 0).any(dim=-1)  # (batch, timesteps)
         lengths = mask.sum(dim=-1)
         with_markers = self._add_sentence_markers(char_ids, lengths)  # (batch, timesteps + 2, max_chars)
         tokens = self.char_encoder(with_markers)  # (batch, timesteps + 2, proj)
-        lstm_out, final_state = self.lstm(tokens, lengths + 2, state)  # (n_layers, batch, timesteps + 2, 2 * proj)
+        lstm_in = tokens if token_dropout is None else token_dropout(tokens)
+        lstm_out, final_state = self.lstm(lstm_in, lengths + 2, state)  # (n_layers, batch, timesteps + 2, 2 * proj)
         token_layer = torch.cat([tokens, tokens], dim=-1).unsqueeze(0)  # (1, batch, timesteps + 2, 2 * proj)
-        layers = torch.cat([token_layer, lstm_out], dim=0)[:, :, 1:-1]  # drop <S> and the last slot
-        layers = layers * mask.unsqueeze(-1).to(layers.dtype)  # zero out </S> of shorter rows and padding
+        layers = torch.cat([token_layer, lstm_out], dim=0)
+        if keep_boundaries:
+            positions = torch.arange(layers.shape[2], device=lengths.device)
+            mask = positions.unsqueeze(0) < (lengths + 2).unsqueeze(1)  # (batch, timesteps + 2)
+        else:
+            layers = layers[:, :, 1:-1]  # drop <S> and the last slot
+        layers = layers * mask.unsqueeze(-1).to(layers.dtype)  # zero out what follows each sentence
         return BiLmOutput(layers, mask, final_state)
 
     def _add_sentence_markers(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -13,15 +13,22 @@ and is about 1.5x more accurate on average, a difference far below what the ELMo
 how many there are, so a sentence's float32 vectors are bitwise the same in any batch.
 
 Used only for float32 CPU tensors without autograd, and only when this torch build has oneDNN's
-linear ops (x86 builds); everything else takes the ordinary ``torch`` ops.
+linear ops (x86 builds): for the LSTM steps of workloads with enough rows per step
+(:mod:`flair_elmo_modes.bilm.kernels`), and for every product in batch-invariant mode
+(:mod:`flair_elmo_modes.bilm.fast_paths`). Everything else takes the ordinary ``torch`` ops.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
+
+from flair_elmo_modes.bilm import fast_paths
+
+if TYPE_CHECKING:
+    from flair_elmo_modes.bilm.derived import DerivedTensors
 
 # Rows the packed layout is tuned for; products with any number of rows are correct.
 BATCH_HINT = 32
@@ -70,7 +77,7 @@ def linear(
 
     Args:
         inputs: ``(n, in)``.
-        packed: from :meth:`PackedWeights.get`.
+        packed: from :func:`pack`.
         bias: ``(out,)`` or None.
         add: ``(n, out)`` added to the product, or None.
         step: a per-step product of a recurrence: few rows, not padded.
@@ -97,44 +104,28 @@ def linear(
     return out if rows == n else out[:n]
 
 
-class PackedWeights:
-    """Pre-packed copies of a module's weights, each rebuilt when its source tensors change.
+def pack(weight: torch.Tensor) -> torch.Tensor:
+    """An ``(out, in)`` weight laid out for oneDNN's kernels (a copy, as much memory as ``weight``).
 
-    A copy stays valid while every source is the same tensor (same object, storage and in-place
-    version count: an optimiser step or ``load_state_dict`` bumps the count). The copies are not
-    pickled or deep-copied; a copy of the module packs again on first use. They take as much
-    memory as the weights they copy.
+    Keep it in a :class:`~flair_elmo_modes.bilm.derived.DerivedTensors`, which rebuilds it when
+    ``weight`` changes.
     """
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[tuple[object, ...], torch.Tensor]] = {}
-
-    def get(self, name: str, sources: Sequence[torch.Tensor], weight: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """The packed ``weight()`` (an ``(out, in)`` matrix computed from ``sources``), packed once."""
-        key = tuple((weakref.ref(s), s.data_ptr(), s._version, s.dtype, tuple(s.shape)) for s in sources)
-        entry = self._entries.get(name)
-        if entry is None or not _same(entry[0], key):
-            with torch.no_grad():
-                packed = torch.ops.mkldnn._reorder_linear_weight(weight().detach(), BATCH_HINT)
-            entry = self._entries[name] = (key, packed)
-        return entry[1]
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __getstate__(self) -> dict[str, object]:
-        return {"_entries": {}}
-
-    def __deepcopy__(self, memo: dict[int, object]) -> PackedWeights:
-        return PackedWeights()
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), BATCH_HINT)
 
 
-def _same(stored: tuple[object, ...], current: tuple[object, ...]) -> bool:
-    """Equal keys, comparing the weak references by the tensor they point to."""
-    return len(stored) == len(current) and all(
-        old[0]() is new[0]() and old[1:] == new[1:]  # type: ignore[index,operator]
-        for old, new in zip(stored, current, strict=True)
-    )
+def packed_linear(
+    derived: DerivedTensors,
+    name: str,
+    inputs: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    sources: Sequence[torch.Tensor],
+) -> torch.Tensor:
+    """``inputs @ weight.T + bias`` for ``(n, in)`` inputs: through oneDNN with a packed copy of
+    ``weight`` (kept in ``derived`` under ``name``, rebuilt when ``sources`` change) in
+    batch-invariant mode, else ``torch.nn.functional.linear`` (MKL on CPUs, which sums long dot
+    products more accurately).
+    """
+    if fast_paths.current().allows("batch_invariant") and applies(inputs, *sources):
+        return linear(inputs, derived.get(name, sources, lambda: pack(weight)), bias)
+    return torch.nn.functional.linear(inputs, weight, bias)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,8 @@ class ElmoOptions:
         """Parse and validate the JSON structure of ``options.json``.
 
         Raises:
-            ElmoFileError: a field is missing or has a wrong type or value; the message names
-                ``source`` and the field.
+            ElmoFileError: a field is missing or has a wrong type or value (NaN and infinities
+                included); the message names ``source``, the field, its value and what was expected.
         """
         reader = _FieldReader(raw, source)
         filters_raw = reader.get("char_cnn.filters", list)
@@ -182,6 +183,9 @@ class _FieldReader:
                     return default
                 raise ElmoFileError(f"{self.source}: missing field '{field}'")
             node = node[part]
+        # JSON parsers accept NaN, Infinity and overflowing literals such as 1e999 (-> inf): no field means them.
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ElmoFileError(f"{self.source}: '{field}' is {node!r}; expected a finite number")
         numeric = kind in (int, float) and isinstance(node, bool)
         if numeric or not isinstance(node, (int, float) if kind is float else kind):
             raise ElmoFileError(f"{self.source}: '{field}' is {node!r}; expected {kind.__name__}")

@@ -227,5 +227,6 @@ def format_info(info: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     """``flair-elmo info``."""
     info = describe_model(args.model)
-    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    # Options refuse NaN and infinities, so allow_nan=False only guards against a future field.
+    print(json.dumps(info, indent=2, allow_nan=False) if args.json else format_info(info))
     return 0

@@ -14,7 +14,7 @@ perplexity reproducible from the exported directory alone:
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import shutil
 import tempfile
@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 import torch
 
+from flair_elmo_modes.atomic import atomic_path, atomic_write_json
 from flair_elmo_modes.bilm.hdf5 import load_bilm, save_bilm
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.training.data import Vocabulary
@@ -71,9 +72,9 @@ def _replace_directory(new: Path, target: Path) -> None:
 
 
 def write_lm_head(path: str | Path, model: BiLanguageModel, vocab: Vocabulary) -> None:
-    """Write the softmax(es) and the vocabulary of ``model`` (layout in the module docstring)."""
+    """Write the softmax(es) and the vocabulary of ``model`` (layout in the module docstring), atomically."""
     softmax = model.forward_softmax
-    with h5py.File(path, "w") as handle:
+    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "x") as handle:
         handle.attrs["softmax"] = softmax.kind
         handle.attrs["cutoffs"] = np.asarray(softmax.cutoffs, dtype=np.int64)
         handle.attrs["div_value"] = softmax.adaptive.div_value if softmax.kind == "adaptive" else 0.0
@@ -143,11 +144,19 @@ def describe_options(options: ElmoOptions) -> str:
 
 
 def write_json(path: str | Path, data: object) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2)
-        handle.write("\n")
-    Path(name).chmod(0o644)
-    os.replace(name, path)
+    """Write JSON atomically (:func:`~flair_elmo_modes.atomic.atomic_write_json`).
+
+    JSON has no NaN or infinity: such floats are written as ``null`` (the train loss of a run
+    stopped at an epoch boundary is NaN).
+    """
+    atomic_write_json(path, _finite_or_none(data))
+
+
+def _finite_or_none(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    return value

@@ -1,10 +1,8 @@
 """The biLM with its softmax: forward and backward word-level language models on ELMo.
 
-The biLM (:class:`~flair_elmo_modes.bilm.model.ElmoBiLm`) is reused as is. Its ``forward``
-drops the ``<S>``/``</S>`` positions, but the language models need them (the forward LM
-predicts ``</S>`` from the last word, the backward LM ``<S>`` from the first word), so
-:func:`top_layer_with_markers` calls ``bilm.char_encoder`` and ``bilm.lstm`` directly on
-sentences that already carry their markers.
+The biLM (:class:`~flair_elmo_modes.bilm.model.ElmoBiLm`) is reused as is; the language models
+need the ``<S>``/``</S>`` positions (the forward LM predicts ``</S>`` from the last word, the
+backward LM ``<S>`` from the first word), which ``forward(..., keep_boundaries=True)`` keeps.
 """
 
 from __future__ import annotations
@@ -52,11 +50,11 @@ def top_layer_with_markers(
         zeros after each sentence's end. Equal to ``ElmoBiLm.forward``'s last layer at the
         word positions.
     """
-    tokens = bilm.char_encoder(char_ids)  # (batch, timesteps, projection_dim)
-    if dropout is not None:
-        tokens = dropout(tokens)
-    lstm_out, _ = bilm.lstm(tokens, lengths)  # (n_layers, batch, timesteps, 2 * projection_dim)
-    return lstm_out[-1]
+    batch = len(char_ids)
+    words = char_ids[:, 1:].clone()  # (batch, timesteps - 1, max_chars): <S> dropped
+    words[torch.arange(batch, device=char_ids.device), lengths - 2] = 0  # and </S>
+    output = bilm(words[:, :-1], keep_boundaries=True, token_dropout=dropout)  # the biLM adds both again
+    return output.layers[-1]  # (batch, timesteps, 2 * projection_dim)
 
 
 class Softmax(nn.Module):

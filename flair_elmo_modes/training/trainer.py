@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
+import pickle
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from flair_elmo_modes.atomic import atomic_path
 from flair_elmo_modes.training.config import TrainConfig
 from flair_elmo_modes.training.data import EncodedCorpus, Vocabulary, make_batches, read_sentences
 from flair_elmo_modes.training.export import export_model, write_json
@@ -298,7 +299,11 @@ def _save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     progress: _Progress,
 ) -> None:
-    """Write the checkpoint atomically: a temporary file beside it, then a rename."""
+    """Write the checkpoint atomically (:func:`~flair_elmo_modes.atomic.atomic_path`).
+
+    It holds only tensors and plain data, so :func:`_load_checkpoint` reads it with
+    ``weights_only=True``.
+    """
     state = {
         "config": config.model_dict(),
         "vocab": list(vocab.words),
@@ -308,23 +313,85 @@ def _save_checkpoint(
         "progress": asdict(progress),
         "rng_state": torch.get_rng_state(),
     }
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, name)
-        os.replace(name, path)
-    finally:
-        Path(name).unlink(missing_ok=True)
+    problem = _not_plain(state, "checkpoint")
+    if problem is not None:  # a bug here, not bad input: the checkpoint could not be resumed from
+        raise TypeError(
+            f"{path}: {problem} is not a tensor or plain data; torch.load(weights_only=True) would refuse it"
+        )
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+#: What ``_save_checkpoint`` writes; ``_load_checkpoint`` checks each key's type before use.
+_CHECKPOINT_TYPES: dict[str, type] = {
+    "config": dict,
+    "vocab": list,
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "progress": dict,
+    "rng_state": torch.Tensor,
+}
+
+
+def _not_plain(value: Any, where: str) -> str | None:
+    """The first part of ``value`` that is neither a tensor nor plain data, else ``None``.
+
+    Exact types: a subclass (``numpy.float64`` is a ``float``) would be pickled as a class.
+    """
+    if type(value) in _PLAIN_TYPES or isinstance(value, torch.Tensor):
+        return None
+    if type(value) in (dict, OrderedDict):
+        for key, item in value.items():
+            if type(key) not in _PLAIN_TYPES:
+                return f"a key of {where} ({type(key).__name__})"
+            problem = _not_plain(item, f"{where}[{key!r}]")
+            if problem is not None:
+                return problem
+        return None
+    if type(value) in (list, tuple):
+        for i, item in enumerate(value):
+            problem = _not_plain(item, f"{where}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    return f"{where} ({type(value).__name__})"
 
 
 def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
-    """Read a checkpoint and check that it was made with the same model and data config."""
+    """Read a checkpoint and check that it was made with the same model and data config.
+
+    Loads with ``weights_only=True``: a pickle that would create other objects (or run code) is
+    refused without being executed.
+    """
+
+    def unreadable(reason: str) -> ValueError:
+        return ValueError(f"{path}: not a readable training checkpoint ({reason}); delete it to start over")
+
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # pickle, zip and torch errors all mean "not a usable checkpoint"
-        raise ValueError(f"{path}: not a readable training checkpoint ({error}); delete it to start over") from error
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # torch's message suggests weights_only=False; keep only the line naming what was refused.
+        lines = [line for line in str(error).splitlines() if line.strip() and "weights_only" not in line]
+        reason = lines[0] if lines else "not tensors and plain data"
+        raise unreadable(f"it holds more than tensors and plain data: {reason}") from error
+    except Exception as error:  # zip, EOF and torch errors all mean "not a usable checkpoint"
+        raise unreadable(str(error)) from error
+    if not isinstance(checkpoint, dict):
+        raise unreadable(f"found a {type(checkpoint).__name__}; expected a dict with {', '.join(_CHECKPOINT_TYPES)}")
+    for key, kind in _CHECKPOINT_TYPES.items():
+        if key not in checkpoint:
+            raise unreadable(f"'{key}' is missing")
+        if not isinstance(checkpoint[key], kind):
+            raise unreadable(f"'{key}' is a {type(checkpoint[key]).__name__}; expected a {kind.__name__}")
+    if not all(isinstance(word, str) for word in checkpoint["vocab"]):
+        raise unreadable("'vocab' holds something other than strings")
+    expected_progress = {f.name for f in fields(_Progress)}
+    if set(checkpoint["progress"]) != expected_progress:
+        raise unreadable(f"'progress' has keys {sorted(checkpoint['progress'])}; expected {sorted(expected_progress)}")
     expected = config.model_dict()
-    found = checkpoint.get("config", {})
+    found = checkpoint["config"]
     differing = sorted(key for key in expected if found.get(key) != expected[key])
     if differing:
         details = "; ".join(f"{key}: checkpoint {found.get(key)!r}, config {expected[key]!r}" for key in differing)

@@ -16,7 +16,9 @@ import pickle
 import pytest
 import torch
 
-from flair_elmo_modes.bilm import batch_to_ids, onednn
+from flair_elmo_modes.bilm import batch_to_ids, kernels, onednn
+from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.char_encoder import CharacterEncoder, unique_rows
 from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState, PackedLayout
 from tests.helpers import assert_as_accurate, random_bilm, tiny_options
@@ -338,9 +340,44 @@ needs_onednn = pytest.mark.skipif(
 
 
 def run_without_onednn(lstm: BidirectionalLstm, *args: torch.Tensor) -> tuple[torch.Tensor, LstmState]:
-    with pytest.MonkeyPatch.context() as patch, torch.inference_mode():
-        patch.setattr(onednn, "usable", lambda like: False)
+    with fast_paths(onednn=False), torch.inference_mode():
         return lstm(*args)
+
+
+def kernels_taken(lstm: BidirectionalLstm, *args: torch.Tensor) -> list[str]:
+    """The kernel class of each layer in one inference forward."""
+    taken: list[str] = []
+    original = kernels.choose_kernel
+
+    def recording(*a: object, **k: object) -> kernels.Kernel:
+        kernel = original(*a, **k)  # type: ignore[arg-type]
+        taken.append(type(kernel).__name__ + (":in_place" if kernel.in_place else ""))
+        return kernel
+
+    with pytest.MonkeyPatch.context() as patch, torch.inference_mode():
+        patch.setattr("flair_elmo_modes.bilm.lstm.choose_kernel", recording)
+        lstm(*args)
+    return taken
+
+
+@needs_onednn
+def test_the_kernel_follows_the_workload_and_the_switch() -> None:
+    lstm = random_bilm(seed=13).lstm
+    one_row = (torch.randn(1, 30, 8), torch.tensor([30]))
+    many_rows = (torch.randn(16, 6, 8), torch.full((16,), 6))
+    assert kernels_taken(lstm, *one_row) == ["TorchKernel:in_place"] * 2  # few rows: MKL is faster
+    assert kernels_taken(lstm, *many_rows) == ["OneDnnKernel:in_place"] * 2
+    with fast_paths(batch_invariant=True):
+        assert kernels_taken(lstm, *one_row) == ["OneDnnKernel:in_place"] * 2
+    with fast_paths(onednn=False):
+        assert kernels_taken(lstm, *many_rows) == ["TorchKernel:in_place"] * 2
+    with fast_paths(enabled=False):
+        assert kernels_taken(lstm, *many_rows) == ["TorchKernel"] * 2  # the plain out-of-place path
+    with fast_paths(in_place=False, onednn=True):
+        assert kernels_taken(lstm, *many_rows) == ["TorchKernel"] * 2
+    with pytest.raises(TypeError, match="unknown fast path"):
+        with fast_paths(onednn_everywhere=True):
+            pass
 
 
 @needs_onednn
@@ -348,10 +385,10 @@ def test_onednn_steps_are_as_accurate_as_bmm_steps() -> None:
     lstm = random_bilm(tiny_options(cell_dim=40, projection_dim=12), seed=13).lstm
     inputs = torch.randn(5, 9, 12, generator=torch.Generator().manual_seed(3))
     lengths = torch.tensor([9, 1, 4, 9, 0])
-    with torch.inference_mode():
+    with fast_paths(batch_invariant=True), torch.inference_mode():
         fast, fast_state = lstm(inputs, lengths)
         exact, exact_state = copy.deepcopy(lstm).double()(inputs.double(), lengths)
-    assert len(lstm.packed_weights) == 2 * 3 * lstm.n_layers  # (ih, hh, hr) per direction and layer
+    assert len(lstm.derived) == 2 * 3 * lstm.n_layers  # (ih, hh, hr) per direction and layer
     expected, expected_state = run_without_onednn(lstm, inputs, lengths)
     assert_as_accurate(fast, expected, exact)
     assert_as_accurate(fast_state.hidden, expected_state.hidden, exact_state.hidden)
@@ -367,7 +404,7 @@ def test_onednn_rows_do_not_depend_on_the_other_rows(in_dim: int, out_dim: int, 
     weight = torch.randn(out_dim, in_dim, generator=generator) / in_dim**0.5  # outputs of size 1
     bias = torch.randn(out_dim, generator=generator)
     inputs, add = torch.randn(600, in_dim, generator=generator), torch.randn(600, out_dim, generator=generator)
-    packed = onednn.PackedWeights().get("w", [weight], lambda: weight)
+    packed = onednn.pack(weight)
     with torch.inference_mode():
         together = onednn.linear(inputs, packed, bias, add=add, step=step)
         for rows in (slice(0, 1), slice(3, 5), slice(7, 40), slice(40, 297), slice(0, 256), slice(1, 600)):
@@ -380,29 +417,63 @@ def test_onednn_rows_do_not_depend_on_the_other_rows(in_dim: int, out_dim: int, 
     torch.testing.assert_close(without_add.double(), exact_product, rtol=0, atol=1e-5)
 
 
-@needs_onednn
-def test_packed_weights_follow_every_weight_change() -> None:
-    bilm = random_bilm(seed=14)
+def _change_weights(how: str, bilm: ElmoBiLm) -> None:
+    """Change the biLM's weights in one of the ways users and libraries do."""
     lstm = bilm.lstm
-    inputs = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(4))
-    lengths = torch.tensor([5, 3])
-    with torch.inference_mode():
-        before, _ = lstm(inputs, lengths)
-    with torch.no_grad():
-        lstm.weight_hh_l1.mul_(1.5)  # an in-place write, as an optimiser step
-        lstm.weight_hr_l0.add_(0.1)
-    with torch.inference_mode():
-        after, _ = lstm(inputs, lengths)
+    if how == "in place":
+        with torch.no_grad():
+            lstm.weight_hh_l1.mul_(1.5)
+            lstm.weight_hr_l0.add_(0.1)
+    elif how == ".data":  # bypasses autograd; PyTorch gives .data a version counter of its own
+        lstm.weight_hh_l1.data.mul_(0.5)
+        bilm.char_encoder.projection.bias.data.add_(0.5)
+    elif how == "load_state_dict":
+        bilm.load_state_dict(random_bilm(seed=15).state_dict())
+    elif how == "load_state_dict(assign=True)":  # new Parameter objects
+        bilm.load_state_dict(random_bilm(seed=15).state_dict(), assign=True)
+    elif how == "optimizer step":
+        parameters = list(bilm.parameters())
+        for p in parameters:
+            p.grad = torch.ones_like(p)
+        torch.optim.SGD(parameters, lr=0.01).step()
+    else:
+        raise AssertionError(how)
+
+
+@needs_onednn
+@pytest.mark.parametrize("how", ["in place", ".data", "load_state_dict", "load_state_dict(assign=True)", "optimizer step"])
+def test_every_cache_follows_every_weight_change(how: str) -> None:
+    bilm = random_bilm(seed=14)
+    bilm.char_encoder.cache_tokens(batch_to_ids([[t] for t in {t for s in TOKENS for t in s}])[:, 0])
+    ids = batch_to_ids(TOKENS)
+    with fast_paths(batch_invariant=True), torch.no_grad():  # every packed copy and the token cache in use
+        before = bilm(ids).layers
+        _change_weights(how, bilm)
+        after = bilm(ids).layers
+        fresh = copy.deepcopy(bilm)  # a copy computes everything anew
+        fresh.char_encoder.cache_tokens(None)
+        expected = fresh(ids).layers
     assert (after - before).abs().max() > 1e-3
-    torch.testing.assert_close(after, run_without_onednn(lstm, inputs, lengths)[0], rtol=1e-5, atol=1e-5)
-    bilm.load_state_dict(random_bilm(seed=15).state_dict())  # copies into the same tensors
-    with torch.inference_mode():
-        reloaded, _ = lstm(inputs, lengths)
-    torch.testing.assert_close(reloaded, run_without_onednn(lstm, inputs, lengths)[0], rtol=1e-5, atol=1e-5)
-    lstm.double()  # new tensors; oneDNN is not used for float64, and the packed copies are dropped
-    with torch.inference_mode():
-        lstm(inputs.double(), lengths)
-    assert len(lstm.packed_weights) == 0
+    torch.testing.assert_close(after, expected, rtol=0, atol=0)
+
+
+@needs_onednn
+def test_caches_are_dropped_when_the_biLM_is_cast() -> None:
+    bilm = random_bilm(seed=14)
+    bilm.char_encoder.cache_tokens(batch_to_ids([["a"], ["b"]])[:, 0])
+    ids = batch_to_ids([["a", "b", "c"]])
+    with fast_paths(batch_invariant=True), torch.no_grad():
+        bilm(ids)
+        assert len(bilm.lstm.derived) > 0 and len(bilm.char_encoder.derived) > 0
+        bilm.double()  # the packed float32 copies must not serve float64 weights
+        assert len(bilm.lstm.derived) == 0 and len(bilm.char_encoder.derived) == 0
+        assert len(bilm.char_encoder.token_cache._derived) == 0
+        layers = bilm(ids).layers
+    assert layers.dtype == torch.float64
+    plain = copy.deepcopy(bilm)
+    plain.char_encoder.cache_tokens(None)
+    with fast_paths(enabled=False), torch.no_grad():
+        torch.testing.assert_close(layers, plain(ids).layers, rtol=0, atol=1e-12)
 
 
 def test_a_used_biLM_still_copies_and_pickles() -> None:

@@ -127,3 +127,62 @@ def test_failed_write_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         write_weights(tmp_path / "missing_dir" / "weights.hdf5", bilm)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.hdf5"]
+
+
+def replace_dataset(name: str, data: np.ndarray):
+    def edit(handle: h5py.File) -> None:
+        del handle[name]
+        handle.create_dataset(name, data=data)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("value", "dtype", "found"),
+    [
+        (np.nan, np.float32, "nan"),
+        (np.inf, np.float32, "inf"),
+        (-np.inf, np.float32, "-inf"),
+        (1e300, np.float64, "inf"),  # finite in the file, infinite once cast to float32
+    ],
+)
+def test_non_finite_weights_are_refused(
+    value: float, dtype: type, found: str, tiny_model_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    options_file, weight_file = tiny_model_files
+    name = "CNN_proj/b_proj"
+    with h5py.File(weight_file) as handle:
+        data = np.asarray(handle[name][...], dtype=dtype)
+    data[3] = value
+    bad = corrupt(weight_file, tmp_path, replace_dataset(name, data))
+    with pytest.raises(ElmoFileError) as info:
+        load_bilm(options_file, bad)
+    message = str(info.value)
+    assert message.startswith(f"{bad}: '{name}' holds 1 non-finite value(s) (first: {found} at index (3,)")
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.bool_, np.complex64])
+def test_non_float_datasets_are_refused_not_cast(
+    dtype: type, tiny_model_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    options_file, weight_file = tiny_model_files
+    name = "CNN_high_0/W_carry"
+    bad = corrupt(weight_file, tmp_path, replace_dataset(name, np.ones((24, 24), dtype=dtype)))
+    with pytest.raises(ElmoFileError) as info:
+        load_bilm(options_file, bad)
+    assert str(info.value) == f"{bad}: '{name}' has dtype {np.dtype(dtype)}; expected floating point (float32)"
+
+
+def test_float64_and_float16_datasets_load(tiny_model_files: tuple[Path, Path], tmp_path: Path) -> None:
+    weight_file = tiny_model_files[1]
+    with h5py.File(weight_file) as handle:
+        carry = handle["CNN_high_0/W_carry"][...]
+        bias = handle["CNN_proj/b_proj"][...]
+
+    def edit(handle: h5py.File) -> None:
+        replace_dataset("CNN_high_0/W_carry", carry.astype(np.float64))(handle)
+        replace_dataset("CNN_proj/b_proj", bias.astype(np.float16))(handle)
+
+    loaded = read_weights(corrupt(weight_file, tmp_path, edit), TINY_OPTIONS)
+    np.testing.assert_array_equal(loaded["CNN_high_0/W_carry"], carry)
+    np.testing.assert_array_equal(loaded["CNN_proj/b_proj"], bias.astype(np.float16).astype(np.float32))

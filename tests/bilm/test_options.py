@@ -72,3 +72,23 @@ def test_clip_zero_or_null_means_no_clipping(tmp_path: Path) -> None:
     raw["lstm"]["proj_clip"] = 0
     options = ElmoOptions.from_json(write(tmp_path, raw))
     assert options.cell_clip == 0.0 and options.proj_clip == 0.0
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "found"),
+    [
+        ("cell_clip", "NaN", "nan"),
+        ("cell_clip", "Infinity", "inf"),
+        ("proj_clip", "-Infinity", "-inf"),
+        ("proj_clip", "1e999", "inf"),  # a finite-looking literal that overflows
+    ],
+)
+def test_non_finite_numbers_are_refused(tmp_path: Path, field: str, text: str, found: str) -> None:
+    raw = TINY_OPTIONS.to_dict()
+    raw["lstm"][field] = "PLACEHOLDER"
+    path = write(tmp_path, json.dumps(raw).replace('"PLACEHOLDER"', text))
+    with pytest.raises(ElmoFileError) as info:
+        ElmoOptions.from_json(path)
+    assert str(info.value) == f"{path}: 'lstm.{field}' is {found}; expected a finite number"
+    with pytest.raises(ElmoFileError, match=f"'lstm.{field}' is {found}; expected a finite number"):
+        ElmoOptions.from_dict(json.loads(path.read_text()))

@@ -1,8 +1,11 @@
 import dataclasses
 import json
 import math
+import os
+import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,7 +18,8 @@ from flair_elmo_modes.training import (
     train_bilm,
 )
 from flair_elmo_modes.training import trainer as trainer_module
-from flair_elmo_modes.training.data import EncodedCorpus, read_sentences
+from flair_elmo_modes.training.data import SPECIAL_TOKENS, EncodedCorpus, Vocabulary, read_sentences
+from flair_elmo_modes.training.export import write_json
 from flair_elmo_modes.training.lm import BiLanguageModel
 from tests.helpers import TINY_OPTIONS
 
@@ -68,7 +72,7 @@ def test_training_lowers_the_dev_perplexity(trained, corpus_files: tuple[Path, P
 
 def test_export_loads_back_with_the_same_outputs(trained) -> None:
     config, result = trained
-    checkpoint = torch.load(config.output_dir / "checkpoint.pt", weights_only=False)
+    checkpoint = torch.load(config.output_dir / "checkpoint.pt", weights_only=True)
     model, vocab = load_language_model(result.model_dir)
     in_memory = BiLanguageModel(TINY_OPTIONS, len(vocab), config.softmax, config.cutoffs).eval()
     in_memory.load_state_dict(checkpoint["model"])
@@ -104,7 +108,7 @@ def test_resume_after_interruption_continues_identically(
     monkeypatch.setattr(trainer_module, "_train_step", failing_step)
     with pytest.raises(KeyboardInterrupt):
         train_bilm(interrupted)
-    saved = torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=False)
+    saved = torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=True)
     assert saved["progress"]["step"] == 24 and saved["progress"]["epoch"] == 1
     monkeypatch.setattr(trainer_module, "_train_step", real_step)
     resumed = train_bilm(interrupted)
@@ -112,8 +116,8 @@ def test_resume_after_interruption_continues_identically(
     assert resumed.steps == reference.steps
     for a, b in zip(resumed.dev, reference.dev, strict=True):
         assert a == pytest.approx(b, rel=1e-6)
-    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
-    again = torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=False)
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    again = torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=True)
     for name, value in whole["model"].items():
         torch.testing.assert_close(again["model"][name], value, rtol=0, atol=0, msg=name)
 
@@ -176,3 +180,91 @@ def test_any_architecture_trains_and_exports(
     result = train_bilm(tiny_config(corpus_files, tmp_path, options=options, max_steps=2, dev_file=None))
     loaded = load_bilm(result.model_dir / "options.json", result.model_dir / "weights.hdf5")
     assert loaded.options == options and result.steps == 2 and result.dev == []
+
+
+class RunsCode:
+    """Unpickling this calls ``os.system``: what a planted checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+
+
+def test_resume_refuses_a_checkpoint_that_would_run_code(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
+    config = tiny_config(corpus_files, tmp_path / "run")
+    config.output_dir.mkdir()
+    marker = tmp_path / "marker"
+    torch.save({"config": RunsCode(marker), "vocab": ["a"]}, config.output_dir / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: not a readable training checkpoint .*posix\.system") as info:
+        train_bilm(config)
+    assert str(info.value).endswith("; delete it to start over") and "weights_only" not in str(info.value)
+    assert not marker.exists()
+    # The planted file is real: a full unpickle would have run it.
+    torch.load(config.output_dir / "checkpoint.pt", weights_only=False)
+    assert marker.exists()
+
+
+def drop_key(state: dict, key: str) -> dict:
+    return {name: value for name, value in state.items() if name != key}
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda state: [1, 2], "found a list; expected a dict with config, vocab, model"),
+        (lambda state: drop_key(state, "vocab"), "'vocab' is missing"),
+        (lambda state: drop_key(state, "rng_state"), "'rng_state' is missing"),
+        (lambda state: {**state, "model": [1]}, "'model' is a list; expected a dict"),
+        (lambda state: {**state, "vocab": [1, 2]}, "'vocab' holds something other than strings"),
+        (lambda state: {**state, "progress": {**state["progress"], "extra": 1}}, "'progress' has keys"),
+    ],
+)
+def test_resume_refuses_a_torch_file_that_is_not_our_checkpoint(trained, tmp_path: Path, make, reason: str) -> None:
+    config, _ = trained
+    state = torch.load(config.output_dir / "checkpoint.pt", weights_only=True)
+    other = dataclasses.replace(config, output_dir=tmp_path)
+    torch.save(make(state), tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError) as info:
+        train_bilm(other)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'checkpoint.pt'}: not a readable training checkpoint ({reason}")
+    assert message.endswith("; delete it to start over")
+
+
+def test_a_checkpoint_that_could_not_be_resumed_is_not_written(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
+    class Factor:  # a callable object: LambdaLR puts its __dict__ into its state_dict
+        def __init__(self) -> None:
+            self.floor = np.float64(0.1)  # a float, but pickled as a numpy scalar
+
+        def __call__(self, step: int) -> float:
+            return 1.0
+
+    config = tiny_config(corpus_files, tmp_path)
+    model = BiLanguageModel(TINY_OPTIONS, 10, config.softmax, config.cutoffs)
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, Factor())
+    vocab = Vocabulary(SPECIAL_TOKENS + tuple(f"w{i}" for i in range(7)))
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(TypeError, match=r"checkpoint\['scheduler'\]\['lr_lambdas'\]\[0\]\['floor'\] \(float64\)"):
+        trainer_module._save_checkpoint(path, config, vocab, model, optimizer, scheduler, trainer_module._Progress())
+    assert list(tmp_path.iterdir()) == []
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    trainer_module._save_checkpoint(path, config, vocab, model, optimizer, scheduler, trainer_module._Progress())
+    assert torch.load(path, weights_only=True)["vocab"] == list(vocab.words)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_result_json_is_strict_json_with_null_for_nan(tmp_path: Path) -> None:
+    def no_constants(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    path = tmp_path / "result.json"
+    write_json(path, {"train_loss": math.nan, "dev": [{"dev_forward": math.inf, "step": 3}], "lr": 0.5})
+    assert json.loads(path.read_text(), parse_constant=no_constants) == {
+        "train_loss": None,
+        "dev": [{"dev_forward": None, "step": 3}],
+        "lr": 0.5,
+    }
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]

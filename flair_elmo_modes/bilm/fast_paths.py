@@ -1,0 +1,78 @@
+"""The switch for the biLM's exact shortcuts (as ``torch.backends.cudnn.flags`` is for cuDNN).
+
+Every shortcut computes the same values as the plain computation, up to float32 rounding; each
+can be turned off for a block of code, e.g. to compare against the plain path in a test or a
+benchmark::
+
+    with fast_paths(enabled=False):      # the plain torch computation throughout
+        plain = bilm(char_ids)
+    with fast_paths(onednn=False):       # only oneDNN off
+        ...
+
+The setting is a context variable: it applies to the current thread (and asyncio task) only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FastPaths:
+    """Which shortcuts the biLM may take.
+
+    Attributes:
+        enabled: master switch; False runs the plain computation whatever the other fields say.
+        onednn: oneDNN's pre-packed float32 products for the LSTM steps of CPU inference, where
+            the workload favours them (see :func:`flair_elmo_modes.bilm.kernels.choose_kernel`).
+        in_place: without autograd, LSTM steps run in place in preallocated buffers.
+        distinct_tokens: the character encoder encodes each distinct token of a batch once.
+        trimmed_windows: the character encoder convolves only the windows that touch a real
+            character (the others read the same padding for every token).
+        batch_invariant: on x86 CPUs in float32, run every product through oneDNN, whose result
+            for a row does not depend on the other rows, so that a sentence's vectors are bitwise
+            the same in any batch. Off by default: the kernels are then chosen for speed and
+            accuracy per workload, and a sentence's vectors in different batches differ by float32
+            rounding only (about 1e-6).
+    """
+
+    enabled: bool = True
+    onednn: bool = True
+    in_place: bool = True
+    distinct_tokens: bool = True
+    trimmed_windows: bool = True
+    batch_invariant: bool = False
+
+    def allows(self, name: str) -> bool:
+        """Whether shortcut ``name`` (a field other than ``enabled``) is on."""
+        return self.enabled and bool(getattr(self, name))
+
+
+_CURRENT: ContextVar[FastPaths] = ContextVar("flair_elmo_modes_fast_paths", default=FastPaths())
+
+
+def current() -> FastPaths:
+    """The setting in force here."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def fast_paths(**changes: bool) -> Iterator[FastPaths]:
+    """Change some fields of :class:`FastPaths` inside a ``with`` block (nested blocks compose).
+
+    Raises:
+        TypeError: an unknown field.
+    """
+    fields = {field.name for field in dataclasses.fields(FastPaths)}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise TypeError(f"unknown fast path(s) {', '.join(unknown)}; expected some of {', '.join(sorted(fields))}")
+    token = _CURRENT.set(dataclasses.replace(_CURRENT.get(), **changes))
+    try:
+        yield _CURRENT.get()
+    finally:
+        _CURRENT.reset(token)

@@ -1,0 +1,174 @@
+"""LSTM step kernels: what one time step of one layer computes, for both directions at once.
+
+:meth:`BidirectionalLstm.forward <flair_elmo_modes.bilm.lstm.BidirectionalLstm.forward>` runs one
+step loop; :func:`choose_kernel` picks, once per forward, the kernel its steps call:
+
+- :class:`TorchKernel` with ``in_place=False``: plain ``torch`` ops, out of place; the autograd
+  path (training, fine-tuning) and the reference every other kernel is tested against.
+- :class:`TorchKernel` with ``in_place=True``: the same ops writing into preallocated buffers
+  (inference).
+- :class:`OneDnnKernel`: float32 CPU inference with oneDNN's pre-packed weights, for workloads
+  with enough rows per step to pay for them (few-row products are faster in MKL).
+
+Shapes: ``n`` rows run at a step (rows sorted by decreasing length); ``cell`` and ``proj`` are the
+cell and projection sizes; dim 0 of every tensor is the direction ([forward, backward]).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from flair_elmo_modes.bilm import fast_paths, onednn
+
+if TYPE_CHECKING:
+    from flair_elmo_modes.bilm.lstm import BidirectionalLstm
+
+# oneDNN's pre-packed products beat MKL's from about this many rows per product (measured on the
+# published configurations by benchmarks/bench_shapes.py); fewer rows take TorchKernel.
+ONEDNN_MIN_ROWS = 8
+
+
+class TorchKernel:
+    """Layer ``k``'s steps in plain torch ops (``bmm`` over the two directions).
+
+    Args:
+        lstm: the stack.
+        k: the layer.
+        batch: rows of the batch (sizes the in-place buffer).
+        in_place: write into preallocated buffers (no autograd).
+    """
+
+    def __init__(self, lstm: BidirectionalLstm, k: int, batch: int, in_place: bool) -> None:
+        self.lstm = lstm
+        self.in_place = in_place
+        self.weight_ih = getattr(lstm, f"weight_ih_l{k}").transpose(1, 2)  # (2, input_dim, 4 * cell)
+        self.weight_hh = getattr(lstm, f"weight_hh_l{k}").transpose(1, 2)  # (2, proj, 4 * cell)
+        self.weight_hr = getattr(lstm, f"weight_hr_l{k}").transpose(1, 2)  # (2, cell, proj)
+        self.bias = getattr(lstm, f"bias_l{k}").unsqueeze(1)  # (2, 1, 4 * cell)
+        self._cell_outputs = self.bias.new_empty(2, batch, lstm.cell_dim) if in_place else None
+
+    def project(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(2, rows, input_dim)`` -> ``(2, rows, 4 * cell)`` input projections plus bias."""
+        return torch.baddbmm(self.bias, inputs, self.weight_ih)
+
+    def step(
+        self, projected: torch.Tensor, previous: torch.Tensor, memory: torch.Tensor, out: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step.
+
+        Args:
+            projected: ``(2, n, 4 * cell)`` this step's input projections (overwritten in place).
+            previous: ``(2, n, proj)`` the previous hidden state.
+            memory: ``(2, n, cell)`` the previous memory (updated in place when ``in_place``).
+            out: ``(2, n, proj)`` where an in-place kernel writes the new hidden state (None for
+                an out-of-place kernel).
+
+        Returns:
+            The new hidden state ``(2, n, proj)`` (``out`` when in place) and memory ``(2, n, cell)``.
+        """
+        lstm, cell = self.lstm, self.lstm.cell_dim
+        if not self.in_place:
+            gates = torch.baddbmm(projected, previous, self.weight_hh)  # (2, n, 4 * cell)
+            input_forget = torch.sigmoid(gates[..., : 2 * cell])
+            candidate = torch.tanh(gates[..., 2 * cell : 3 * cell])
+            output_gate = torch.sigmoid(gates[..., 3 * cell :])
+            memory = input_forget[..., :cell] * candidate + input_forget[..., cell:] * memory
+            if lstm.cell_clip:
+                memory = memory.clamp(-lstm.cell_clip, lstm.cell_clip)
+            hidden = torch.bmm(output_gate * torch.tanh(memory), self.weight_hr)  # (2, n, proj)
+            if lstm.proj_clip:
+                hidden = hidden.clamp(-lstm.proj_clip, lstm.proj_clip)
+            return hidden, memory
+        assert self._cell_outputs is not None
+        gates = projected.baddbmm_(previous, self.weight_hh)  # (2, n, 4 * cell)
+        input_gate, forget_gate = gates[..., :cell], gates[..., cell : 2 * cell]
+        candidate, output_gate = gates[..., 2 * cell : 3 * cell], gates[..., 3 * cell :]
+        gates[..., : 2 * cell].sigmoid_()
+        candidate.tanh_()
+        output_gate.sigmoid_()
+        memory.mul_(forget_gate).add_(candidate.mul_(input_gate))  # the rounding of the autograd step
+        if lstm.cell_clip:
+            memory.clamp_(-lstm.cell_clip, lstm.cell_clip)
+        cell_output = torch.tanh(memory, out=self._cell_outputs[:, : len(memory[0])]).mul_(output_gate)
+        hidden = torch.bmm(cell_output, self.weight_hr, out=out)
+        if lstm.proj_clip:
+            hidden.clamp_(-lstm.proj_clip, lstm.proj_clip)
+        return hidden, memory
+
+
+class OneDnnKernel:
+    """Layer ``k``'s steps with oneDNN's pre-packed weights, one product per direction, in place.
+
+    The packed copies live in ``lstm.derived`` (rebuilt when a weight changes, see
+    :mod:`flair_elmo_modes.bilm.derived`). A row's result does not depend on the other rows, so
+    among batches that take this kernel a sentence's vectors are bitwise the same.
+    """
+
+    in_place = True
+
+    def __init__(self, lstm: BidirectionalLstm, k: int, batch: int) -> None:
+        self.lstm = lstm
+        self.weight_ih = self._packed(f"weight_ih_l{k}")
+        self.weight_hh = self._packed(f"weight_hh_l{k}")
+        self.weight_hr = self._packed(f"weight_hr_l{k}")
+        self.bias = getattr(lstm, f"bias_l{k}")  # (2, 4 * cell)
+        self._cell_outputs = self.bias.new_empty(2, batch, lstm.cell_dim)
+
+    def _packed(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = getattr(self.lstm, name)  # (2, out, in)
+        return tuple(  # type: ignore[return-value]
+            self.lstm.derived.get(f"{name}.{d}", [weight], lambda d=d: onednn.pack(weight[d])) for d in (0, 1)
+        )
+
+    def project(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(2, rows, input_dim)`` -> ``(2, rows, 4 * cell)``."""
+        return torch.stack([onednn.linear(inputs[d], self.weight_ih[d], self.bias[d]) for d in (0, 1)])
+
+    def step(
+        self, projected: torch.Tensor, previous: torch.Tensor, memory: torch.Tensor, out: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`TorchKernel.step` in place."""
+        lstm, cell = self.lstm, self.lstm.cell_dim
+        gates = torch.stack(
+            [onednn.linear(previous[d], self.weight_hh[d], add=projected[d], step=True) for d in (0, 1)]
+        )  # (2, n, 4 * cell)
+        input_gate, forget_gate = gates[..., :cell], gates[..., cell : 2 * cell]
+        candidate, output_gate = gates[..., 2 * cell : 3 * cell], gates[..., 3 * cell :]
+        gates[..., : 2 * cell].sigmoid_()
+        candidate.tanh_()
+        output_gate.sigmoid_()
+        memory.mul_(forget_gate).add_(candidate.mul_(input_gate))
+        if lstm.cell_clip:
+            memory.clamp_(-lstm.cell_clip, lstm.cell_clip)
+        cell_output = torch.tanh(memory, out=self._cell_outputs[:, : len(memory[0])]).mul_(output_gate)
+        hidden = torch.stack([onednn.linear(cell_output[d], self.weight_hr[d], step=True) for d in (0, 1)], out=out)
+        if lstm.proj_clip:
+            hidden.clamp_(-lstm.proj_clip, lstm.proj_clip)
+        return hidden, memory
+
+
+Kernel = TorchKernel | OneDnnKernel
+
+
+def choose_kernel(
+    lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: int, rows_per_step: float, grad: bool
+) -> Kernel:
+    """The kernel for layer ``k`` of one forward.
+
+    Args:
+        lstm: the stack.
+        k: the layer.
+        inputs: the layer's inputs (their device and dtype decide).
+        batch: rows of the batch.
+        rows_per_step: mean rows per time step of the batch (packed rows / steps).
+        grad: whether autograd must see the steps.
+    """
+    paths = fast_paths.current()
+    if grad or not paths.allows("in_place"):
+        return TorchKernel(lstm, k, batch, in_place=False)
+    wanted = paths.allows("batch_invariant") or rows_per_step >= ONEDNN_MIN_ROWS
+    if wanted and paths.allows("onednn") and onednn.usable(inputs):
+        return OneDnnKernel(lstm, k, batch)
+    return TorchKernel(lstm, k, batch, in_place=True)

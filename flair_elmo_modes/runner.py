@@ -1,0 +1,118 @@
+"""The one way from tokens to biLM layers, shared by ``ElmoEmbedder``, ``ELMoEmbeddings`` and the CLI.
+
+Tokens -> character ids -> the biLM's device -> (carried state) -> biLM -> layers and mask.
+Also the one batching window: :func:`length_sorted_windows`. No Flair here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import islice
+from typing import TypeVar
+
+import torch
+
+from flair_elmo_modes.bilm.characters import batch_to_ids
+from flair_elmo_modes.bilm.model import BiLmOutput, ElmoBiLm
+from flair_elmo_modes.bilm.state import CarriedState
+
+T = TypeVar("T")
+
+
+def as_token_lists(batch: Iterable[Iterable[str]]) -> list[list[str]]:
+    """A batch of tokenized sentences (lists, tuples, numpy arrays of ``str``) as lists of ``str``.
+
+    Raises:
+        TypeError: a sentence is a string (not split into tokens) or a token is not a ``str``.
+    """
+    if isinstance(batch, str):
+        raise TypeError(f"expected a batch of tokenized sentences, got the string {batch[:40]!r}")
+    sentences = []
+    for i, sentence in enumerate(batch):
+        if isinstance(sentence, str):
+            raise TypeError(
+                f"sentence {i} is the string {sentence[:40]!r}; expected a sequence of tokens (e.g. text.split())"
+            )
+        tokens = list(sentence)
+        bad = next((token for token in tokens if not isinstance(token, str)), None)
+        if bad is not None:
+            raise TypeError(f"sentence {i}: tokens must be str, got {type(bad).__name__} {bad!r}")
+        sentences.append([str(token) for token in tokens])  # numpy.str_ -> str
+    return sentences
+
+
+class BiLmRunner:
+    """Runs a biLM on token lists.
+
+    Args:
+        bilm: the biLM (its device is the device of its parameters).
+        stateful: carry each batch row's LSTM state to the next call, as AllenNLP does; by
+            default every sentence starts from zero state.
+    """
+
+    def __init__(self, bilm: ElmoBiLm, stateful: bool = False) -> None:
+        self.bilm = bilm
+        self.stateful = stateful
+        self._carried = CarriedState()
+
+    def reset_states(self) -> None:
+        """Forget the carried LSTM state (``stateful=True`` only)."""
+        self._carried.reset()
+
+    @property
+    def device(self) -> torch.device:
+        return self.bilm.bos_ids.device
+
+    def run(self, sentences: Sequence[Sequence[str]], grad: bool = False) -> BiLmOutput:
+        """Layers of a batch.
+
+        Args:
+            sentences: tokenized sentences (see :func:`as_token_lists`).
+            grad: let autograd see the biLM (fine-tuning). Otherwise it runs under ``no_grad``
+                (not ``inference_mode``: a trainable layer mix must be able to save the layers).
+
+        Returns:
+            ``(n_layers + 1, batch, timesteps, dim)`` layers, the ``(batch, timesteps)`` mask and
+            the final state (see :class:`~flair_elmo_modes.bilm.model.BiLmOutput`).
+        """
+        token_lists = as_token_lists(sentences)
+        char_ids = batch_to_ids(token_lists, self.bilm.options.max_characters_per_token).to(self.device)
+        initial = self._carried.initial(len(token_lists)) if self.stateful else None
+        if grad and torch.is_grad_enabled():
+            output = self.bilm(char_ids, initial)
+        else:
+            with torch.no_grad():
+                output = self.bilm(char_ids, initial)
+        if self.stateful:
+            self._carried.update(output.state)
+        return output
+
+
+def length_sorted_windows(
+    items: Iterable[T], lengths: Callable[[T], int], batch_size: int, sort_batches: int
+) -> Iterator[tuple[list[T], list[list[int]]]]:
+    """Read ``items`` lazily in windows of ``batch_size * sort_batches`` and batch each window.
+
+    Yields:
+        Each window and its batches as lists of row indices into it: sorted by length (stable)
+        when ``sort_batches > 1``, in order otherwise.
+
+    Raises:
+        ValueError: ``batch_size`` or ``sort_batches`` below 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if sort_batches < 1:
+        raise ValueError(f"sort_batches must be >= 1, got {sort_batches}")
+    iterator = iter(items)
+    window_size = min(batch_size * sort_batches, sys.maxsize)  # islice's limit
+    while window := list(islice(iterator, window_size)):
+        yield window, length_batches([lengths(item) for item in window], batch_size, sort_batches > 1)
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, by_length: bool = True) -> list[list[int]]:
+    """Indices of ``lengths`` cut into batches of ``batch_size``: sorted by length (stable) when
+    ``by_length``, else in order."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__) if by_length else list(range(len(lengths)))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
