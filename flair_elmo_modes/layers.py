@@ -84,29 +84,44 @@ def parse_mode(mode: ModeSpec, num_layers: int) -> LayerMode:
     return LayerMode("layers", tuple(i % num_layers for i in indices), num_layers)
 
 
-def select_layers(layers: torch.Tensor, mode: LayerMode) -> torch.Tensor:
-    """Apply a fixed mode.
+def chosen_layers(layers: torch.Tensor, mode: LayerMode) -> torch.Tensor:
+    """The layers a fixed mode takes, still stacked.
 
     Args:
         layers: ``(num_layers, ..., dim)`` biLM layers.
         mode: any mode but ``"mix"`` (which needs :class:`ScalarMix`).
 
     Returns:
-        ``(..., mode.embedding_length(dim))`` token vectors.
+        ``(mode.num_selected, ..., dim)``: every layer (``"all"``), the top or bottom one, their
+        mean (``"average"``), or the listed ones in order.
     """
     if layers.shape[0] != mode.num_layers:
         raise ValueError(f"expected {mode.num_layers} layers, got {layers.shape[0]}")
     if mode.kind == "all":
-        return torch.cat(list(layers), dim=-1)
+        return layers
     if mode.kind == "top":
-        return layers[-1]
+        return layers[-1:]
     if mode.kind == "bottom":
-        return layers[0]
+        return layers[:1]
     if mode.kind == "average":
-        return layers.mean(dim=0)
+        return layers.mean(dim=0, keepdim=True)
     if mode.kind == "layers":
-        return torch.cat([layers[i] for i in mode.indices], dim=-1)
+        return layers[list(mode.indices)]
     raise ValueError(f"mode {mode.spec!r} is not a fixed selection; use ScalarMix")
+
+
+def select_layers(layers: torch.Tensor, mode: LayerMode) -> torch.Tensor:
+    """Apply a fixed mode: the chosen layers concatenated per token (Flair's token vectors).
+
+    Args:
+        layers: ``(num_layers, ..., dim)`` biLM layers.
+        mode: any mode but ``"mix"``.
+
+    Returns:
+        ``(..., mode.embedding_length(dim))`` token vectors.
+    """
+    chosen = chosen_layers(layers, mode)  # (k, ..., dim)
+    return chosen[0] if len(chosen) == 1 else torch.cat(list(chosen), dim=-1)
 
 
 class ScalarMix(nn.Module):

@@ -19,9 +19,11 @@ import pytest
 
 from flair_elmo_modes import ElmoEmbedder, models
 from flair_elmo_modes.bilm import ElmoFileError, load_bilm
+from flair_elmo_modes.bilm.model import BiLmOutput
 from flair_elmo_modes.cli import demo, embed, errors, info, main, train
 from flair_elmo_modes.cli.embed import DEFAULT_SORT_BATCHES
 from flair_elmo_modes.models import ModelDownloadError
+from flair_elmo_modes.runner import BiLmRunner
 from tests.helpers import write_random_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -209,13 +211,13 @@ def test_embed_streams_batch_by_batch(
     tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes: list[int] = []
-    original = ElmoEmbedder.embed_batch
+    original = BiLmRunner.run
 
-    def recording(self: ElmoEmbedder, batch: list[list[str]]) -> list[np.ndarray]:
+    def recording(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
         sizes.append(len(batch))
         return original(self, batch)
 
-    monkeypatch.setattr(ElmoEmbedder, "embed_batch", recording)
+    monkeypatch.setattr(BiLmRunner, "run", recording)
     source = write_input(tmp_path / "in.txt", [f"s {i}" for i in range(10)])
     assert (
         run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir, "--quiet", "--batch-size", "4")[0]
@@ -232,13 +234,13 @@ def test_embed_sorts_lines_by_length_within_windows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     batches: list[list[int]] = []
-    original = ElmoEmbedder.embed_batch
+    original = BiLmRunner.run
 
-    def recording(self: ElmoEmbedder, batch: list[list[str]]) -> list[np.ndarray]:
+    def recording(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
         batches.append([len(tokens) for tokens in batch])
         return original(self, batch)
 
-    monkeypatch.setattr(ElmoEmbedder, "embed_batch", recording)
+    monkeypatch.setattr(BiLmRunner, "run", recording)
     lines = [" ".join(["w"] * n) for n in (5, 1, 4, 2, 6, 3, 7)]
     source = write_input(tmp_path / "in.txt", lines)
     flags = ["--model", model_dir, "--quiet", "--batch-size", "2"]
@@ -519,18 +521,18 @@ def test_embed_cuda_device_without_cuda(tmp_path: Path, model_dir: Path, capsys:
 
 
 def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int, error: BaseException, directory: Path) -> None:
-    """Make the ``call``-th ``embed_batch`` raise ``error``, once the temporary file exists."""
-    original = ElmoEmbedder.embed_batch
+    """Make the ``call``-th batch raise ``error``, once the temporary file exists."""
+    original = BiLmRunner.run
     calls = []
 
-    def failing(self: ElmoEmbedder, batch: list[list[str]]) -> list[np.ndarray]:
+    def failing(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
         calls.append(1)
         if len(calls) == call:
             assert leftovers(directory), "the temporary output should exist by now"
             raise error
         return original(self, batch)
 
-    monkeypatch.setattr(ElmoEmbedder, "embed_batch", failing)
+    monkeypatch.setattr(BiLmRunner, "run", failing)
 
 
 @pytest.mark.parametrize(
@@ -566,17 +568,17 @@ def test_embed_sigterm_mid_stream_leaves_nothing(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = ElmoEmbedder.embed_batch
+    original = BiLmRunner.run
     calls = []
 
-    def terminated(self: ElmoEmbedder, batch: list[list[str]]) -> list[np.ndarray]:
+    def terminated(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
         calls.append(1)
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)  # the handler raises before this returns
         return original(self, batch)
 
-    monkeypatch.setattr(ElmoEmbedder, "embed_batch", terminated)
+    monkeypatch.setattr(BiLmRunner, "run", terminated)
     before = signal.getsignal(signal.SIGTERM)
     source = write_input(tmp_path / "in.txt", [f"s {i}" for i in range(10)])
     code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--batch-size", "2", "--quiet")

@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from flair_elmo_modes.cli.errors import CLIError, Interrupted, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
     from flair_elmo_modes.bilm.options import ElmoOptions
     from flair_elmo_modes.layers import LayerMode
@@ -282,28 +282,21 @@ def _layer_mode(args: argparse.Namespace, options: ElmoOptions) -> LayerMode:
     return parse_mode(spec, num_layers)
 
 
-def select_output(layers: np.ndarray, mode: LayerMode) -> np.ndarray:
+def select_output(layers: torch.Tensor, mode: LayerMode) -> np.ndarray:
     """What ``embed`` stores for one sentence.
 
     Args:
-        layers: ``(L + 1, T, D)`` float32, as :meth:`ElmoEmbedder.embed_sentence` returns.
+        layers: ``(L + 1, T, D)`` float32 biLM layers.
         mode: ``all``, ``top``, ``average`` or a list of layers.
 
     Returns:
         ``(L + 1, T, D)``, ``(T, D)``, ``(T, D)`` or ``(len(indices), T, D)``; layers stay
         stacked (not concatenated as in the Flair embeddings), as in allennlp's file.
     """
-    import numpy as np
+    from flair_elmo_modes.layers import chosen_layers
 
-    if mode.kind == "all":
-        return layers
-    if mode.kind == "top":
-        return layers[-1]
-    if mode.kind == "average":
-        return np.average(layers, axis=0)  # allennlp's float32 mean
-    if mode.kind == "layers":
-        return layers[list(mode.indices)]
-    raise ValueError(f"embed has no output mode {mode.spec!r}")
+    chosen = chosen_layers(layers, mode)  # (k, T, D)
+    return (chosen[0] if mode.kind in ("top", "average") else chosen).float().cpu().numpy()
 
 
 def _sort_batches(args: argparse.Namespace) -> int:
@@ -332,7 +325,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from flair_elmo_modes.bilm.options import ElmoOptions
-    from flair_elmo_modes.embedder import ElmoEmbedder, length_batches
+    from flair_elmo_modes.embedder import ElmoEmbedder
+    from flair_elmo_modes.runner import length_sorted_windows
 
     mode = _layer_mode(args, ElmoOptions.from_json(files.options_file))
     embedder = ElmoEmbedder(files.options_file, files.weight_file, cuda_device=cuda_device, stateful=args.stateful)
@@ -356,18 +350,19 @@ def run(args: argparse.Namespace) -> int:
                 dynamic_ncols=True,
             ) as progress,
         ):
-            lines = read_lines(input_path)
+            lines = ((line, line.text.split()) for line in read_lines(input_path))
             index = 0  # of the window's first line
-            while window := list(islice(lines, args.batch_size * sort_batches)):
+            windows = length_sorted_windows(lines, lambda item: len(item[1]), args.batch_size, sort_batches)
+            for items, batches in windows:
+                window = [line for line, _ in items]
                 keys = [line.text if args.use_sentence_keys else str(index + row) for row, line in enumerate(window)]
-                token_lists = [line.text.split() for line in window]
-                lengths = [len(tokens) for tokens in token_lists]
-                for rows in length_batches(lengths, args.batch_size, by_length=sort_batches > 1):
-                    arrays = embedder.embed_batch([token_lists[row] for row in rows])
-                    for row, layers in zip(rows, arrays, strict=True):
-                        data = select_output(layers, mode)
+                for rows in batches:
+                    output = embedder.runner.run([items[row][1] for row in rows])
+                    lengths = output.mask.sum(dim=-1).tolist()
+                    for i, row in enumerate(rows):
+                        data = select_output(output.layers[:, i, : lengths[i]], mode)
                         handle.create_dataset(keys[row], data.shape, dtype="float32", data=data)
-                        tokens += layers.shape[1]
+                        tokens += lengths[i]
                     progress.update(len(rows))
                 if keep_index:
                     sentence_to_index.update((line.text, key) for line, key in zip(window, keys, strict=True))
