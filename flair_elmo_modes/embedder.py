@@ -118,4 +118,3 @@ class ElmoEmbedder:
 
     def _empty(self) -> np.ndarray:
         return np.zeros((self.num_layers, 0, self.dim), dtype=np.float32)
-

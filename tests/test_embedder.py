@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from flair_elmo_modes import ElmoEmbedder
-from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.bilm import batch_to_ids, onednn
+from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.embedder import length_batches
 from tests.helpers import ALIGNED_OPTIONS, assert_as_accurate, random_bilm
 

@@ -52,7 +52,8 @@ class FastPaths:
         return self.enabled and bool(getattr(self, name))
 
 
-_CURRENT: ContextVar[FastPaths] = ContextVar("flair_elmo_modes_fast_paths", default=FastPaths())
+_DEFAULT = FastPaths()
+_CURRENT: ContextVar[FastPaths] = ContextVar("flair_elmo_modes_fast_paths", default=_DEFAULT)  # frozen: safe to share
 
 
 def current() -> FastPaths:

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from flair_elmo_modes.bilm import batch_to_ids, kernels, onednn
-from flair_elmo_modes.bilm.fast_paths import fast_paths
-from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.char_encoder import CharacterEncoder, unique_rows
+from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState, PackedLayout
+from flair_elmo_modes.bilm.model import ElmoBiLm
 from tests.helpers import assert_as_accurate, random_bilm, tiny_options
 
 TOKENS = [
@@ -441,7 +441,9 @@ def _change_weights(how: str, bilm: ElmoBiLm) -> None:
 
 
 @needs_onednn
-@pytest.mark.parametrize("how", ["in place", ".data", "load_state_dict", "load_state_dict(assign=True)", "optimizer step"])
+@pytest.mark.parametrize(
+    "how", ["in place", ".data", "load_state_dict", "load_state_dict(assign=True)", "optimizer step"]
+)
 def test_every_cache_follows_every_weight_change(how: str) -> None:
     bilm = random_bilm(seed=14)
     bilm.char_encoder.cache_tokens(batch_to_ids([[t] for t in {t for s in TOKENS for t in s}])[:, 0])
