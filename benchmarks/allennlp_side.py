@@ -1,7 +1,7 @@
 """The AllenNLP 2.10.1 baseline: what allennlp 0.9's ``ElmoEmbedder.embed_batch`` did, states reset.
 
 Imported only when allennlp is importable (the oracle venv built by
-``/work/shared/tools/allennlp-oracle-venv.sh``).
+``../shared/tools/allennlp-oracle-venv.sh``, see README.md).
 """
 
 from __future__ import annotations

@@ -1,45 +1,48 @@
-"""What each optimisation of the biLM gives: end-to-end ``embed_batch`` with one shortcut turned off.
+"""What each optimisation of the biLM gives: end-to-end ``embed_batch`` with shortcuts turned off.
 
-Every variant computes the same values (``tests/bilm/test_fast_paths.py`` checks the shortcuts);
-only the time changes. Variants:
+Every variant computes the same values up to float32 rounding (``tests/bilm/test_fast_paths.py``
+checks the shortcuts); only the time changes. Each variant is one setting of the public switch
+``flair_elmo_modes.bilm.fast_paths.fast_paths`` (or of the documented class attribute
+``BidirectionalLstm.input_projection_rows``):
 
-- ``final``: the code as it is.
-- ``no dedup``: the char CNN, highway and projection run for every position of the batch (padding
-  included), not once per distinct token.
-- ``no window trimming``: every convolution window of every token is computed.
+- ``final``: the defaults.
+- ``no oneDNN`` (``onednn=False``): the LSTM steps with ``bmm``/``addmm`` (MKL) instead of
+  oneDNN's pre-packed weights.
+- ``out-of-place steps`` (``in_place=False``): the autograd kernel (new tensors every step) without
+  autograd; it never uses oneDNN either.
+- ``input projection per step`` (``input_projection_rows = 1``): one input-projection matmul per
+  time step instead of one per block of 512 packed rows.
+- ``no dedup`` (``distinct_tokens=False``): the char CNN, highway and projection run for every
+  position of the batch (padding included), not once per distinct token.
+- ``no window trimming`` (``trimmed_windows=False``): every convolution window of every token.
 - ``no dedup, no trimming``: both (the char encoder as AllenNLP runs it).
-- ``no oneDNN``: ``bmm``/``addmm``/``mm`` (MKL) instead of oneDNN's pre-packed weights.
-- ``no oneDNN, out-of-place steps``: the autograd code path (new tensors every step) without autograd.
-- ``torch.tanh in the cell``: the LSTM cell's two tanh with ``torch.tanh`` instead of
-  ``2 * sigmoid(2x) - 1``.
-- ``input projection per step``: one input-projection matmul per time step instead of one per
-  block of 512 packed rows.
-- ``before (git <rev>)``: ``bilm/lstm.py`` and ``bilm/char_encoder.py`` as they were at ``--before``
-  (padded instead of packed LSTM rows, a ``cat`` per step once rows end, every window convolved).
+- ``batch invariant`` (``batch_invariant=True``): every product through oneDNN, so that a sentence's
+  vectors are bitwise the same in any batch.
+- ``plain computation`` (``enabled=False``): every shortcut off, plain torch ops throughout (the
+  input projections stay in blocks of 512 rows).
 
-Then the optional char-CNN token cache (``CharacterEncoder.cache_tokens`` with the most frequent
-Brown words), the biLM alone under ``torch.inference_mode`` / ``torch.no_grad`` / autograd enabled with
+Then the optional char-CNN token cache (``ElmoEmbedder.cache_tokens`` with the most frequent Brown
+words), the biLM alone under ``torch.inference_mode`` / ``torch.no_grad`` / autograd enabled with
 frozen weights, the share of time per part of the final code, input-projection block sizes,
-char-CNN groupings, and length-aware batching (``embed_sentences(..., sort_batches=N)``: sentences
-batched by length within windows of N batches, order restored).
+char-CNN groupings (``CharacterEncoder.real_slot_groups``), and length-aware batching
+(``embed_sentences(..., sort_batches=N)``: sentences batched by length within windows of N
+batches, order restored).
 
 Examples:
-    /work/venv/bin/python benchmarks/bench_ablation.py
-    /work/venv/bin/python benchmarks/bench_ablation.py --configs small --passes 5
+    python benchmarks/bench_ablation.py
+    python benchmarks/bench_ablation.py --configs small --passes 5
+    python benchmarks/bench_ablation.py --configs small --sentences 8 --passes 1 --cache-words 100 --out DIR  # smoke
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib.util
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,120 +50,55 @@ import numpy as np
 import torch
 from _common import (
     DEFAULT_CACHE,
-    REPO,
     RESULTS,
     batches,
-    brown_sentences,
     load_average,
+    log,
     machine_info,
     markdown_table,
     model_files,
-    sample_sentences,
+    time_passes,
     write_json,
 )
+from corpora import brown_directory, brown_sentences, sample_sentences
 
 from flair_elmo_modes import ElmoEmbedder
-from flair_elmo_modes.bilm import batch_to_ids, load_bilm, onednn
-from flair_elmo_modes.bilm.char_encoder import CharacterEncoder
-from flair_elmo_modes.bilm.model import ElmoBiLm
-
-BEFORE = "c9cd844"  # the commit before the fast paths
+from flair_elmo_modes.bilm import batch_to_ids, load_bilm
+from flair_elmo_modes.bilm.fast_paths import fast_paths
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+@dataclass(frozen=True)
+class Variant:
+    """One setting of the shortcuts.
+
+    Attributes:
+        name: the row label.
+        switches: fields of :class:`~flair_elmo_modes.bilm.fast_paths.FastPaths` to change.
+        input_projection_rows: ``BidirectionalLstm.input_projection_rows`` if not the default.
+    """
+
+    name: str
+    switches: Mapping[str, bool] = field(default_factory=dict)
+    input_projection_rows: int | None = None
+
+    def describe(self) -> str:
+        settings = [f"{key}={value}" for key, value in self.switches.items()]
+        if self.input_projection_rows is not None:
+            settings.append(f"input_projection_rows={self.input_projection_rows}")
+        return ", ".join(settings) or "defaults"
 
 
-def full_convolution(encoder: CharacterEncoder, char_ids: torch.Tensor) -> torch.Tensor:
-    embedded = encoder.char_embedding(char_ids).transpose(1, 2)  # (n, char_dim, max_chars)
-    return torch.cat([conv(embedded).max(dim=-1).values for conv in encoder.convolutions], dim=-1)
-
-
-def every_position(encoder: CharacterEncoder, char_ids: torch.Tensor) -> torch.Tensor:
-    batch, timesteps, max_chars = char_ids.shape
-    return encoder.encode_distinct(char_ids.reshape(-1, max_chars)).view(batch, timesteps, -1)
-
-
-def tanh_cell(lstm: Any, gates: torch.Tensor, memory: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``BidirectionalLstm._cell_from_sigmoids`` computed with ``torch.tanh`` (the doublings undone)."""
-    gates[..., 2 * lstm.cell_dim : 3 * lstm.cell_dim].mul_(0.5)
-    return lstm._cell_in_place(gates, memory, out).mul_(0.5)
-
-
-def load_before_modules(rev: str) -> tuple[Any, Any] | None:
-    """``(lstm, char_encoder)`` modules of revision ``rev``, or None outside a git checkout."""
-    modules = []
-    directory = Path(tempfile.mkdtemp(prefix="elmo-before-"))
-    for name in ("lstm", "char_encoder"):
-        try:
-            source = subprocess.run(
-                ["git", "-C", str(REPO), "show", f"{rev}:flair_elmo_modes/bilm/{name}.py"],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout
-        except (OSError, subprocess.CalledProcessError) as error:
-            log(f"skipping 'before': cannot read {name}.py at {rev} ({error})")
-            return None
-        path = directory / f"before_{name}.py"
-        path.write_text(source, encoding="utf-8")
-        spec = importlib.util.spec_from_file_location(f"before_{name}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        modules.append(module)
-    return modules[0], modules[1]
-
-
-@contextlib.contextmanager
-def without_onednn() -> Iterator[None]:
-    """The ordinary torch ops (``bmm``/``addmm``/``mm``) instead of oneDNN's pre-packed weights."""
-    usable = onednn.usable
-    onednn.usable = lambda like: False  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        onednn.usable = usable  # type: ignore[assignment]
-
-
-def variant(
-    bilm: ElmoBiLm, name: str, before: tuple[Any, Any] | None
-) -> tuple[ElmoBiLm, Callable[[], contextlib.AbstractContextManager[None]]] | None:
-    """``bilm`` (modified in place) with one shortcut off, and the context to run it in."""
-    encoder, lstm = bilm.char_encoder, bilm.lstm
-    context: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
-    if name in ("no dedup", "no dedup, no trimming"):
-        encoder.forward = lambda ids: every_position(encoder, ids)  # type: ignore[method-assign]
-    if name in ("no window trimming", "no dedup, no trimming"):
-        encoder.convolve = lambda ids: full_convolution(encoder, ids)  # type: ignore[method-assign]
-    if name == "input projection per step":
-        lstm.input_projection_rows = 1
-    if name == "torch.tanh in the cell":
-        lstm._cell_from_sigmoids = lambda *args: tanh_cell(lstm, *args)  # type: ignore[method-assign]
-    if name.startswith("no oneDNN"):
-        context = without_onednn
-    if name == "no oneDNN, out-of-place steps":
-        lstm._run_layer_in_place = lstm._run_layer  # type: ignore[method-assign]
-    if name.startswith("before"):
-        if before is None:
-            return None
-        old_lstm, old_encoder = before
-        replaced_lstm = old_lstm.BidirectionalLstm(bilm.options)
-        replaced_lstm.load_state_dict(lstm.state_dict())
-        replaced_encoder = old_encoder.CharacterEncoder(bilm.options)
-        replaced_encoder.load_state_dict(encoder.state_dict())
-        bilm.lstm, bilm.char_encoder = replaced_lstm, replaced_encoder
-    return bilm, context
-
-
-def timed_passes(run: Callable[[], Any], passes: int) -> list[float]:
-    run()  # warm-up
-    times = []
-    for _ in range(passes):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
+VARIANTS = (
+    Variant("final"),
+    Variant("no oneDNN", {"onednn": False}),
+    Variant("out-of-place steps", {"in_place": False}),
+    Variant("input projection per step", input_projection_rows=1),
+    Variant("no dedup", {"distinct_tokens": False}),
+    Variant("no window trimming", {"trimmed_windows": False}),
+    Variant("no dedup, no trimming", {"distinct_tokens": False, "trimmed_windows": False}),
+    Variant("batch invariant", {"batch_invariant": True}),
+    Variant("plain computation", {"enabled": False}),
+)
 
 
 def embed_all(embedder: ElmoEmbedder, batch_list: Sequence[Sequence[list[str]]]) -> list[np.ndarray]:
@@ -169,53 +107,49 @@ def embed_all(embedder: ElmoEmbedder, batch_list: Sequence[Sequence[list[str]]])
 
 def variants(name: str, args: argparse.Namespace, batch_list: list[Any], n_tokens: int) -> list[dict[str, Any]]:
     options_file, weight_file = model_files(name, args.cache_dir)
-    before = load_before_modules(args.before)
-    names = [
-        "final",
-        "no oneDNN",
-        "no oneDNN, out-of-place steps",
-        "torch.tanh in the cell",
-        "input projection per step",
-        "no dedup",
-        "no window trimming",
-        "no dedup, no trimming",
-        f"before (git {args.before})",
-    ]
-    embedders = {}
-    for variant_name in names:
-        made = variant(load_bilm(options_file, weight_file), variant_name, before)
-        if made is not None:
-            embedders[variant_name] = (ElmoEmbedder(bilm=made[0]), made[1])
-    times: dict[str, list[float]] = {v: [] for v in embedders}
+    shared = ElmoEmbedder(options_file, weight_file)  # the switches apply per call: one model serves them all
+    embedders: dict[str, ElmoEmbedder] = {}
+    for variant in VARIANTS:
+        embedder = shared
+        if variant.input_projection_rows is not None:
+            embedder = ElmoEmbedder(options_file, weight_file)
+            embedder.bilm.lstm.input_projection_rows = variant.input_projection_rows
+        embedders[variant.name] = embedder
+
+    def run(variant: Variant, batch_list: Sequence[Sequence[list[str]]]) -> list[np.ndarray]:
+        with fast_paths(**variant.switches):
+            return embed_all(embedders[variant.name], batch_list)
+
+    for variant in VARIANTS:
+        run(variant, batch_list[:2])
+    times: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
     diffs: dict[str, float] = {}
-    for embedder, context in embedders.values():
-        with context():
-            embed_all(embedder, batch_list[:2])
     reference: list[np.ndarray] = []
     for pass_index in range(args.passes):  # interleaved: a change of machine load hits every variant
-        for v, (embedder, context) in embedders.items():
-            with context():
-                start = time.perf_counter()
-                outputs = embed_all(embedder, batch_list)
-                times[v].append(time.perf_counter() - start)
-            if v == "final":
+        for variant in VARIANTS:
+            start = time.perf_counter()
+            outputs = run(variant, batch_list)
+            times[variant.name].append(time.perf_counter() - start)
+            if variant.name == "final":
                 reference = outputs
             elif pass_index == 0:
-                diffs[v] = max(float(np.abs(a - b).max()) for a, b in zip(outputs, reference, strict=True) if a.size)
+                pairs = zip(outputs, reference, strict=True)
+                diffs[variant.name] = max((float(np.abs(a - b).max()) for a, b in pairs if a.size), default=0.0)
     final_median = statistics.median(times["final"])
     rows = []
-    for v in embedders:
-        median = statistics.median(times[v])
+    for variant in VARIANTS:
+        median = statistics.median(times[variant.name])
         rows.append(
             {
                 "config": name,
-                "variant": v,
+                "variant": variant.name,
+                "setting": variant.describe(),
                 "tokens_per_s": n_tokens / median,
                 "time_vs_final": median / final_median,
-                "max_abs_diff_vs_final": diffs.get(v, 0.0),
+                "max_abs_diff_vs_final": diffs.get(variant.name, 0.0),
             }
         )
-        log(f"{name} {v}: {n_tokens / median:.0f} tok/s")
+        log(f"{name} {variant.name}: {n_tokens / median:.0f} tok/s")
     return rows
 
 
@@ -256,18 +190,18 @@ def breakdown(name: str, args: argparse.Namespace, batch_list: list[Any]) -> dic
     options_file, weight_file = model_files(name, args.cache_dir)
     embedder = ElmoEmbedder(options_file, weight_file)
     spent = {"char_encoder": 0.0, "lstm": 0.0}
+    started: dict[str, float] = {}
+    for part in spent:
+        module = getattr(embedder.bilm, part)
 
-    def timed(part: str, forward: Callable[..., Any]) -> Callable[..., Any]:
-        def run(*a: Any, **k: Any) -> Any:
-            start = time.perf_counter()
-            result = forward(*a, **k)
-            spent[part] += time.perf_counter() - start
-            return result
+        def before(module: torch.nn.Module, inputs: Any, part: str = part) -> None:
+            started[part] = time.perf_counter()
 
-        return run
+        def after(module: torch.nn.Module, inputs: Any, output: Any, part: str = part) -> None:
+            spent[part] += time.perf_counter() - started[part]
 
-    embedder.bilm.char_encoder.forward = timed("char_encoder", embedder.bilm.char_encoder.forward)  # type: ignore[method-assign]
-    embedder.bilm.lstm.forward = timed("lstm", embedder.bilm.lstm.forward)  # type: ignore[method-assign]
+        module.register_forward_pre_hook(before)
+        module.register_forward_hook(after)
     totals = []
     embed_all(embedder, batch_list[:2])
     for _ in range(args.passes):
@@ -291,7 +225,7 @@ def block_sizes(name: str, args: argparse.Namespace, batch_list: list[Any], n_to
     rows = []
     for rows_per_block in (64, 256, 512, 2048, 8192):
         embedder.bilm.lstm.input_projection_rows = rows_per_block
-        t = timed_passes(lambda: embed_all(embedder, batch_list), args.passes)
+        t = time_passes(lambda: embed_all(embedder, batch_list), args.passes)
         rows.append(
             {"config": name, "input_projection_rows": rows_per_block, "tokens_per_s": n_tokens / statistics.median(t)}
         )
@@ -304,7 +238,7 @@ def block_sizes(name: str, args: argparse.Namespace, batch_list: list[Any], n_to
     embedder.bilm.lstm.input_projection_rows = 512
     for label, groups in groupings.items():
         embedder.bilm.char_encoder.real_slot_groups = groups
-        t = timed_passes(lambda: embed_all(embedder, batch_list), args.passes)
+        t = time_passes(lambda: embed_all(embedder, batch_list), args.passes)
         rows.append({"config": name, "real_slot_groups": label, "tokens_per_s": n_tokens / statistics.median(t)})
     return rows
 
@@ -321,7 +255,7 @@ def length_aware(
     }
     times: dict[str, list[float]] = {k: [] for k in runs}
     for k, run in runs.items():
-        times[k] = timed_passes(run, args.passes)
+        times[k] = time_passes(run, args.passes)
     base = statistics.median(times["embed_sentences (natural order)"])
     return [
         {
@@ -335,18 +269,17 @@ def length_aware(
 
 
 def token_cache(name: str, args: argparse.Namespace, batch_list: list[Any], n_tokens: int) -> list[dict[str, Any]]:
-    """``CharacterEncoder.cache_tokens`` with the most frequent Brown words, against no cache."""
+    """``ElmoEmbedder.cache_tokens`` with the most frequent Brown words, against no cache."""
     options_file, weight_file = model_files(name, args.cache_dir)
-    counts = Counter(token for sentence in brown_sentences() for token in sentence)
+    counts = Counter(token for sentence in brown_sentences(brown_directory(args.cache_dir)) for token in sentence)
     settings: dict[str, ElmoEmbedder] = {}
+    cached_tokens: dict[str, int] = {}
     fills: dict[str, float] = {}
-    for size in (0, 10_000, 50_000):
+    for size in (0, *args.cache_words):
         embedder = ElmoEmbedder(options_file, weight_file)
         label = f"top {size} words" if size else "no cache"
         if size:
-            words = [word for word, _ in counts.most_common(size)]
-            encoder = embedder.bilm.char_encoder
-            encoder.cache_tokens(batch_to_ids([[word] for word in words])[:, 0])
+            cached_tokens[label] = embedder.cache_tokens(word for word, _ in counts.most_common(size))
             start = time.perf_counter()
             embedder.embed_batch([["fill"]])  # the cache encodes its vocabulary on first use
             fills[label] = time.perf_counter() - start
@@ -367,6 +300,7 @@ def token_cache(name: str, args: argparse.Namespace, batch_list: list[Any], n_to
     for label, embedder in settings.items():
         cache = embedder.bilm.char_encoder.token_cache
         median = statistics.median(times[label])
+        projection_dim = embedder.bilm.options.projection_dim
         rows.append(
             {
                 "config": name,
@@ -375,9 +309,9 @@ def token_cache(name: str, args: argparse.Namespace, batch_list: list[Any], n_to
                 "speedup": base / median,
                 "distinct_token_hit_rate": cache.hits / max(1, cache.hits + cache.misses) if cache else None,
                 "fill_seconds": fills.get(label),
-                "cache_mb": (cache.vectors.numel() * cache.vectors.element_size() / 2**20)
-                if cache and cache.vectors is not None
-                else 0.0,
+                "cached_tokens": cached_tokens.get(label, 0),
+                # one float32 vector of projection_dim per cached token
+                "cache_mb": cached_tokens.get(label, 0) * projection_dim * 4 / 2**20,
             }
         )
         log(f"{name} token cache {label}: {n_tokens / median:.0f} tok/s")
@@ -392,11 +326,12 @@ def report(results: dict[str, Any]) -> str:
         f"{info['load_average_at_end']} at end.",
         "",
         markdown_table(
-            ["config", "variant", "tokens/s", "time vs final", "max abs diff vs final"],
+            ["config", "variant", "setting", "tokens/s", "time vs final", "max abs diff vs final"],
             [
                 [
                     r["config"],
                     r["variant"],
+                    f"`{r['setting']}`",
                     f"{r['tokens_per_s']:.0f}",
                     f"{r['time_vs_final']:.2f}",
                     f"{r['max_abs_diff_vs_final']:.1e}",
@@ -451,7 +386,7 @@ def report(results: dict[str, Any]) -> str:
                     f"{r['speedup']:.2f}x",
                     f"{100 * r['distinct_token_hit_rate']:.0f}%" if r["distinct_token_hit_rate"] is not None else "",
                     f"{r['fill_seconds']:.1f}" if r["fill_seconds"] is not None else "",
-                    f"{r['cache_mb']:.0f}",
+                    f"{r['cache_mb']:.1f}",
                 ]
                 for r in results["token_cache"]
             ],
@@ -468,20 +403,33 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def positive_ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected numbers >= 1, got {text!r}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", default="small,original")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batches", type=int, default=0, help="batches of 32 per pass (default 16 small, 6 original)")
+    parser.add_argument("--sentences", type=int, default=0, help="sentences per pass, instead of --batches")
     parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--before", default=BEFORE, help="git revision of the 'before' variant")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument(
+        "--cache-words", type=positive_ints, default=(10_000, 50_000), help="token cache sizes (default 10000,50000)"
+    )
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"weights, Brown ({DEFAULT_CACHE})")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--only", default="variants,grad_modes,breakdown,settings,length_aware,token_cache")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     only = set(args.only.split(","))
-    sentences = sample_sentences(4096)
+    sentences = sample_sentences(4096, brown_directory(args.cache_dir))
     results: dict[str, Any] = {
         "machine": machine_info(),
         "variants": [],
@@ -492,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         "token_cache": [],
     }
     for name in args.configs.split(","):
-        n_batches = args.batches or {"small": 16, "original": 6}.get(name, 6)
-        chosen = sentences[: 32 * n_batches]
+        n_sentences = args.sentences or 32 * (args.batches or {"small": 16, "original": 6}.get(name, 6))
+        chosen = sentences[:n_sentences]
         batch_list = batches(chosen, 32)
         n_tokens = sum(len(s) for s in chosen)
         log(f"{name}: {n_tokens} tokens per pass; load {load_average()}")

@@ -9,8 +9,8 @@ Both embed the same Brown sentences, batch 32, all layers (``embedding_type="all
 Overhead = Flair time / raw time - 1, from the medians of interleaved passes.
 
 Examples:
-    /work/venv/bin/python benchmarks/bench_flair.py
-    /work/venv/bin/python benchmarks/bench_flair.py --configs small --passes 5
+    python benchmarks/bench_flair.py
+    python benchmarks/bench_flair.py --configs small --passes 5
 """
 
 from __future__ import annotations
@@ -29,19 +29,16 @@ from _common import (
     RESULTS,
     batches,
     load_average,
+    log,
     machine_info,
     markdown_table,
     model_files,
-    sample_sentences,
     write_json,
 )
+from corpora import brown_directory, sample_sentences
 from flair.data import Sentence
 
 from flair_elmo_modes import ElmoEmbedder, ELMoEmbeddings
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def bench(name: str, args: argparse.Namespace, token_lists: list[list[str]]) -> dict[str, Any]:
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     flair.device = torch.device("cpu")
-    sentences = sample_sentences(4096)
+    sentences = sample_sentences(4096, brown_directory(args.cache_dir))
     results: dict[str, Any] = {"machine": machine_info(), "configs": []}
     for name in args.configs.split(","):
         n_batches = args.batches or {"small": 16, "original": 6}.get(name, 6)

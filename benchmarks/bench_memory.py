@@ -12,8 +12,8 @@ own. Scenarios:
   the RSS of the last half of the stream does not grow beyond the first tenth.
 
 Examples:
-    /work/oracle-venv/bin/python benchmarks/bench_memory.py
-    /work/venv/bin/python benchmarks/bench_memory.py --stream-sentences 1000000 --stream-config tiny
+    ORACLE/bin/python benchmarks/bench_memory.py     # with AllenNLP: the oracle venv (README.md)
+    python benchmarks/bench_memory.py --stream-sentences 1000000 --stream-config tiny
 """
 
 from __future__ import annotations
@@ -34,27 +34,23 @@ from _common import (
     DEFAULT_CACHE,
     RESULTS,
     RssSampler,
-    brown_sentences,
     current_rss_mb,
     load_average,
+    log,
     machine_info,
     markdown_table,
     model_files,
     peak_rss_mb,
     write_json,
 )
+from corpora import brown_directory, brown_sentences
 
 from flair_elmo_modes import ElmoEmbedder
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def files_for(config: str, cache_dir: Path) -> tuple[Path, Path]:
     if config == "tiny":  # the test suite's tiny model: the streaming code path without the arithmetic
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from tests.helpers import write_random_model
+        from tests.helpers import write_random_model  # the checkout's root is on sys.path: see _common
 
         directory = cache_dir / "tiny"
         if not (directory / "weights.hdf5").is_file():
@@ -66,7 +62,7 @@ def files_for(config: str, cache_dir: Path) -> tuple[Path, Path]:
 
 def document(config: str, n_tokens: int, side: str, cache_dir: Path) -> dict[str, Any]:
     options_file, weight_file = files_for(config, cache_dir)
-    tokens = list(islice((t for s in brown_sentences() for t in s), n_tokens))
+    tokens = list(islice((t for s in brown_sentences(brown_directory(cache_dir)) for t in s), n_tokens))
     if side == "allennlp":
         from allennlp_side import AllenNlpEmbedder
 
@@ -94,7 +90,7 @@ def document(config: str, n_tokens: int, side: str, cache_dir: Path) -> dict[str
 def stream(config: str, n_sentences: int, samples: int, cache_dir: Path) -> dict[str, Any]:
     options_file, weight_file = files_for(config, cache_dir)
     embedder = ElmoEmbedder(options_file, weight_file)
-    corpus = brown_sentences()
+    corpus = brown_sentences(brown_directory(cache_dir))
 
     def sentences() -> Iterator[list[str]]:
         yield from islice(cycle(corpus), n_sentences)

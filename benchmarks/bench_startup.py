@@ -6,8 +6,8 @@ included). ``python -c pass`` and ``python -c 'import flair'`` are references: t
 floor, the second what every command paid while the package imported Flair eagerly.
 
 Examples:
-    /work/venv/bin/python benchmarks/bench_startup.py
-    /work/venv/bin/python benchmarks/bench_startup.py --repeats 11
+    python benchmarks/bench_startup.py
+    python benchmarks/bench_startup.py --repeats 11
 
 Writes ``startup.json`` and ``startup.md`` to ``--out``; the JSON and the markdown go to stdout,
 progress to stderr.
@@ -25,11 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, RESULTS, load_average, machine_info, markdown_table, write_json
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+from _common import REPO, RESULTS, load_average, log, machine_info, markdown_table, write_json
 
 
 def flair_elmo() -> list[str]:

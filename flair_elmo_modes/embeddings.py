@@ -13,12 +13,13 @@ from flair.data import Sentence
 from flair.embeddings.base import register_embeddings
 from flair.embeddings.token import TokenEmbeddings
 
+from flair_elmo_modes.bilm.derived import apply_and_drop
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.layer_cache import LayerCache
 from flair_elmo_modes.layers import LayerMode, ModeSpec, ScalarMix, parse_mode, select_layers
-from flair_elmo_modes.models import resolve_model
+from flair_elmo_modes.models import DEFAULT_MODEL, resolve_model
 from flair_elmo_modes.runner import BiLmRunner
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class ELMoEmbeddings(TokenEmbeddings):
 
     def __init__(
         self,
-        model: str | Path | None = "original",
+        model: str | Path | None = DEFAULT_MODEL,
         options_file: str | Path | None = None,
         weight_file: str | Path | None = None,
         embedding_type: ModeSpec | None = None,
@@ -120,8 +121,7 @@ class ELMoEmbeddings(TokenEmbeddings):
         return self.__embedding_length
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        self.layer_cache.clear()  # cached layers have the old device and dtype
-        return super()._apply(fn, recurse)
+        return apply_and_drop(self, lambda: super(ELMoEmbeddings, self)._apply(fn, recurse), self.layer_cache.clear)
 
     def train(self, mode: bool = True) -> ELMoEmbeddings:
         """Train or eval; a frozen biLM stays in eval mode."""

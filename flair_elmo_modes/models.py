@@ -49,8 +49,13 @@ PUBLISHED_MODELS: dict[str, tuple[str, str]] = {
 #: Other names Flair's legacy class accepts.
 ALIASES = {"large": "original5.5B", "5.5B": "original5.5B", "portuguese": "pt"}
 
-#: The model trained by ``flair-elmo train`` and shipped inside this package (offline default).
+#: The model trained by ``flair-elmo train`` and shipped inside this package (the demo's, offline).
 SHIPPED_MODEL = "en-tiny"
+
+#: The model used when none is named, decided once for ``ELMoEmbeddings``, ``ElmoEmbedder``
+#: and ``flair-elmo embed``/``info``: AllenNLP's (its ``DEFAULT_OPTIONS_FILE``/``DEFAULT_WEIGHT_FILE``)
+#: and Flair's default, downloaded on first use.
+DEFAULT_MODEL = "original"
 SHIPPED_DIR = Path(__file__).parent / "models"
 
 OPTIONS_NAME = "options.json"
@@ -122,7 +127,7 @@ def available_models() -> list[str]:
 
 
 def resolve_model(
-    model: str | Path | None = SHIPPED_MODEL,
+    model: str | Path | None = DEFAULT_MODEL,
     options_file: str | Path | None = None,
     weight_file: str | Path | None = None,
 ) -> ModelFiles:

@@ -24,20 +24,33 @@ def as_token_lists(batch: Iterable[Iterable[str]]) -> list[list[str]]:
     """A batch of tokenized sentences (lists, tuples, numpy arrays of ``str``) as lists of ``str``.
 
     Raises:
-        TypeError: a sentence is a string (not split into tokens) or a token is not a ``str``.
+        TypeError: the batch or a sentence is a string or bytes (not split into tokens) or not
+            iterable, or a token is not a ``str`` (``None``, a number, bytes).
     """
-    if isinstance(batch, str):
-        raise TypeError(f"expected a batch of tokenized sentences, got the string {batch[:40]!r}")
+    if isinstance(batch, (str, bytes)):
+        raise TypeError(f"expected a batch of tokenized sentences, got the {type(batch).__name__} {batch[:40]!r}")
+    try:
+        sentences_in = iter(batch)
+    except TypeError:
+        raise TypeError(f"expected a batch of tokenized sentences, got {type(batch).__name__} {batch!r}") from None
     sentences = []
-    for i, sentence in enumerate(batch):
-        if isinstance(sentence, str):
+    for i, sentence in enumerate(sentences_in):
+        if isinstance(sentence, (str, bytes)):
             raise TypeError(
-                f"sentence {i} is the string {sentence[:40]!r}; expected a sequence of tokens (e.g. text.split())"
+                f"sentence {i} is the {type(sentence).__name__} {sentence[:40]!r}; "
+                "expected a sequence of str tokens (e.g. text.split())"
             )
-        tokens = list(sentence)
-        bad = next((token for token in tokens if not isinstance(token, str)), None)
-        if bad is not None:
-            raise TypeError(f"sentence {i}: tokens must be str, got {type(bad).__name__} {bad!r}")
+        try:
+            tokens = list(sentence)
+        except TypeError:
+            raise TypeError(
+                f"sentence {i} is {type(sentence).__name__} {sentence!r}; expected a sequence of str tokens"
+            ) from None
+        # By position, not by value: a None token must not pass as "no bad token found".
+        position = next((j for j, token in enumerate(tokens) if not isinstance(token, str)), None)
+        if position is not None:
+            bad = tokens[position]
+            raise TypeError(f"sentence {i}, token {position}: tokens must be str, got {type(bad).__name__} {bad!r}")
         sentences.append([str(token) for token in tokens])  # numpy.str_ -> str
     return sentences
 

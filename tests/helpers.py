@@ -1,12 +1,18 @@
-"""Test helpers: small models in the official file layout, built from a seed."""
+"""Test helpers: small models in the official file layout, built from a seed; a full disk."""
 
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
+import os
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
+from flair_elmo_modes import atomic, models
 from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, save_bilm
 
 TINY_OPTIONS = ElmoOptions(
@@ -61,3 +67,48 @@ def assert_as_accurate(candidate: torch.Tensor, baseline: torch.Tensor, exact: t
     twice as far from it as ``baseline``, the straightforward float32 path, plus 1e-6."""
     worst, reference = float32_error(candidate, exact), float32_error(baseline, exact)
     assert worst <= 2 * reference + 1e-6, f"fast path error {worst:.3g} vs straightforward {reference:.3g}"
+
+
+def cache_as_published(cache_root: Path, name: str, files: tuple[Path, Path]) -> tuple[Path, Path]:
+    """Put a model's two files where a download of published model ``name`` would be cached."""
+    cached = []
+    for url, source in zip(models.PUBLISHED_MODELS[name], files, strict=True):
+        location = cache_root / "embeddings" / f"elmo-{name}" / url.rsplit("/", 1)[1]
+        location.parent.mkdir(parents=True, exist_ok=True)
+        location.write_bytes(source.read_bytes())
+        cached.append(location)
+    return cached[0], cached[1]
+
+
+class FullDisk:
+    """A raw file whose writes fail with ENOSPC once ``capacity`` bytes are written, as on a full disk."""
+
+    def __init__(self, raw: io.FileIO, capacity: int) -> None:
+        self._raw, self.capacity = raw, capacity
+
+    def write(self, data: object) -> int:
+        view = memoryview(data).cast("B")  # type: ignore[arg-type]
+        if self._raw.tell() + len(view) > self.capacity:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._raw.write(view)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._raw, name)
+
+    def __enter__(self) -> FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._raw.close()
+
+
+def full_disk(monkeypatch: pytest.MonkeyPatch, capacity: int, only: Callable[[Path], bool] | None = None) -> None:
+    """Files opened by ``atomic_file`` (those for which ``only`` is true) hold at most ``capacity`` bytes."""
+    real_open = open
+
+    def opening(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        handle = real_open(path, mode, *args, **kwargs)  # type: ignore[call-overload]
+        chosen = only is None or only(Path(str(path)))
+        return FullDisk(handle, capacity) if "b" in mode and "+" in mode and chosen else handle
+
+    monkeypatch.setattr(atomic, "open", opening, raising=False)

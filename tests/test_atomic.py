@@ -1,3 +1,6 @@
+from __future__ import annotations
+
+import errno
 import json
 import math
 import os
@@ -6,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from flair_elmo_modes.atomic import atomic_path, atomic_write_json, remove_stale_temps
+from flair_elmo_modes.atomic import (
+    WriteError,
+    atomic_file,
+    atomic_path,
+    atomic_write_json,
+    hdf5_errors,
+    hdf5_file,
+    remove_stale_temps,
+    temp_path,
+)
+from tests.helpers import full_disk
 
 TEMP_NAME = re.compile(r"\.out\.json\.[0-9a-f]{8}\.tmp")
 
@@ -117,3 +130,137 @@ def test_remove_stale_temps_removes_only_this_targets_temps(tmp_path: Path) -> N
     assert not any(path.exists() for path in stale)
     assert all(path.read_text() == "keep" for path in kept) and target.read_text() == "new"
     assert remove_stale_temps(target) == [] and remove_stale_temps(tmp_path / "missing" / "x") == []
+
+
+# --------------------------------------------------------------------------------------------
+# failed writes: GuardedFile, atomic_file, hdf5_file, WriteError
+
+
+def test_atomic_file_turns_a_full_disk_into_one_write_error_and_keeps_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    full_disk(monkeypatch, capacity=10)
+    with pytest.raises(WriteError) as info, atomic_file(target) as handle:
+        assert handle.write(b"0123456789abcdef") == 16  # the writer is told all went well
+        assert handle.error is not None and handle.error.errno == errno.ENOSPC
+        handle.write(b"more")  # dropped
+    assert str(info.value) == f"cannot write {target}: No space left on device"
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_a_write_error_wins_over_the_error_it_caused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "out.bin"
+    full_disk(monkeypatch, capacity=0)
+    with pytest.raises(WriteError, match="No space left on device") as info, atomic_file(target) as handle:
+        handle.write(b"x")
+        raise RuntimeError("unexpected pos 576 vs 534")  # what torch.save says after a failed write
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_guarded_file_check_stops_a_long_writer_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    full_disk(monkeypatch, capacity=4)
+    with pytest.raises(WriteError), atomic_file(tmp_path / "out.bin") as handle:
+        handle.write(b"1234")
+        handle.check()  # nothing failed yet
+        handle.write(b"5")
+        handle.check()
+        raise AssertionError("check() should have raised")
+
+
+def test_torch_save_through_atomic_file_round_trips(tmp_path: Path) -> None:
+    import torch
+
+    state = {"weight": torch.arange(6.0).reshape(2, 3), "words": ["a", "b"]}
+    with atomic_file(tmp_path / "state.pt") as handle:
+        torch.save(state, handle)
+    loaded = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert torch.equal(loaded["weight"], state["weight"]) and loaded["words"] == ["a", "b"]
+
+
+def test_hdf5_file_writes_a_normal_hdf5_file(tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    with atomic_file(tmp_path / "out.hdf5") as guard, hdf5_file(guard) as handle, hdf5_errors(guard):
+        handle.create_dataset("x", data=np.arange(4, dtype=np.float32))
+        handle.attrs["kind"] = "test"
+    with h5py.File(tmp_path / "out.hdf5", "r") as handle:
+        assert handle["x"][()].tolist() == [0.0, 1.0, 2.0, 3.0] and handle.attrs["kind"] == "test"
+
+
+def test_hdf5_file_on_a_full_disk_is_one_write_error_without_hdf5_noise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import numpy as np
+
+    target = tmp_path / "out.hdf5"
+    target.write_bytes(b"old")
+    full_disk(monkeypatch, capacity=50_000)
+    with pytest.raises(WriteError, match="No space left on device"):
+        with atomic_file(target) as guard, hdf5_file(guard) as handle:
+            for i in range(100):
+                with hdf5_errors(guard):
+                    handle.create_dataset(str(i), data=np.zeros((100, 100), dtype=np.float32))
+                guard.check()
+    assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
+    assert "Exception ignored" not in capfd.readouterr().err  # HDF5 never saw a failed write
+
+
+def test_an_hdf5_error_at_close_is_a_write_error_naming_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import h5py
+
+    real_close = h5py.File.close
+
+    def failing_close(self: h5py.File) -> None:  # what h5py does when the final flush fails
+        real_close(self)
+        raise RuntimeError("Can't decrement id ref count (file write failed: errno = 28)")
+
+    target = tmp_path / "out.hdf5"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(h5py.File, "close", failing_close)
+    with pytest.raises(WriteError, match=r"cannot write .*out\.hdf5: Can't decrement id ref count"):
+        with atomic_file(target) as guard, hdf5_file(guard) as handle:
+            handle.attrs["x"] = 1
+    assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_before_commit_runs_after_the_fsync_and_can_cancel_the_rename(tmp_path: Path) -> None:
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    seen: list[bool] = []
+
+    def cancel() -> None:
+        seen.append(target.read_text() == "old")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_json(target, {"a": 1}, before_commit=cancel)
+    assert seen == [True] and target.read_text() == "old" and sorted(tmp_path.iterdir()) == [target]
+    atomic_write_json(target, {"a": 1}, before_commit=lambda: None)
+    assert json.loads(target.read_text()) == {"a": 1}
+
+
+def test_a_failed_rename_is_a_write_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_rename(src: object, dst: object) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(src))
+
+    monkeypatch.setattr(os, "replace", no_rename)
+    with pytest.raises(WriteError, match=r"cannot write .*out\.json: Input/output error"):
+        atomic_write_json(tmp_path / "out.json", {"a": 1})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_stale_temps_removes_staging_directories_only_when_asked(tmp_path: Path) -> None:
+    staging = temp_path(tmp_path / "model")
+    staging.mkdir()
+    (staging / "weights.hdf5").write_text("half")
+    assert staging.name.startswith(".model.") and staging.name.endswith(".tmp")
+    assert remove_stale_temps(tmp_path / "model") == [] and staging.is_dir()
+    assert remove_stale_temps(tmp_path / "model", directories=True) == [staging]
+    assert list(tmp_path.iterdir()) == []

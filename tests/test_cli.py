@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import inspect
 import json
 import math
 import os
@@ -24,7 +26,7 @@ from flair_elmo_modes.cli import demo, embed, errors, info, main, train
 from flair_elmo_modes.cli.embed import DEFAULT_SORT_BATCHES
 from flair_elmo_modes.models import ModelDownloadError
 from flair_elmo_modes.runner import BiLmRunner
-from tests.helpers import write_random_model
+from tests.helpers import cache_as_published, full_disk, write_random_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -574,8 +576,7 @@ def test_embed_sigterm_mid_stream_leaves_nothing(
     def terminated(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
         calls.append(1)
         if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1)  # the handler raises before this returns
+            os.kill(os.getpid(), signal.SIGTERM)  # recorded: the run stops after this batch
         return original(self, batch)
 
     monkeypatch.setattr(BiLmRunner, "run", terminated)
@@ -594,39 +595,6 @@ def test_embed_debug_shows_traceback(tmp_path: Path, model_dir: Path, capsys: py
     assert "Traceback" in err and err.rstrip().endswith("error: input file not found: " + str(tmp_path / "nope.txt"))
     code, _, err = run(capsys, "--debug", "embed", tmp_path / "nope.txt", tmp_path / "out.hdf5")
     assert code == 2 and "Traceback" in err
-
-
-@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-def test_sigint_subprocess_leaves_no_output(tmp_path: Path, model_dir: Path) -> None:
-    source = write_input(tmp_path / "in.txt", [f"sentence number {i} of a long file" for i in range(20000)])
-    output = tmp_path / "out.hdf5"
-    output.write_bytes(b"precious")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flair_elmo_modes", "embed", source, output, "--model", model_dir, "--batch-size", "1"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        # A child of a non-interactive shell may inherit an ignored SIGINT; Python then keeps ignoring it.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not leftovers(tmp_path):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the temporary output never appeared"
-            time.sleep(0.02)
-        time.sleep(0.2)  # well inside the 20000 sentences
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 130, err
-    assert err.rstrip().endswith("error: interrupted") and "Traceback" not in err
-    assert out == ""
-    assert_untouched(output)
 
 
 # --------------------------------------------------------------------------------------------
@@ -827,21 +795,34 @@ def test_demo_default_needs_the_shipped_model(shipped_dir: Path, capsys: pytest.
     assert_one_line_error(err, f"the shipped model {models.SHIPPED_MODEL!r} is not installed", "--model")
 
 
-def test_demo_and_embed_default_to_the_shipped_model(
-    shipped_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_demo_defaults_to_the_shipped_model(shipped_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_random_model(shipped_dir / models.SHIPPED_MODEL, seed=3)
     code, out, _ = run(capsys, "demo", "--json")
     assert code == 0 and json.loads(out)["model"] == models.SHIPPED_MODEL
-    source = write_input(tmp_path / "in.txt", ["a b"])
-    assert run(capsys, "embed", source, tmp_path / "out.hdf5", "--quiet")[0] == 0
-    expected = ElmoEmbedder(
-        shipped_dir / models.SHIPPED_MODEL / "options.json", shipped_dir / models.SHIPPED_MODEL / "weights.hdf5"
-    )
-    with h5py.File(tmp_path / "out.hdf5", "r") as handle:
-        np.testing.assert_array_equal(handle["0"][()], expected.embed_sentence(["a", "b"]))
     info = json.loads(run(capsys, "info", models.SHIPPED_MODEL, "--json")[1])
     assert info["kind"] == "shipped" and info["weight_file"]["exists"] is True
+
+
+def test_embed_and_info_default_to_the_default_model_of_allennlp_and_flair(
+    tmp_path: Path,
+    tiny_model_files: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flair_elmo_modes.embeddings import ELMoEmbeddings
+
+    assert models.DEFAULT_MODEL == "original"
+    assert inspect.signature(ELMoEmbeddings).parameters["model"].default == models.DEFAULT_MODEL
+    monkeypatch.setattr(models, "flair_cache_root", lambda: tmp_path / "cache")
+    cached = cache_as_published(tmp_path / "cache", models.DEFAULT_MODEL, tiny_model_files)  # no download
+    source = write_input(tmp_path / "in.txt", ["a b", "c"])
+    assert run(capsys, "embed", source, tmp_path / "out.hdf5", "--quiet") == (0, "", "")
+    expected = expected_arrays(ElmoEmbedder(*tiny_model_files), ["a b", "c"], batch_size=64)
+    with h5py.File(tmp_path / "out.hdf5", "r") as handle:
+        np.testing.assert_array_equal(handle["0"][()], expected[0])
+    info = json.loads(run(capsys, "info", "--json")[1])
+    assert info["model"] == models.DEFAULT_MODEL and info["kind"] == "published"
+    assert info["options_file"]["path"] == str(cached[0]) and info["options_file"]["exists"] is True
 
 
 @pytest.mark.skipif(
@@ -894,3 +875,493 @@ def test_train_without_the_training_module(capsys: pytest.CaptureFixture[str], m
     assert_one_line_error(err, "the train command is not available", train.TRAIN_MODULE)
     # The other commands do not need it.
     assert run(capsys, "--help")[0] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# signals from outside: one mechanism for embed and train
+
+SHIPPED_OPTIONS = models.SHIPPED_DIR / models.SHIPPED_MODEL / "options.json"
+needs_shipped_model = pytest.mark.skipif(not SHIPPED_OPTIONS.is_file(), reason="shipped model not built yet")
+posix_signals = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+
+
+def default_signals() -> None:
+    """A child of a non-interactive shell or of nohup may inherit ignored signals; Python keeps them ignored."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def start_cli(*argv: str | Path, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flair_elmo_modes", *(str(arg) for arg in argv)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def wait_for_temp(process: subprocess.Popen[str], directory: Path, timeout: float = 180) -> None:
+    """Until the run has created its temporary output: it is embedding."""
+    deadline = time.monotonic() + timeout
+    while not leftovers(directory):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the temporary output never appeared"
+        time.sleep(0.02)
+
+
+def long_input(path: Path, lines: int = 5000) -> Path:
+    """Far more than a run gets through in a few seconds."""
+    return write_input(path, [" ".join(f"token{(i * 7 + j) % 97}" for j in range(30)) for i in range(lines)])
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[str, str]:
+    try:
+        return process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def assert_stopped_by(process: subprocess.Popen[str], err: str, signum: int) -> None:
+    assert process.returncode == 128 + signum, err
+    message = "error: interrupted" if signum == signal.SIGINT else f"error: terminated ({signal.Signals(signum).name})"
+    assert err.rstrip().endswith(message), err
+    assert err.count("error:") == 1 and "Traceback" not in err and "Exception ignored" not in err
+
+
+@posix_signals
+@needs_shipped_model
+@pytest.mark.parametrize(
+    ("signum", "delay"),
+    [
+        (signal.SIGINT, 0.2),
+        (signal.SIGTERM, 0.2),
+        (signal.SIGHUP, 0.2),
+        (signal.SIGTERM, 1.0),
+        (signal.SIGHUP, 1.0),
+        (signal.SIGINT, 2.0),
+        (signal.SIGTERM, 2.0),
+    ],
+    ids=lambda value: signal.Signals(value).name if isinstance(value, int) else f"{value}s",
+)
+def test_a_signal_stops_embed_cleanly_wherever_it_arrives(tmp_path: Path, signum: int, delay: float) -> None:
+    source = long_input(tmp_path / "in.txt")
+    output = tmp_path / "out.hdf5"
+    output.write_bytes(b"precious")
+    process = start_cli("embed", source, output, "--model", models.SHIPPED_MODEL)
+    try:
+        wait_for_temp(process, tmp_path)
+        time.sleep(delay)
+        assert process.poll() is None, "the run ended before the signal was sent"
+        process.send_signal(signum)
+    finally:
+        out, err = finish(process)
+    assert_stopped_by(process, err, signum)
+    assert out == ""
+    assert_untouched(output)
+
+
+@posix_signals
+@needs_shipped_model
+def test_a_later_run_removes_the_temporary_file_a_killed_run_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "out.hdf5"
+    process = start_cli("embed", long_input(tmp_path / "long.txt"), output, "--model", models.SHIPPED_MODEL)
+    try:
+        wait_for_temp(process, tmp_path)
+        process.kill()  # SIGKILL: no cleanup is possible
+    finally:
+        finish(process)
+    left = leftovers(tmp_path)
+    assert len(left) == 1 and left[0].startswith(".out.hdf5.")
+    other = tmp_path / ".other.hdf5.0123abcd.tmp"  # another target's temp is not ours to remove
+    other.write_bytes(b"x")
+    source = write_input(tmp_path / "in.txt", ["a b"])
+    assert run(capsys, "embed", source, output, "--model", models.SHIPPED_MODEL, "--quiet")[0] == 0
+    assert leftovers(tmp_path) == [other.name] and h5py.is_hdf5(output)
+
+
+TINY_TRAIN = ("--char-dim", "4", "--filters", "1:4,2:8", "--cell-dim", "16", "--projection-dim", "8")
+ONE_STEP = ("--max-steps", "1", "--quiet")
+
+
+def write_training_text(path: Path, sentences: int = 300) -> Path:
+    words = "the a cat dog sat ran on under mat rug".split()
+    lines = [" ".join(words[(i * 3 + j) % len(words)] for j in range(4 + i % 5)) for i in range(sentences)]
+    return write_input(path, lines)
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(directory.iterdir()) if path.is_file()}
+
+
+@posix_signals
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "delay"),
+    [(signal.SIGTERM, 0.2), (signal.SIGHUP, 1.0), (signal.SIGINT, 2.0)],
+    ids=["SIGTERM-0.2s", "SIGHUP-1.0s", "SIGINT-2.0s"],
+)
+def test_a_signal_stops_train_cleanly_and_keeps_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], signum: int, delay: float
+) -> None:
+    corpus, out = write_training_text(tmp_path / "train.txt"), tmp_path / "run"
+    assert run(capsys, "train", corpus, "-o", out, *TINY_TRAIN, "--max-steps", "2", "--quiet")[0] == 0
+    model_files, result = snapshot(out / "model"), (out / "result.json").read_bytes()
+    # Resumed for ever: a checkpoint after every epoch (a few steps), so signals also meet checkpoint writes.
+    process = start_cli("train", corpus, "-o", out, *TINY_TRAIN, "--epochs", "100000", "--no-progress")
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # the trainer's log lines are on stderr
+            if line.startswith("resumed from"):
+                break
+        else:
+            raise AssertionError(f"the run never resumed: {finish(process)}")
+        time.sleep(delay)
+        assert process.poll() is None, "the run ended before the signal was sent"
+        process.send_signal(signum)
+    finally:
+        out_text, err = finish(process)
+    assert_stopped_by(process, err, signum)
+    assert out_text == ""  # no result JSON: the run did not finish
+    assert snapshot(out / "model") == model_files and (out / "result.json").read_bytes() == result
+    import torch
+
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)  # complete: the old or a newer one
+    assert checkpoint["progress"]["step"] >= 2
+    assert sorted(path.name for path in out.iterdir()) == ["checkpoint.pt", "model", "result.json"]
+
+
+@pytest.mark.slow
+def test_train_removes_the_temporary_files_a_killed_run_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus, out = write_training_text(tmp_path / "train.txt", 40), tmp_path / "run"
+    out.mkdir()
+    stale = [out / ".checkpoint.pt.0123abcd.tmp", out / ".result.json.89abcdef.tmp"]
+    for path in stale:
+        path.write_bytes(b"half written")
+    staging = out / ".model.00ff00ff.tmp"
+    staging.mkdir()
+    (staging / "weights.hdf5").write_bytes(b"half written")
+    assert run(capsys, "train", corpus, "-o", out, *TINY_TRAIN, "--max-steps", "1", "--quiet")[0] == 0
+    assert sorted(path.name for path in out.iterdir()) == ["checkpoint.pt", "model", "result.json"]
+
+
+# --------------------------------------------------------------------------------------------
+# write errors: one line naming the target, the old output kept, no temporary file
+
+
+def test_embed_on_a_full_disk_is_one_line_naming_the_output(
+    tmp_path: Path,
+    model_dir: Path,
+    existing_output: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    full_disk(monkeypatch, capacity=20_000)
+    source = write_input(tmp_path / "in.txt", [f"sentence {i} with a few words" for i in range(300)])
+    code, out, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--quiet")
+    assert code == 1 and out == ""
+    assert_one_line_error(err, f"error: cannot write {existing_output}: No space left on device")
+    assert_untouched(existing_output)
+
+
+def test_embed_hdf5_error_at_close_is_one_line_naming_the_output(
+    tmp_path: Path,
+    model_dir: Path,
+    existing_output: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_close = h5py.File.close
+
+    def failing_close(self: h5py.File) -> None:  # as h5py does when the last flush fails
+        written = self.id.valid and self.mode == "r+"  # not the model's weights, read before
+        real_close(self)
+        if written:
+            raise RuntimeError(
+                "Can't decrement id ref count (file write failed: errno = 28, 'No space left on device')"
+            )
+
+    monkeypatch.setattr(h5py.File, "close", failing_close)
+    source = write_input(tmp_path / "in.txt", LINES)
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--quiet")
+    assert code == 1
+    assert_one_line_error(err, f"error: cannot write {existing_output}: Can't decrement id ref count")
+    assert_untouched(existing_output)
+
+
+def limit_file_size(limit: int) -> None:
+    """In the child: writes past ``limit`` bytes fail with EFBIG (a real write error, as a full disk)."""
+    import resource
+
+    default_signals()
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX resource limits")
+def test_embed_past_a_real_write_error_is_one_line_not_a_crash(tmp_path: Path, model_dir: Path) -> None:
+    """A real failing write(2), here from RLIMIT_FSIZE: HDF5 used to print hundreds of tracebacks and segfault."""
+    source = write_input(tmp_path / "in.txt", [f"sentence {i} with a few more words in it" for i in range(400)])
+    output = tmp_path / "out.hdf5"
+    output.write_bytes(b"precious")
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flair_elmo_modes",
+            "embed",
+            str(source),
+            str(output),
+            "--model",
+            str(model_dir),
+            "--quiet",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: limit_file_size(100_000),
+    )
+    assert process.returncode == 1, process.stderr[-3000:]
+    assert process.stderr == f"error: cannot write {output}: File too large\n"
+    assert_untouched(output)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX resource limits")
+@pytest.mark.slow
+def test_train_checkpoint_past_a_real_write_error_is_one_line(tmp_path: Path) -> None:
+    corpus, out = write_training_text(tmp_path / "train.txt", 40), tmp_path / "run"
+    process = subprocess.run(
+        [sys.executable, "-m", "flair_elmo_modes", "train", str(corpus), "-o", str(out), *TINY_TRAIN, *ONE_STEP],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=lambda: limit_file_size(20_000),
+    )
+    assert process.returncode == 1, process.stderr[-3000:]
+    assert process.stderr == f"error: cannot write {out / 'checkpoint.pt'}: File too large\n"
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_train_checkpoint_on_a_full_disk_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus, out = write_training_text(tmp_path / "train.txt", 40), tmp_path / "run"
+    full_disk(monkeypatch, capacity=10_000)
+    code, stdout, err = run(capsys, "train", corpus, "-o", out, *TINY_TRAIN, "--max-steps", "1", "--quiet")
+    assert code == 1 and stdout == ""
+    assert_one_line_error(err, f"error: cannot write {out / 'checkpoint.pt'}: No space left on device")
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_train_export_on_a_full_disk_is_one_line_and_keeps_the_old_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus, out = write_training_text(tmp_path / "train.txt", 40), tmp_path / "run"
+    assert run(capsys, "train", corpus, "-o", out, *TINY_TRAIN, "--max-steps", "1", "--quiet")[0] == 0
+    model_files = snapshot(out / "model")
+    full_disk(monkeypatch, capacity=0, only=lambda path: path.parent.name.startswith(".model."))
+    code, _, err = run(capsys, "train", corpus, "-o", out, *TINY_TRAIN, "--max-steps", "2", "--quiet")
+    assert code == 1
+    assert_one_line_error(err, f"error: cannot write {out / 'model'}: No space left on device")
+    assert snapshot(out / "model") == model_files
+    assert sorted(path.name for path in out.iterdir()) == ["checkpoint.pt", "model", "result.json"]
+
+
+# --------------------------------------------------------------------------------------------
+# out of memory: one line
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("std::bad_alloc"),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you "
+            "tried to allocate 10737418240 bytes. Error code 12 (Cannot allocate memory)"
+        ),
+        MemoryError(),
+    ],
+    ids=["bad_alloc", "torch", "MemoryError"],
+)
+@pytest.mark.slow
+def test_train_out_of_memory_is_one_line_naming_the_options_that_bound_memory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    from flair_elmo_modes.training import trainer
+
+    def allocation_fails(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(trainer, "_train_step", allocation_fails)
+    corpus = write_training_text(tmp_path / "train.txt", 40)
+    code, _, err = run(capsys, "train", corpus, "-o", tmp_path / "run", *TINY_TRAIN, "--quiet")
+    assert code == 1
+    assert_one_line_error(
+        err, "out of memory while training", "--batch-size (now 64)", "--max-sentence-tokens (now 400)"
+    )
+
+
+def test_embed_out_of_memory_is_one_line(
+    tmp_path: Path,
+    model_dir: Path,
+    existing_output: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fail_on_call(monkeypatch, 1, RuntimeError("std::bad_alloc"), tmp_path)
+    source = write_input(tmp_path / "in.txt", LINES)
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--quiet")
+    assert code == 1
+    assert_one_line_error(err, "error: out of memory (std::bad_alloc); try a smaller --batch-size")
+    assert_untouched(existing_output)
+
+
+def test_describe_error_knows_allocation_failures_and_write_errors() -> None:
+    from flair_elmo_modes.atomic import WriteError
+
+    assert errors.describe_error(MemoryError()) == (1, "out of memory; try a smaller --batch-size")
+    assert errors.describe_error(WriteError("out.hdf5", "No space left on device", errno.ENOSPC)) == (
+        1,
+        "cannot write out.hdf5: No space left on device",
+    )
+    assert errors.describe_error(RuntimeError("std::bad_alloc"))[0] == 1  # type: ignore[index]
+    assert errors.describe_error(RuntimeError("shapes do not match")) is None  # still a bug
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer's log lines on stderr
+
+
+@pytest.mark.slow
+def test_train_shows_the_trainer_log_lines_on_stderr_and_quiet_hides_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus, dev, out = (
+        write_training_text(tmp_path / "train.txt", 40),
+        write_training_text(tmp_path / "dev.txt", 8),
+        tmp_path / "run",
+    )
+    flags = ["--dev", dev, *TINY_TRAIN, "--no-progress"]
+    code, stdout, err = run(capsys, "train", corpus, "-o", out, *flags, "--epochs", "2")
+    assert code == 0 and json.loads(stdout)["steps"] == 2
+    lines = err.splitlines()
+    assert lines[0].startswith("training text: 40 sentences")
+    assert [line.split(":")[0] for line in lines[1:3]] == ["epoch 1", "epoch 2"] and "dev_forward=" in lines[1]
+    assert lines[3].startswith(f"exported {out / 'model'}") and len(lines) == 4
+    code, stdout, err = run(capsys, "train", corpus, "-o", out, *flags, "--epochs", "2")
+    assert code == 0 and f"resumed from {out / 'checkpoint.pt'} at epoch 3, step 2" in err
+    code, stdout, err = run(capsys, "train", corpus, "-o", out, *flags, "--epochs", "3", "--quiet")
+    assert code == 0 and err == "" and json.loads(stdout)["steps"] == 3
+
+
+# --------------------------------------------------------------------------------------------
+# allennlp's command line: --vocab-path, --file-friendly-logging, --include-package; huge numbers
+
+
+def test_embed_vocab_path_caches_the_vocabulary_and_gives_the_same_vectors(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_input(tmp_path / "in.txt", LINES)
+    vocabulary = tmp_path / "tokens.txt"
+    words = sorted({token for line in LINES for token in line.split()})
+    vocabulary.write_text("".join(f"{word} 3\n" for word in words[::2]) + "\n@@UNKNOWN@@\n", encoding="utf-8")
+    embedders: list[ElmoEmbedder] = []
+    real_cache_tokens = ElmoEmbedder.cache_tokens
+
+    def recording(self: ElmoEmbedder, tokens: object) -> int:
+        embedders.append(self)
+        return real_cache_tokens(self, tokens)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ElmoEmbedder, "cache_tokens", recording)
+    flags = ["--model", model_dir, "--quiet"]
+    assert run(capsys, "embed", source, tmp_path / "plain.hdf5", *flags)[0] == 0
+    assert embedders == []
+    assert run(capsys, "embed", source, tmp_path / "cached.hdf5", *flags, "--vocab-path", vocabulary)[0] == 0
+    cache = embedders[0].bilm.char_encoder.token_cache
+    assert cache is not None and len(cache) == len(words[::2]) + 1 and cache.hits > 0 and cache.misses > 0
+    with h5py.File(tmp_path / "plain.hdf5", "r") as plain, h5py.File(tmp_path / "cached.hdf5", "r") as cached:
+        assert set(plain) == set(cached)
+        for key in plain:
+            if key != "sentence_to_index":
+                np.testing.assert_allclose(cached[key][()], plain[key][()], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("content", "fragment"), [(None, "vocabulary file not found"), ("\n \n", "no tokens")])
+def test_embed_bad_vocab_path(
+    tmp_path: Path,
+    model_dir: Path,
+    existing_output: Path,
+    capsys: pytest.CaptureFixture[str],
+    content: str | None,
+    fragment: str,
+) -> None:
+    vocabulary = tmp_path / "tokens.txt"
+    if content is not None:
+        vocabulary.write_text(content, encoding="utf-8")
+    source = write_input(tmp_path / "in.txt", ["a"])
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--vocab-path", vocabulary)
+    assert code == 2
+    assert_one_line_error(err, "--vocab-path", fragment)
+    assert_untouched(existing_output)
+
+
+def test_embed_file_friendly_logging_prints_lines_without_carriage_returns(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", LINES)
+    code, out, err = run(capsys, "embed", source, tmp_path / "a.hdf5", "--model", model_dir, "--file-friendly-logging")
+    assert code == 0 and out == "" and "\r" not in err
+    lines = err.splitlines()
+    assert lines[-2] == f"embedding: {len(LINES)}/{len(LINES)} sentences (100%)" + lines[-2].split("(100%)")[1]
+    assert lines[-1].startswith(f"wrote {len(LINES)} sentences")
+    _, _, bar = run(capsys, "embed", source, tmp_path / "b.hdf5", "--model", model_dir)
+    assert "\r" in bar  # the default progress bar redraws itself
+
+
+def test_embed_accepts_and_ignores_include_package(
+    tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["a b"])
+    argv = ["embed", source, tmp_path / "out.hdf5", "--model", model_dir, "--quiet"]
+    code, out, err = run(capsys, *argv, "--include-package", "my_plugins", "--include-package", "more")
+    assert code == 0 and out == ""
+    assert err.splitlines() == [
+        "warning: --include-package my_plugins is ignored (flair-elmo has no plugins)",
+        "warning: --include-package more is ignored (flair-elmo has no plugins)",
+    ]
+
+
+def test_embed_with_huge_batch_numbers(
+    tmp_path: Path, model_dir: Path, embedder: ElmoEmbedder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", LINES)
+    huge = str(10**18)
+    code, _, err = run(
+        capsys,
+        "embed",
+        source,
+        tmp_path / "out.hdf5",
+        "--model",
+        model_dir,
+        "--quiet",
+        "--batch-size",
+        huge,
+        "--sort-batches",
+        huge,
+    )
+    assert code == 0, err
+    with h5py.File(tmp_path / "out.hdf5", "r") as handle:
+        for i, array in enumerate(expected_arrays(embedder, LINES, batch_size=len(LINES))):
+            np.testing.assert_allclose(handle[str(i)][()], array, rtol=0, atol=1e-5)

@@ -1,12 +1,20 @@
+import io
+import json
+from pathlib import Path
+
+import h5py
 import numpy as np
 import pytest
 import torch
 
-from flair_elmo_modes import ElmoEmbedder
+from flair_elmo_modes import ElmoEmbedder, models
+from flair_elmo_modes.atomic import WriteError
 from flair_elmo_modes.bilm import batch_to_ids, onednn
 from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.cli import main
 from flair_elmo_modes.embedder import length_batches
-from tests.helpers import ALIGNED_OPTIONS, assert_as_accurate, random_bilm
+from flair_elmo_modes.hdf5_output import EmbedInputError
+from tests.helpers import ALIGNED_OPTIONS, assert_as_accurate, cache_as_published, full_disk, random_bilm
 
 SENTENCES = [
     ["I", "ate", "an", "apple", "for", "breakfast"],
@@ -168,8 +176,181 @@ def test_double_precision_and_requires_grad_toggles() -> None:
     assert not any(p.requires_grad for p in embedder.bilm.parameters())
 
 
-def test_missing_files_are_reported(tmp_path) -> None:
+def test_missing_files_are_reported(tmp_path, tiny_model_files) -> None:
     with pytest.raises(FileNotFoundError, match="options"):
         ElmoEmbedder(tmp_path / "options.json", tmp_path / "weights.hdf5")
-    with pytest.raises(ValueError, match="needs options_file and weight_file"):
-        ElmoEmbedder()
+    with pytest.raises(ValueError, match=r"weight_file .* needs options_file too"):
+        ElmoEmbedder(weight_file=tiny_model_files[1])
+    with pytest.raises(ValueError, match=r"options_file .* needs weight_file too"):
+        ElmoEmbedder(tiny_model_files[0])
+
+
+# --------------------------------------------------------------------------------------------
+# allennlp 0.9's constructor: no arguments, URLs, model names
+
+
+def test_no_arguments_means_allennlps_default_model(tmp_path: Path, tiny_model_files, monkeypatch) -> None:
+    monkeypatch.setattr(models, "flair_cache_root", lambda: tmp_path)
+    cache_as_published(tmp_path, models.DEFAULT_MODEL, tiny_model_files)  # as if downloaded before
+    default = ElmoEmbedder()
+    np.testing.assert_array_equal(
+        default.embed_sentence(["a", "b"]), ElmoEmbedder(*tiny_model_files).embed_sentence(["a", "b"])
+    )
+    options_url, weights_url = models.PUBLISHED_MODELS[models.DEFAULT_MODEL]
+    assert options_url.endswith("/elmo_2x4096_512_2048cnn_2xhighway_options.json")  # allennlp's DEFAULT_OPTIONS_FILE
+    assert weights_url.endswith("/elmo_2x4096_512_2048cnn_2xhighway_weights.hdf5")
+
+
+def test_urls_and_model_names_are_downloaded_like_elmo_embeddings(
+    tmp_path: Path, tiny_model_files, monkeypatch
+) -> None:
+    import flair
+    import flair.file_utils
+
+    served = {"options.json": tiny_model_files[0], "weights.hdf5": tiny_model_files[1]}
+    calls: list[str] = []
+
+    def cached_path(url: str, cache_dir: Path) -> Path:  # a download from a server holding the tiny model
+        calls.append(url)
+        target = Path(cache_dir) / url.rsplit("/", 1)[1]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = served["options.json" if url.endswith(".json") else "weights.hdf5"]
+        target.write_bytes(source.read_bytes())
+        return target
+
+    monkeypatch.setattr(flair, "cache_root", tmp_path)
+    monkeypatch.setattr(flair.file_utils, "cached_path", cached_path)
+    expected = ElmoEmbedder(*tiny_model_files).embed_sentence(["a", "b"])
+    by_url = ElmoEmbedder("https://example.org/elmo/options.json", "https://example.org/elmo/weights.hdf5")
+    np.testing.assert_array_equal(by_url.embed_sentence(["a", "b"]), expected)
+    assert calls == ["https://example.org/elmo/weights.hdf5", "https://example.org/elmo/options.json"]
+    by_name = ElmoEmbedder("small")
+    np.testing.assert_array_equal(by_name.embed_sentence(["a", "b"]), expected)
+    assert calls[2:] == list(models.PUBLISHED_MODELS["small"])
+    assert ElmoEmbedder(tiny_model_files[0].parent).dim == 16  # a directory, as ELMoEmbeddings takes
+
+
+# --------------------------------------------------------------------------------------------
+# tokens
+
+
+@pytest.mark.parametrize("bad", [None, 5, b"x"], ids=["None", "int", "bytes"])
+def test_tokens_must_be_str(embedder: ElmoEmbedder, bad: object) -> None:
+    with pytest.raises(TypeError, match=f"tokens must be str, got {type(bad).__name__}"):
+        embedder.embed_sentence(["a", bad])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=f"sentence 1, token 0: tokens must be str, got {type(bad).__name__}"):
+        embedder.embed_batch([["a"], [bad]])  # type: ignore[list-item]
+
+
+def test_numpy_arrays_work_like_lists(embedder: ElmoEmbedder) -> None:
+    sentence = ["I", "ate", "an", "apple"]
+    np.testing.assert_array_equal(embedder.embed_sentence(np.array(sentence)), embedder.embed_sentence(sentence))
+    batch = [["a", "b", "c"], ["d", "e", "f"]]
+    for got, want in zip(embedder.embed_batch(np.array(batch)), embedder.embed_batch(batch), strict=True):
+        np.testing.assert_array_equal(got, want)
+    ragged = np.array([np.array(["a", "b"]), np.array(["c"])], dtype=object)
+    assert [a.shape[1] for a in embedder.embed_batch(ragged)] == [2, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# embed_file: allennlp 0.9's signature, the CLI's file
+
+FILE_LINES = ["I ate an apple", "  He went to the prison cell .", "x", "I ate an apple", "a b c d e f"]
+
+
+def hdf5_contents(path: Path) -> dict[str, object]:
+    with h5py.File(path, "r") as handle:
+        return {
+            key: json.loads(handle[key].asstr()[0]) if key == "sentence_to_index" else handle[key][()] for key in handle
+        }
+
+
+def assert_same_contents(a: dict[str, object], b: dict[str, object]) -> None:
+    assert set(a) == set(b)
+    for key, value in a.items():
+        if isinstance(value, np.ndarray):
+            assert value.dtype == np.float32
+            np.testing.assert_array_equal(value, b[key])
+        else:
+            assert value == b[key]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "flags"),
+    [
+        ({}, []),
+        ({"output_format": "top"}, ["--top"]),
+        ({"output_format": "average", "batch_size": 2}, ["--average", "--batch-size", "2"]),
+        ({"forget_sentences": True}, ["--forget-sentences"]),
+    ],
+)
+def test_embed_file_writes_what_the_cli_writes(tmp_path: Path, tiny_model_files, kwargs, flags, capsys) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(FILE_LINES) + "\n", encoding="utf-8")
+    code = main(
+        [
+            "embed",
+            str(source),
+            str(tmp_path / "cli.hdf5"),
+            "--model",
+            str(tiny_model_files[0].parent),
+            "--quiet",
+            *flags,
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    embedder = ElmoEmbedder(*tiny_model_files)
+    with source.open(encoding="utf-8") as handle:  # allennlp passes an open file
+        embedder.embed_file(handle, tmp_path / "api.hdf5", **kwargs)
+    embedder.embed_file(str(source), str(tmp_path / "path.hdf5"), **kwargs)  # a path works too
+    cli = hdf5_contents(tmp_path / "cli.hdf5")
+    assert_same_contents(hdf5_contents(tmp_path / "api.hdf5"), cli)
+    assert_same_contents(hdf5_contents(tmp_path / "path.hdf5"), cli)
+    if not kwargs.get("forget_sentences"):
+        assert cli["sentence_to_index"] == {line.strip(): str(i) for i, line in enumerate(FILE_LINES)}
+
+
+def test_embed_file_with_sentence_keys(tmp_path: Path, embedder: ElmoEmbedder) -> None:
+    lines = ["a b", "c d e", "f"]
+    embedder.embed_file(io.StringIO("\n".join(lines)), tmp_path / "out.hdf5", use_sentence_keys=True)
+    contents = hdf5_contents(tmp_path / "out.hdf5")
+    assert set(contents) == set(lines)
+    np.testing.assert_allclose(contents["c d e"], embedder.embed_sentence(["c", "d", "e"]), rtol=0, atol=1e-5)
+
+
+def test_embed_file_refuses_what_allennlp_refuses_and_keeps_the_old_file(
+    tmp_path: Path, embedder: ElmoEmbedder
+) -> None:
+    output = tmp_path / "out.hdf5"
+    output.write_bytes(b"precious")
+    with pytest.raises(EmbedInputError, match="an empty line at line 2; remove them"):
+        embedder.embed_file(io.StringIO("a\n\nb\n"), output)
+    with pytest.raises(EmbedInputError, match="use_sentence_keys needs distinct sentences, but line 2 repeats line 1"):
+        embedder.embed_file(io.StringIO("a b\na b\n"), output, use_sentence_keys=True)
+    with pytest.raises(ValueError, match="output_format must be one of"):
+        embedder.embed_file(io.StringIO("a\n"), output, output_format="bottom")
+    assert output.read_bytes() == b"precious" and sorted(tmp_path.iterdir()) == [output]
+
+
+def test_embed_file_on_a_full_disk_keeps_the_old_file(tmp_path: Path, embedder: ElmoEmbedder, monkeypatch) -> None:
+    output = tmp_path / "out.hdf5"
+    output.write_bytes(b"precious")
+    full_disk(monkeypatch, capacity=5_000)
+    with pytest.raises(WriteError, match=f"cannot write {output}: No space left on device"):
+        embedder.embed_file(io.StringIO("\n".join(f"line {i} of words" for i in range(50))), output)
+    assert output.read_bytes() == b"precious" and sorted(tmp_path.iterdir()) == [output]
+
+
+def test_embed_file_of_an_empty_input_writes_an_empty_index(tmp_path: Path, embedder: ElmoEmbedder) -> None:
+    embedder.embed_file(io.StringIO(""), tmp_path / "out.hdf5")  # as allennlp: no lines, no error
+    assert hdf5_contents(tmp_path / "out.hdf5") == {"sentence_to_index": {}}
+
+
+def test_cache_tokens_keeps_the_vectors(embedder: ElmoEmbedder) -> None:
+    before = embedder.embed_batch(SENTENCES)
+    assert embedder.cache_tokens(["I", "ate", "an", "apple", "I"]) == 4
+    after = embedder.embed_batch(SENTENCES)
+    assert embedder.bilm.char_encoder.token_cache.hits > 0
+    for a, b in zip(after, before, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert embedder.cache_tokens(None) == 0 and embedder.bilm.char_encoder.token_cache is None

@@ -7,7 +7,7 @@ from torch import nn
 
 from flair_elmo_modes.bilm import fast_paths, onednn
 from flair_elmo_modes.bilm.characters import ID_OFFSET, PADDING
-from flair_elmo_modes.bilm.derived import DerivedTensors, clear_derived
+from flair_elmo_modes.bilm.derived import DerivedTensors, apply_and_drop, clear_derived
 from flair_elmo_modes.bilm.options import ElmoOptions
 
 # The id of the slots after a word's end-of-word marker.
@@ -76,11 +76,13 @@ class CharacterEncoder(nn.Module):
         self.token_cache: TokenCache | None = None
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        # Derived copies die when the weights are moved or cast, as RNNBase's flat weights do.
+        return apply_and_drop(self, lambda: super(CharacterEncoder, self)._apply(fn, recurse), self.clear_caches)
+
+    def clear_caches(self) -> None:
+        """Drop the packed weight copies and the token cache's vectors (rebuilt when next needed)."""
         clear_derived(self)
         if self.token_cache is not None:
             self.token_cache.clear()
-        return super()._apply(fn, recurse)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         """Encode tokens.

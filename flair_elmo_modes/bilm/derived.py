@@ -11,7 +11,8 @@ Writes through ``p.data`` do not bump ``p``'s version in PyTorch (``.data`` has 
 of its own). So that they cannot be missed, every parameter a key is taken of becomes a
 :class:`TrackedParameter`, whose ``.data`` is ``detach()`` (sharing the version counter) and
 which otherwise behaves as ``nn.Parameter``. A parameter that was not tracked yet counts as
-changed. Writes that bypass PyTorch entirely (a numpy view's buffer, raw pointers) are not seen:
+changed, and so does an inference tensor (weights created under ``torch.inference_mode`` have no
+version counter: derived values are rebuilt on every use). Writes that bypass PyTorch entirely (a numpy view's buffer, raw pointers) are not seen:
 call :meth:`DerivedTensors.clear` (or ``ElmoBiLm.clear_caches``) after those.
 """
 
@@ -74,6 +75,9 @@ def weights_key(tensors: Iterable[torch.Tensor]) -> tuple[Hashable, ...]:
     """
     parts: list[Hashable] = []
     for tensor in tensors:
+        if tensor.is_inference():  # made under inference_mode: no version counter, so never trusted
+            parts.append(_Untracked())
+            continue
         was_tracked = track(tensor)
         parts.append(
             (
@@ -133,6 +137,17 @@ class DerivedTensors:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> DerivedTensors:
         return DerivedTensors()
+
+
+def apply_and_drop(module: nn.Module, apply: Callable[[], nn.Module], drop: Callable[[], None]) -> nn.Module:
+    """Run a module's ``_apply`` (``.to()``, ``.double()``, ``.cuda()``...) and call ``drop`` if it
+    moved or cast any parameter, as ``RNNBase._apply`` drops its flat weights; a no-op move such
+    as ``.to(device)`` onto the same device keeps the caches."""
+    before = weights_key(module.parameters())
+    result = apply()
+    if weights_key(module.parameters()) != before:
+        drop()
+    return result
 
 
 def clear_derived(module: nn.Module) -> None:

@@ -25,9 +25,11 @@ from flair_elmo_modes.bilm import fast_paths, onednn
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.lstm import BidirectionalLstm
 
-# oneDNN's pre-packed products beat MKL's from about this many rows per product (measured on the
-# published configurations by benchmarks/bench_shapes.py); fewer rows take TorchKernel.
-ONEDNN_MIN_ROWS = 8
+# oneDNN's pre-packed products beat MKL's only for large recurrent weights and from a few rows per
+# step (measured by benchmarks/bench_shapes.py: "original", 4 * 4096 x 512 weights, from about 4
+# rows; never for "small", 4 * 1024 x 128, or en-tiny); other workloads take TorchKernel.
+ONEDNN_MIN_ROWS = 4
+ONEDNN_MIN_WEIGHT = 1 << 22  # elements of one direction's recurrent weight (4 * cell x proj)
 
 
 class TorchKernel:
@@ -88,7 +90,7 @@ class TorchKernel:
         gates[..., : 2 * cell].sigmoid_()
         candidate.tanh_()
         output_gate.sigmoid_()
-        memory.mul_(forget_gate).add_(candidate.mul_(input_gate))  # the rounding of the autograd step
+        memory.mul_(forget_gate).addcmul_(input_gate, candidate)
         if lstm.cell_clip:
             memory.clamp_(-lstm.cell_clip, lstm.cell_clip)
         cell_output = torch.tanh(memory, out=self._cell_outputs[:, : len(memory[0])]).mul_(output_gate)
@@ -139,7 +141,7 @@ class OneDnnKernel:
         gates[..., : 2 * cell].sigmoid_()
         candidate.tanh_()
         output_gate.sigmoid_()
-        memory.mul_(forget_gate).add_(candidate.mul_(input_gate))
+        memory.mul_(forget_gate).addcmul_(input_gate, candidate)
         if lstm.cell_clip:
             memory.clamp_(-lstm.cell_clip, lstm.cell_clip)
         cell_output = torch.tanh(memory, out=self._cell_outputs[:, : len(memory[0])]).mul_(output_gate)
@@ -168,7 +170,8 @@ def choose_kernel(
     paths = fast_paths.current()
     if grad or not paths.allows("in_place"):
         return TorchKernel(lstm, k, batch, in_place=False)
-    wanted = paths.allows("batch_invariant") or rows_per_step >= ONEDNN_MIN_ROWS
+    large = getattr(lstm, f"weight_hh_l{k}")[0].numel() >= ONEDNN_MIN_WEIGHT
+    wanted = paths.allows("batch_invariant") or (large and rows_per_step >= ONEDNN_MIN_ROWS)
     if wanted and paths.allows("onednn") and onednn.usable(inputs):
         return OneDnnKernel(lstm, k, batch)
     return TorchKernel(lstm, k, batch, in_place=True)

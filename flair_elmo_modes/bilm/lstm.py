@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from flair_elmo_modes.bilm.derived import DerivedTensors, clear_derived
+from flair_elmo_modes.bilm.derived import DerivedTensors, apply_and_drop
 from flair_elmo_modes.bilm.kernels import Kernel, choose_kernel
 from flair_elmo_modes.bilm.options import ElmoOptions
 
@@ -135,9 +135,7 @@ class BidirectionalLstm(nn.Module):
         self.derived = DerivedTensors()
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        # Derived copies die when the weights are moved or cast, as RNNBase's flat weights do.
-        clear_derived(self)
-        return super()._apply(fn, recurse)
+        return apply_and_drop(self, lambda: super(BidirectionalLstm, self)._apply(fn, recurse), self.derived.clear)
 
     def reset_parameters(self) -> None:
         """Uniform(-1/sqrt(cell_dim), 1/sqrt(cell_dim)) as ``nn.LSTM``; forget-gate bias 1."""

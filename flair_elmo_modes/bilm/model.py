@@ -55,8 +55,7 @@ class ElmoBiLm(nn.Module):
         every other change is detected (see :mod:`flair_elmo_modes.bilm.derived`).
         """
         clear_derived(self)
-        if self.char_encoder.token_cache is not None:
-            self.char_encoder.token_cache.clear()
+        self.char_encoder.clear_caches()
 
     def forward(
         self,

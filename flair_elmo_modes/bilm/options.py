@@ -12,6 +12,9 @@ from typing import Any
 from flair_elmo_modes.bilm.errors import ElmoFileError
 
 ACTIVATIONS = ("tanh", "relu")
+#: The fewest character slots a token can have: begin-of-word, one character (or a sentence
+#: marker's id) and end-of-word (see :mod:`~flair_elmo_modes.bilm.characters`).
+MIN_CHARACTERS_PER_TOKEN = 3
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,11 @@ class ElmoOptions:
     cell_clip: float
     proj_clip: float
     use_skip_connections: bool
+
+    def __post_init__(self) -> None:
+        # Also for options built in code (dataclasses.replace), not only from options.json.
+        if self.max_characters_per_token < MIN_CHARACTERS_PER_TOKEN:
+            raise ElmoFileError(_too_few_characters("options", self.max_characters_per_token))
 
     @property
     def n_filters(self) -> int:
@@ -96,13 +104,16 @@ class ElmoOptions:
         activation = reader.get("char_cnn.activation", str)
         if activation not in ACTIVATIONS:
             raise ElmoFileError(f"{source}: 'char_cnn.activation' is {activation!r}; expected one of {ACTIVATIONS}")
+        max_characters = reader.positive_int("char_cnn.max_characters_per_token", default=50)
+        if max_characters < MIN_CHARACTERS_PER_TOKEN:
+            raise ElmoFileError(_too_few_characters(source, max_characters))
         options = cls(
             char_embedding_dim=reader.positive_int("char_cnn.embedding.dim"),
             filters=tuple(filters),
             n_highway=reader.non_negative_int("char_cnn.n_highway"),
             activation=activation,
             n_characters=reader.positive_int("char_cnn.n_characters"),
-            max_characters_per_token=reader.positive_int("char_cnn.max_characters_per_token", default=50),
+            max_characters_per_token=max_characters,
             cell_dim=reader.positive_int("lstm.dim"),
             projection_dim=reader.positive_int("lstm.projection_dim"),
             n_layers=reader.positive_int("lstm.n_layers"),
@@ -138,6 +149,10 @@ class ElmoOptions:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ElmoFileError(f"{path}: not a valid JSON options file ({error})") from error
+        except RecursionError:  # Python's JSON parser recurses once per nested array or object
+            raise ElmoFileError(
+                f"{path}: not a valid options file (JSON nested too deeply to parse; options.json nests 3 levels)"
+            ) from None
         if not isinstance(raw, dict):
             raise ElmoFileError(
                 f"{path}: expected a JSON object with 'char_cnn' and 'lstm', found {type(raw).__name__}"
@@ -164,6 +179,13 @@ class ElmoOptions:
                 "use_skip_connections": self.use_skip_connections,
             },
         }
+
+
+def _too_few_characters(source: str, value: int) -> str:
+    return (
+        f"{source}: 'char_cnn.max_characters_per_token' is {value}; expected >= {MIN_CHARACTERS_PER_TOKEN} "
+        "(begin-of-word, a character and end-of-word markers)"
+    )
 
 
 class _FieldReader:

@@ -23,8 +23,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("model (default: the shipped model, offline)")
+def _default_text(default: str) -> str:
+    if default == SHIPPED_MODEL:
+        return f"the shipped model {SHIPPED_MODEL}, offline"
+    return f"{default!r}, downloaded once into flair's cache"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--model`` and ``--options-file``/``--weight-file``; without them the command uses ``default``."""
+    group = parser.add_argument_group(f"model (default: {_default_text(default)})")
     group.add_argument(
         "--model",
         metavar="NAME_OR_DIR",
@@ -35,8 +42,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weight-file", metavar="W", help="a weights.hdf5 (path or URL); needs --options-file")
 
 
-def resolve_model_files(args: argparse.Namespace) -> ModelFiles:
-    """The model files chosen by ``--model`` or ``--options-file``/``--weight-file``."""
+def resolve_model_files(args: argparse.Namespace, default: str) -> ModelFiles:
+    """The model files chosen by ``--model`` or ``--options-file``/``--weight-file``, else ``default``'s."""
     from flair_elmo_modes.models import resolve_model
 
     options_file, weight_file = getattr(args, "options_file", None), getattr(args, "weight_file", None)
@@ -46,7 +53,7 @@ def resolve_model_files(args: argparse.Namespace) -> ModelFiles:
         raise UsageError(f"{given} needs {missing} too (or use --model)")
     if options_file is not None and args.model is not None:
         raise UsageError("give --model or --options-file/--weight-file, not both")
-    model = args.model if args.model is not None or options_file is not None else SHIPPED_MODEL
+    model = args.model if args.model is not None or options_file is not None else default
     try:
         return resolve_model(model, options_file, weight_file)
     except ValueError as error:  # an unknown name

@@ -36,7 +36,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         help=f"shipped or published model name, or a model directory (default {SHIPPED_MODEL})",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, writes_files=False)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -113,6 +113,6 @@ def format_demo(results: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``flair-elmo demo``."""
-    results = demo_results(resolve_model_files(args))
+    results = demo_results(resolve_model_files(args, SHIPPED_MODEL))
     print(json.dumps(results, indent=2) if args.json else format_demo(results))
     return 0

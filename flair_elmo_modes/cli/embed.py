@@ -1,39 +1,35 @@
 """``flair-elmo embed``: a text file -> the HDF5 layout of allennlp 0.9's ``allennlp elmo``.
 
 One float32 dataset per input line named by its 0-based index (``"0"``, ``"1"``, ...) and a
-dataset ``sentence_to_index`` of shape ``(1,)`` holding the JSON ``{sentence: "index"}``.
+dataset ``sentence_to_index`` of shape ``(1,)`` holding the JSON ``{sentence: "index"}``. The
+file is written by :func:`flair_elmo_modes.hdf5_output.write_embeddings`, as
+``ElmoEmbedder.embed_file`` writes it; this module reads the input and the arguments.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flair_elmo_modes.atomic import atomic_path
 from flair_elmo_modes.cli.common import add_model_arguments, examples, positive_int, resolve_model_files
-from flair_elmo_modes.cli.errors import CLIError, Interrupted, UsageError
+from flair_elmo_modes.cli.errors import CLIError, UsageError
+from flair_elmo_modes.cli.interrupts import Interrupts
+from flair_elmo_modes.cli.progress import Progress
+from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES, EmbedInputError, Line, input_problems
+from flair_elmo_modes.models import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
     from flair_elmo_modes.bilm.options import ElmoOptions
+    from flair_elmo_modes.embedder import ElmoEmbedder
     from flair_elmo_modes.layers import LayerMode
 
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_SORT_BATCHES", "Line", "add_command", "check_input", "read_lines", "run"]
+
 DEFAULT_BATCH_SIZE = 64
-# Batches read ahead and batched by length: a window of 2,048 lines at the default batch size.
-DEFAULT_SORT_BATCHES = 32
-#: At most this many line numbers are listed in one error message.
-MAX_LISTED = 10
 
 
 def _layer_list(text: str) -> tuple[int, ...]:
@@ -54,9 +50,16 @@ HDF5 file with the layout of allennlp 0.9's `allennlp elmo`:
   "sentence_to_index"  shape (1,): the JSON {"stripped line": "index"}, a later duplicate wins
                        (not written with --forget-sentences or --use-sentence-keys).
 
+The model is allennlp's default, "original" (downloaded once into flair's cache), unless
+--model or --options-file/--weight-file say otherwise; --model en-tiny is the small model
+shipped with this package (offline).
+
 The output is written to a hidden temporary file beside OUTPUT and renamed only on success:
-a failed or interrupted run leaves no partial file and keeps an existing OUTPUT as it was.
-Empty lines are an error (allennlp's rule); a UTF-8 byte order mark is ignored."""
+a failed run (exit code 1 for a full disk, naming OUTPUT) or an interrupted one (SIGINT,
+SIGTERM or SIGHUP: exit code 128 + signal, after the current batch) leaves no partial file and
+keeps an existing OUTPUT as it was; temporary files a killed run left are removed by the next.
+Empty lines are an error (allennlp's rule); a UTF-8 byte order mark is ignored. allennlp's
+--include-package is accepted and ignored."""
 
 
 def _cuda_device(index: int) -> int:
@@ -79,6 +82,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         description=EMBED_DESCRIPTION,
         epilog=examples(
             "flair-elmo embed sentences.txt vectors.hdf5",
+            "flair-elmo embed sentences.txt vectors.hdf5 --model en-tiny",
             "flair-elmo embed sentences.txt top.hdf5 --top --batch-size 32",
             "flair-elmo embed sentences.txt chars_and_top.hdf5 --layers 0,-1",
             "flair-elmo embed sentences.txt vectors.hdf5 --model original --cuda-device 0",
@@ -88,7 +92,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("input", metavar="INPUT", type=Path, help="text file, one tokenized sentence per line")
     parser.add_argument("output", metavar="OUTPUT", type=Path, help="HDF5 file to write (replaced on success)")
-    add_model_arguments(parser)
+    add_model_arguments(parser, DEFAULT_MODEL)
     modes = parser.add_argument_group("layers (one of)").add_mutually_exclusive_group()
     modes.add_argument(
         "--all", dest="mode", action="store_const", const="all", help="all L + 1 layers: (L + 1, T, D) (default)"
@@ -131,18 +135,29 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_SORT_BATCHES}; 1 with --stateful, which cannot sort)",
     )
     parser.add_argument(
+        "--vocab-path",
+        type=Path,
+        metavar="FILE",
+        help="a vocabulary, one token per line (the first field of each line): its character-CNN vectors "
+        "are computed once instead of in every batch; the vectors do not change",
+    )
+    parser.add_argument(
         "--cuda-device", type=int, default=-1, metavar="N", help="GPU index, -1 for the CPU (default -1)"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
+    parser.add_argument(
+        "--file-friendly-logging",
+        action="store_true",
+        help="progress as a line every few seconds instead of a bar (no carriage returns: for log files)",
+    )
+    parser.add_argument(
+        "--include-package",
+        action="append",
+        default=[],
+        metavar="PACKAGE",
+        help="accepted for allennlp command lines and ignored (with a warning): there are no plugins",
+    )
     parser.set_defaults(func=run, mode=None)
-
-
-@dataclass(frozen=True)
-class Line:
-    """One line of the input: its 1-based number and its text without surrounding whitespace."""
-
-    number: int
-    text: str
 
 
 def read_lines(path: Path) -> Iterator[Line]:
@@ -184,54 +199,12 @@ def read_lines(path: Path) -> Iterator[Line]:
                 yield Line(number, piece.strip())
 
 
-def _quote(text: str, limit: int = 40) -> str:
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-def _list_lines(numbers: Sequence[int]) -> str:
-    listed = ", ".join(str(n) for n in numbers[:MAX_LISTED])
-    return listed + (f" and {len(numbers) - MAX_LISTED} more" if len(numbers) > MAX_LISTED else "")
-
-
 def check_input(path: Path, use_sentence_keys: bool) -> int:
     """First, cheap pass over the input: the number of sentences, or a :class:`UsageError`.
 
-    Reports every empty line, and with ``use_sentence_keys`` every repeated sentence and every
-    sentence that cannot name an HDF5 dataset. Memory holds only the sentences needed for the
-    duplicate check.
+    See :func:`~flair_elmo_modes.hdf5_output.input_problems` for what is reported.
     """
-    empty: list[int] = []
-    first_seen: dict[str, int] = {}
-    repeats: list[str] = []
-    bad_keys: list[int] = []
-    count = 0
-    for line in read_lines(path):
-        count += 1
-        if not line.text:
-            empty.append(line.number)
-        elif use_sentence_keys:
-            if "/" in line.text or "\x00" in line.text or line.text == ".":
-                bad_keys.append(line.number)
-            elif line.text in first_seen:
-                repeats.append(f"line {line.number} repeats line {first_seen[line.text]} ({_quote(line.text)})")
-            else:
-                first_seen[line.text] = line.number
-    problems = []
-    if empty:
-        what = "an empty line" if len(empty) == 1 else f"{len(empty)} empty lines"
-        problems.append(f"{what} at line{'s' if len(empty) > 1 else ''} {_list_lines(empty)}; remove them")
-    if repeats:
-        listed = ", ".join(repeats[:MAX_LISTED]) + (
-            f" and {len(repeats) - MAX_LISTED} more" if len(repeats) > MAX_LISTED else ""
-        )
-        problems.append(f"--use-sentence-keys needs distinct sentences, but {listed}")
-    if bad_keys:
-        problems.append(
-            f"--use-sentence-keys: line{'s' if len(bad_keys) > 1 else ''} {_list_lines(bad_keys)} cannot name "
-            "an HDF5 dataset ('/' separates groups, NUL ends a name, '.' is the file itself)"
-        )
-    if repeats or bad_keys:
-        problems.append("drop --use-sentence-keys to name datasets by line index")
+    count, problems = input_problems(read_lines(path), use_sentence_keys, keys_name="--use-sentence-keys")
     if problems:
         raise UsageError(f"{path}: " + "; ".join(problems))
     if count == 0:
@@ -247,23 +220,6 @@ def _check_output(output: Path, input_path: Path) -> None:
         raise UsageError(f"output {output} is a directory; expected a file name")
     if output.exists() and input_path.exists() and output.samefile(input_path):
         raise UsageError(f"output {output} is the input file")
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """Turn SIGTERM into :class:`Interrupted` so the temporary output is cleaned up, as on Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _layer_mode(args: argparse.Namespace, options: ElmoOptions) -> LayerMode:
@@ -282,23 +238,6 @@ def _layer_mode(args: argparse.Namespace, options: ElmoOptions) -> LayerMode:
     return parse_mode(spec, num_layers)
 
 
-def select_output(layers: torch.Tensor, mode: LayerMode) -> np.ndarray:
-    """What ``embed`` stores for one sentence.
-
-    Args:
-        layers: ``(L + 1, T, D)`` float32 biLM layers.
-        mode: ``all``, ``top``, ``average`` or a list of layers.
-
-    Returns:
-        ``(L + 1, T, D)``, ``(T, D)``, ``(T, D)`` or ``(len(indices), T, D)``; layers stay
-        stacked (not concatenated as in the Flair embeddings), as in allennlp's file.
-    """
-    from flair_elmo_modes.layers import chosen_layers
-
-    chosen = chosen_layers(layers, mode)  # (k, T, D)
-    return (chosen[0] if mode.kind in ("top", "average") else chosen).float().cpu().numpy()
-
-
 def _sort_batches(args: argparse.Namespace) -> int:
     if args.sort_batches is None:
         return 1 if args.stateful else DEFAULT_SORT_BATCHES
@@ -307,76 +246,85 @@ def _sort_batches(args: argparse.Namespace) -> int:
     return args.sort_batches
 
 
+def read_vocabulary(path: Path) -> list[str]:
+    """The tokens of a vocabulary file: the first whitespace-separated field of every non-blank line.
+
+    One token per line as in allennlp's ``tokens.txt`` and bilm-tf's vocabularies; a second field
+    (a count) is ignored.
+
+    Raises:
+        UsageError: the file is missing, unreadable, not UTF-8 or holds no token.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise UsageError(f"--vocab-path: vocabulary file not found: {path}") from None
+    except UnicodeDecodeError as error:
+        raise UsageError(f"--vocab-path {path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise UsageError(f"--vocab-path {path}: {error.strerror or error}") from None
+    tokens = [fields[0] for fields in (line.split() for line in text.splitlines()) if fields]
+    if not tokens:
+        raise UsageError(f"--vocab-path {path}: no tokens (expected one token per line)")
+    return tokens
+
+
+def _load(args: argparse.Namespace) -> tuple[ElmoEmbedder, LayerMode]:
+    from flair_elmo_modes.bilm.options import ElmoOptions
+    from flair_elmo_modes.embedder import ElmoEmbedder
+
+    cuda_device = _cuda_device(args.cuda_device)
+    vocabulary = read_vocabulary(args.vocab_path) if args.vocab_path is not None else None
+    files = resolve_model_files(args, DEFAULT_MODEL)
+    mode = _layer_mode(args, ElmoOptions.from_json(files.options_file))
+    embedder = ElmoEmbedder(files.options_file, files.weight_file, cuda_device=cuda_device, stateful=args.stateful)
+    if vocabulary is not None:
+        embedder.cache_tokens(vocabulary)
+    return embedder, mode
+
+
 def run(args: argparse.Namespace) -> int:
     """``flair-elmo embed``."""
+    interrupts: Interrupts = getattr(args, "interrupts", None) or Interrupts()
     input_path: Path = args.input
     output: Path = args.output
+    for package in args.include_package:
+        print(f"warning: --include-package {package} is ignored (flair-elmo has no plugins)", file=sys.stderr)
     if not input_path.exists():
         raise UsageError(f"input file not found: {input_path}")
     if input_path.is_dir():
         raise UsageError(f"input {input_path} is a directory; expected a text file")
     _check_output(output, input_path)
-    total = check_input(input_path, args.use_sentence_keys)
-    cuda_device = _cuda_device(args.cuda_device)
-    sort_batches = _sort_batches(args)
-    files = resolve_model_files(args)
+    with interrupts.immediate():  # reading and loading write nothing: a signal may stop them at once
+        total = check_input(input_path, args.use_sentence_keys)
+        sort_batches = _sort_batches(args)
+        embedder, mode = _load(args)
 
-    import h5py
-    from tqdm import tqdm
+    from flair_elmo_modes.hdf5_output import write_embeddings
 
-    from flair_elmo_modes.bilm.options import ElmoOptions
-    from flair_elmo_modes.embedder import ElmoEmbedder
-    from flair_elmo_modes.runner import length_sorted_windows
-
-    mode = _layer_mode(args, ElmoOptions.from_json(files.options_file))
-    embedder = ElmoEmbedder(files.options_file, files.weight_file, cuda_device=cuda_device, stateful=args.stateful)
-    keep_index = not (args.forget_sentences or args.use_sentence_keys)
-    sentence_to_index: dict[str, str] = {}
-    tokens = 0
     start = time.perf_counter()
-    with _sigterm_interrupts(), atomic_path(output) as tmp:
+    with Progress(total, "sentences", "embedding", enabled=not args.quiet, lines=args.file_friendly_logging) as bar:
         try:
-            handle = h5py.File(tmp, "x")
-        except OSError as error:
-            raise CLIError(f"cannot create a file in {output.parent}: {error}") from error
-        with (
-            handle,
-            tqdm(
-                total=total,
-                unit=" sentences",
-                desc="embedding",
-                file=sys.stderr,
-                disable=args.quiet,
-                dynamic_ncols=True,
-            ) as progress,
-        ):
-            lines = ((line, line.text.split()) for line in read_lines(input_path))
-            index = 0  # of the window's first line
-            windows = length_sorted_windows(lines, lambda item: len(item[1]), args.batch_size, sort_batches)
-            for items, batches in windows:
-                window = [line for line, _ in items]
-                keys = [line.text if args.use_sentence_keys else str(index + row) for row, line in enumerate(window)]
-                for rows in batches:
-                    output = embedder.runner.run([items[row][1] for row in rows])
-                    lengths = output.mask.sum(dim=-1).tolist()
-                    for i, row in enumerate(rows):
-                        data = select_output(output.layers[:, i, : lengths[i]], mode)
-                        handle.create_dataset(keys[row], data.shape, dtype="float32", data=data)
-                        tokens += lengths[i]
-                    progress.update(len(rows))
-                if keep_index:
-                    sentence_to_index.update((line.text, key) for line, key in zip(window, keys, strict=True))
-                index += len(window)
-            if index != total:
-                raise CLIError(f"{input_path} changed while it was read ({total} lines, then {index})")
-            if keep_index:
-                dataset = handle.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
-                dataset[0] = json.dumps(sentence_to_index)
+            summary = write_embeddings(
+                output,
+                read_lines(input_path),
+                embedder.runner,
+                mode,
+                batch_size=args.batch_size,
+                sort_batches=sort_batches,
+                use_sentence_keys=args.use_sentence_keys,
+                forget_sentences=args.forget_sentences,
+                expected_lines=total,
+                check=interrupts.check,
+                progress=bar.update,
+            )
+        except EmbedInputError as error:
+            raise CLIError(f"{input_path} changed while it was read ({error})") from error
     if not args.quiet:
         seconds = time.perf_counter() - start
         print(
-            f"wrote {total} sentences ({tokens} tokens, {_shape_text(mode, embedder.dim)}) to {output} "
-            f"in {seconds:.1f} s ({total / max(seconds, 1e-9):.1f} sentences/s)",
+            f"wrote {summary.sentences} sentences ({summary.tokens} tokens, {_shape_text(mode, embedder.dim)}) "
+            f"to {output} in {seconds:.1f} s ({summary.sentences / max(seconds, 1e-9):.1f} sentences/s)",
             file=sys.stderr,
         )
     return 0

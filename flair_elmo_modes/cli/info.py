@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from flair_elmo_modes.cli.common import examples
 from flair_elmo_modes.cli.errors import UsageError
-from flair_elmo_modes.models import ALIASES, PUBLISHED_MODELS, WEIGHTS_NAME, cached_location
+from flair_elmo_modes.models import ALIASES, DEFAULT_MODEL, PUBLISHED_MODELS, WEIGHTS_NAME, cached_location
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.options import ElmoOptions
@@ -29,6 +29,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         description="Show a model's architecture, parameter count, embedding length per layer mode and files. "
         "Never downloads: a published model not yet in flair's cache is described from its file name.",
         epilog=examples(
+            "flair-elmo info",
             "flair-elmo info en-tiny",
             "flair-elmo info original --json",
             "flair-elmo info path/to/model_dir",
@@ -39,10 +40,13 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
         metavar="MODEL_OR_OPTIONS",
-        help="a shipped or published model name, a model directory, or an options.json file",
+        nargs="?",
+        default=DEFAULT_MODEL,
+        help="a shipped or published model name, a model directory, or an options.json file "
+        f"(default {DEFAULT_MODEL!r}, the model embed uses by default)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, writes_files=False)
 
 
 def _file_info(path: Path | None, url: str | None = None) -> dict[str, Any]:
@@ -74,14 +78,18 @@ def _architecture(options: ElmoOptions) -> dict[str, Any]:
 
 
 def count_parameters(options: ElmoOptions) -> int:
-    """Parameters of the biLM built from ``options``, counted without allocating them."""
-    import torch
+    """Parameters of the biLM built from ``options``, from the architecture alone (no torch import).
 
-    from flair_elmo_modes.bilm.model import ElmoBiLm
-
-    with torch.device("meta"):
-        bilm = ElmoBiLm(options)
-    return sum(parameter.numel() for parameter in bilm.parameters())
+    tests/test_cli.py checks it against ``ElmoBiLm(options).parameters()``.
+    """
+    emb, nf, cell, proj = options.char_embedding_dim, options.n_filters, options.cell_dim, options.projection_dim
+    chars = options.char_embedding_rows * emb
+    convolutions = sum(count * (width * emb + 1) for width, count in options.filters)
+    highway = options.n_highway * (nf * 2 * nf + 2 * nf)
+    projection = nf * proj + proj
+    # per layer and direction: input and recurrent weights, bias, output projection
+    lstm = options.n_layers * 2 * (4 * cell * proj + 4 * cell * proj + 4 * cell + proj * cell)
+    return chars + convolutions + highway + projection + lstm
 
 
 def _embedding_lengths(lstm_layers: int, projection_dim: int) -> dict[str, int]:

@@ -2,9 +2,10 @@
 
 Conventions (as in the huggingface_hub CLI): results on stdout, progress and logs on stderr;
 known failures print one ``error: <message>`` line on stderr and exit with 2 (bad input or
-usage) or 1 (anything else we expect, e.g. a failed download); ``--debug`` adds the traceback.
-Unexpected exceptions are bugs and propagate with their traceback. Heavy modules (torch,
-h5py, flair) are imported inside the commands that need them.
+usage) or 1 (anything else we expect, e.g. a failed download or a full disk); ``--debug`` adds
+the traceback. SIGINT, SIGTERM and SIGHUP stop a command cleanly with ``128 + signal`` (see
+:mod:`flair_elmo_modes.cli.interrupts`). Unexpected exceptions are bugs and propagate with
+their traceback. Heavy modules (torch, h5py, flair) are imported inside the commands that need them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from contextlib import contextmanager
 
 from flair_elmo_modes.cli import demo, embed, info, train
 from flair_elmo_modes.cli.common import examples
-from flair_elmo_modes.cli.errors import CLIError, report
+from flair_elmo_modes.cli.errors import CLIError, Interrupted, report
+from flair_elmo_modes.cli.interrupts import Interrupts
 
 PROG = "flair-elmo"
 
@@ -34,10 +36,28 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version, usage errors (argparse printed them)
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    # Commands that write files check for signals where stopping is safe; the others may be
+    # stopped at once (writes_files=False in their defaults).
+    interrupts = args.interrupts = Interrupts()
     try:
-        with _flair_logs_on_stderr():
-            return int(args.func(args))
+        with (
+            interrupts.installed(),
+            _flair_logs_on_stderr(),
+            _package_logs_on_stderr(quiet=getattr(args, "quiet", False)),
+        ):
+            if getattr(args, "writes_files", True):
+                code = int(args.func(args))
+            else:
+                with interrupts.immediate():
+                    code = int(args.func(args))
+            interrupts.check()  # a signal after the command's last check still makes it fail
+            return code
     except BaseException as error:
+        if interrupts.signum is not None and not isinstance(error, Interrupted):
+            # The signal came first: what failed after it is reported as the interruption it is.
+            interrupted = Interrupted(interrupts.signum)
+            interrupted.__context__ = error
+            error = interrupted
         return report(error, getattr(args, "debug", False))
 
 
@@ -72,6 +92,34 @@ def build_parser(load_train: bool = False) -> argparse.ArgumentParser:
     demo.add_command(commands, common)
     train.add_command(commands, common, load_train)
     return parser
+
+
+class _StderrFormatter(logging.Formatter):
+    """INFO lines as they are; warnings and errors prefixed like the CLI's own (``warning: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno <= logging.INFO else f"{record.levelname.lower()}: {message}"
+
+
+@contextmanager
+def _package_logs_on_stderr(quiet: bool) -> Iterator[None]:
+    """Show this package's log lines (the trainer's dev perplexity, "resumed from", "exported") on
+    stderr while a command runs; with ``--quiet`` only warnings and errors."""
+    logger = logging.getLogger("flair_elmo_modes")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_StderrFormatter("%(message)s"))
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # a root handler on stdout would garble the results
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from flair_elmo_modes.cli.errors import CLIError, UsageError
+from flair_elmo_modes.cli.errors import CLIError, UsageError, is_allocation_failure
 
 TRAIN_MODULE = "flair_elmo_modes.training.command"
 
@@ -37,12 +37,26 @@ def add_command(commands: Any, common: argparse.ArgumentParser, load: bool) -> N
 
 
 def _as_usage_errors(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Training reports bad data and settings as ``ValueError``: show them as ``error:`` lines, exit 2."""
+    """Training reports bad data and settings as ``ValueError``: show them as ``error:`` lines, exit 2.
+
+    A failed allocation (``MemoryError``, ``std::bad_alloc`` through torch, torch's
+    ``OutOfMemoryError``) becomes one line naming the options that bound a step's memory.
+    """
 
     def run_training(args: argparse.Namespace) -> int:
         try:
             return run(args)
         except ValueError as error:
             raise UsageError(str(error)) from error
+        except (MemoryError, RuntimeError) as error:
+            if not is_allocation_failure(error):
+                raise
+            lines = str(error).strip().splitlines()
+            detail = f" ({lines[0][:200]})" if lines else ""
+            raise CLIError(
+                f"out of memory while training{detail}; a step's memory grows with --batch-size "
+                f"(now {getattr(args, 'batch_size', '?')}) and --max-sentence-tokens "
+                f"(now {getattr(args, 'max_sentence_tokens', '?')}): lower them"
+            ) from error
 
     return run_training

@@ -46,6 +46,9 @@ class TrainConfig:
         share_softmax: one softmax for both directions (as bilm-tf) instead of one each.
         dropout: on the token vectors and the top layer.
         batch_size: sentences per step.
+        max_sentence_tokens: longer lines (of the training and dev text) are split into pieces
+            of at most this many tokens, each a sentence of its own: a step's memory grows with
+            its longest sentence (0: no limit).
         epochs: passes over ``train_file``.
         lr: Adam learning rate.
         lr_schedule: ``"constant"``, or ``"linear"`` decay to ``lr / 10`` over the planned steps.
@@ -71,6 +74,7 @@ class TrainConfig:
     share_softmax: bool = True
     dropout: float = 0.1
     batch_size: int = 64
+    max_sentence_tokens: int = 400
     epochs: int = 1
     lr: float = 1e-3
     lr_schedule: str = "constant"
@@ -95,6 +99,10 @@ class TrainConfig:
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (self.min_count >= 1, f"min_count must be >= 1, got {self.min_count}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (
+                self.max_sentence_tokens >= 0,
+                f"max_sentence_tokens must be >= 0 (0: no limit), got {self.max_sentence_tokens}",
+            ),
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -121,6 +129,7 @@ class TrainConfig:
             "share_softmax": self.share_softmax,
             "seed": self.seed,
             "batch_size": self.batch_size,
+            "max_sentence_tokens": self.max_sentence_tokens,
         }
 
     def to_dict(self) -> dict[str, Any]:

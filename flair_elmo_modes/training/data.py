@@ -47,6 +47,34 @@ def read_sentences(path: str | Path) -> list[list[str]]:
     return sentences
 
 
+def split_long_sentences(sentences: Sequence[Sequence[str]], max_tokens: int) -> list[list[str]]:
+    """Sentences of more than ``max_tokens`` tokens cut into consecutive pieces of nearly equal length.
+
+    The memory of a training step grows with its longest sentence (a line of 100,000 tokens
+    needs about 10 GiB); every piece becomes a sentence of its own, with its own markers. A line
+    of ``n`` tokens becomes ``ceil(n / max_tokens)`` pieces whose lengths differ by at most one.
+    ``max_tokens`` 0 splits nothing.
+
+    Raises:
+        ValueError: ``max_tokens`` is negative.
+    """
+    if max_tokens < 0:
+        raise ValueError(f"max_tokens must be >= 0 (0: no limit), got {max_tokens}")
+    result: list[list[str]] = []
+    for sentence in sentences:
+        if not max_tokens or len(sentence) <= max_tokens:
+            result.append(list(sentence))
+            continue
+        pieces = -(-len(sentence) // max_tokens)  # ceil
+        size, extra = divmod(len(sentence), pieces)  # the first `extra` pieces get one token more
+        start = 0
+        for piece in range(pieces):
+            end = start + size + (1 if piece < extra else 0)
+            result.append(list(sentence[start:end]))
+            start = end
+    return result
+
+
 @dataclass(frozen=True)
 class Vocabulary:
     """Output words of the language models: ``<S>``, ``</S>``, ``<UNK>``, then by decreasing count.

@@ -17,14 +17,14 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
-from flair_elmo_modes.atomic import atomic_path, atomic_write_json
+from flair_elmo_modes.atomic import WriteError, atomic_file, atomic_write_json, hdf5_errors, hdf5_file, temp_path
 from flair_elmo_modes.bilm.hdf5 import load_bilm, save_bilm
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.training.data import Vocabulary
@@ -33,27 +33,40 @@ from flair_elmo_modes.training.lm import BiLanguageModel, Softmax
 LM_HEAD_NAME = "lm_head.hdf5"
 
 
-def export_model(model: BiLanguageModel, vocab: Vocabulary, directory: str | Path) -> Path:
+def export_model(
+    model: BiLanguageModel, vocab: Vocabulary, directory: str | Path, check: Callable[[], None] | None = None
+) -> Path:
     """Write ``options.json``, ``weights.hdf5`` and ``lm_head.hdf5`` into ``directory``.
 
-    The directory is replaced as a whole: files are written into a temporary sibling, which
-    then takes the directory's place (other files in an existing ``directory`` are kept).
+    The directory is replaced as a whole: files are written into a temporary sibling named as
+    :func:`~flair_elmo_modes.atomic.temp_path` names it (``.model.{hex}.tmp``, removed by
+    ``remove_stale_temps(directory, directories=True)`` after a crash), which then takes the
+    directory's place (other files in an existing ``directory`` are kept). ``check`` runs just
+    before that swap; an exception it raises keeps the old directory.
+
+    Raises:
+        WriteError: a file could not be written (disk full); names ``directory``.
     """
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    staging = temp_path(directory)
     try:
+        staging.mkdir(mode=0o755)
         if directory.is_dir():
             for path in directory.iterdir():
                 if path.is_file():
                     shutil.copy2(path, staging / path.name)
         save_bilm(staging, model.bilm)
         write_lm_head(staging / LM_HEAD_NAME, model, vocab)
-        # mkdtemp/mkstemp create owner-only entries; a model directory is meant to be shared.
+        # A model directory is meant to be shared, whatever the umask made of the new entries.
         staging.chmod(0o755)
         for path in staging.iterdir():
             path.chmod(0o644)
+        if check is not None:
+            check()
         _replace_directory(staging, directory)
+    except (OSError, RuntimeError) as error:  # h5py reports a failed write as RuntimeError
+        raise WriteError.from_error(directory, error) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return directory
@@ -74,7 +87,7 @@ def _replace_directory(new: Path, target: Path) -> None:
 def write_lm_head(path: str | Path, model: BiLanguageModel, vocab: Vocabulary) -> None:
     """Write the softmax(es) and the vocabulary of ``model`` (layout in the module docstring), atomically."""
     softmax = model.forward_softmax
-    with atomic_path(Path(path)) as tmp, h5py.File(tmp, "x") as handle:
+    with atomic_file(path) as guard, hdf5_file(guard) as handle, hdf5_errors(guard):
         handle.attrs["softmax"] = softmax.kind
         handle.attrs["cutoffs"] = np.asarray(softmax.cutoffs, dtype=np.int64)
         handle.attrs["div_value"] = softmax.adaptive.div_value if softmax.kind == "adaptive" else 0.0
@@ -143,13 +156,13 @@ def describe_options(options: ElmoOptions) -> str:
     return f"{o.n_layers}x{o.cell_dim}_{o.projection_dim}_{o.n_filters}cnn_{o.n_highway}xhighway"
 
 
-def write_json(path: str | Path, data: object) -> None:
-    """Write JSON atomically (:func:`~flair_elmo_modes.atomic.atomic_write_json`).
+def write_json(path: str | Path, data: object, check: Callable[[], None] | None = None) -> None:
+    """Write JSON atomically (:func:`~flair_elmo_modes.atomic.atomic_write_json`); ``check`` runs before the rename.
 
     JSON has no NaN or infinity: such floats are written as ``null`` (the train loss of a run
     stopped at an epoch boundary is NaN).
     """
-    atomic_write_json(path, _finite_or_none(data))
+    atomic_write_json(path, _finite_or_none(data), before_commit=check)
 
 
 def _finite_or_none(value: object) -> object:

@@ -15,9 +15,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from flair_elmo_modes.atomic import atomic_path
+from flair_elmo_modes.atomic import atomic_file, remove_stale_temps
 from flair_elmo_modes.training.config import TrainConfig
-from flair_elmo_modes.training.data import EncodedCorpus, Vocabulary, make_batches, read_sentences
+from flair_elmo_modes.training.data import (
+    EncodedCorpus,
+    Vocabulary,
+    make_batches,
+    read_sentences,
+    split_long_sentences,
+)
 from flair_elmo_modes.training.export import export_model, write_json
 from flair_elmo_modes.training.lm import BiLanguageModel
 
@@ -93,34 +99,111 @@ class _Progress:
     dev: list[dict[str, Any]] = field(default_factory=list)
 
 
-def train_bilm(config: TrainConfig) -> TrainResult:
+def train_bilm(config: TrainConfig, check: Callable[[], None] | None = None) -> TrainResult:
     """Train forward and backward ELMo language models on ``config.train_file`` and export them.
 
     Resumes from ``config.output_dir/checkpoint.pt`` when it exists and ``config.resume`` is set;
     with the same config, a resumed run takes the same steps as an uninterrupted one.
+    Temporary files a killed run left in ``config.output_dir`` are removed first.
+
+    Args:
+        config: the run.
+        check: called before every step and just before every file is renamed into place;
+            an exception it raises (the CLI's ``Interrupted``) stops the run, and every file
+            of ``output_dir`` stays as it was (the last checkpoint included).
 
     Raises:
         FileNotFoundError: a text file is missing.
         TrainingDataError: a text file is empty or not UTF-8.
         ValueError: the checkpoint was made with a different model or data config.
+        WriteError: a checkpoint, the model or ``result.json`` could not be written (disk full).
     """
     threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     try:
-        return _train(config)
+        return _train(config, check or _no_check)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(config: TrainConfig) -> TrainResult:
-    output_dir = config.output_dir
-    # Read the data first: bad input must fail before anything is created on disk.
-    train_sentences = read_sentences(config.train_file)
-    dev_sentences = read_sentences(config.dev_file) if config.dev_file is not None else None
-    output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path = output_dir / CHECKPOINT_NAME
+def _no_check() -> None:
+    pass
+
+
+@dataclass
+class _Run:
+    """What the steps of a training run share (built by :func:`_build_run`)."""
+
+    config: TrainConfig
+    vocab: Vocabulary
+    train: EncodedCorpus
+    dev: EncodedCorpus | None
+    lengths: list[int]  # of the training sentences, markers included: what batches are made of
+    batches_per_epoch: int
+    model: BiLanguageModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    progress: _Progress
+    check: Callable[[], None]
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.config.output_dir / CHECKPOINT_NAME
+
+    def save_checkpoint(self) -> None:
+        _save_checkpoint(
+            self.checkpoint_path,
+            self.config,
+            self.vocab,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.progress,
+            check=self.check,
+        )
+
+    def evaluate_dev(self) -> Perplexity | None:
+        return None if self.dev is None else evaluate(self.model, self.dev, self.config.eval_batch_size)
+
+
+def _train(config: TrainConfig, check: Callable[[], None]) -> TrainResult:
+    train_sentences, dev_sentences = _read_data(config)  # bad input fails before anything is written
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(config.output_dir)
+    checkpoint_path = config.output_dir / CHECKPOINT_NAME
     checkpoint = _load_checkpoint(checkpoint_path, config) if config.resume and checkpoint_path.is_file() else None
+    run = _build_run(config, train_sentences, dev_sentences, checkpoint, check)
+    if checkpoint is not None:
+        _resume(run, checkpoint)
+    stopped_by = _train_epochs(run)
+    train_loss = _finish(run, stopped_by)
+    return _export(run, stopped_by, train_loss)
+
+
+def _read_data(config: TrainConfig) -> tuple[list[list[str]], list[list[str]] | None]:
+    """The training and dev sentences, lines longer than ``max_sentence_tokens`` split."""
+    limit = config.max_sentence_tokens
+    train = split_long_sentences(read_sentences(config.train_file), limit)
+    dev = split_long_sentences(read_sentences(config.dev_file), limit) if config.dev_file is not None else None
+    return train, dev
+
+
+def _remove_stale_temps(output_dir: Path) -> None:
+    """The temporary files (and export staging directories) of a run that was killed."""
+    for name in (CHECKPOINT_NAME, RESULT_NAME):
+        remove_stale_temps(output_dir / name)
+    remove_stale_temps(output_dir / MODEL_DIR_NAME, directories=True)
+
+
+def _build_run(
+    config: TrainConfig,
+    train_sentences: list[list[str]],
+    dev_sentences: list[list[str]] | None,
+    checkpoint: dict[str, Any] | None,
+    check: Callable[[], None],
+) -> _Run:
+    """Vocabulary, encoded corpora, model, optimizer and learning-rate schedule (fresh weights)."""
     if checkpoint is not None:
         vocab = Vocabulary(tuple(checkpoint["vocab"]))
     else:
@@ -147,78 +230,107 @@ def _train(config: TrainConfig) -> TrainResult:
     if config.max_steps is not None:
         planned_steps = min(planned_steps, config.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config.lr_schedule, planned_steps))
-    progress = _Progress()
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        progress = _Progress(**checkpoint["progress"])
-        torch.set_rng_state(checkpoint["rng_state"])
-        logger.info("resumed from %s at epoch %d, step %d", checkpoint_path, progress.epoch + 1, progress.step)
+    return _Run(config, vocab, train, dev, lengths, batches_per_epoch, model, optimizer, scheduler, _Progress(), check)
 
-    stopped_by = "epochs"
-    while progress.epoch < config.epochs and stopped_by == "epochs":
-        batches = make_batches(lengths, config.batch_size, _epoch_generator(config.seed, progress.epoch))
-        bar = tqdm(
-            total=len(batches),
-            initial=progress.batch_in_epoch,
-            desc=f"epoch {progress.epoch + 1}/{config.epochs}",
-            disable=not config.progress,
-            unit="batch",
-            dynamic_ncols=True,
-        )
-        model.train()
-        with bar:
-            while progress.batch_in_epoch < len(batches):
-                if config.max_steps is not None and progress.step >= config.max_steps:
-                    stopped_by = "max_steps"
-                    break
-                if config.max_minutes is not None and progress.train_seconds >= 60.0 * config.max_minutes:
-                    stopped_by = "max_minutes"
-                    break
-                start = time.perf_counter()
-                nll, count = _train_step(model, optimizer, config.grad_clip, train, batches[progress.batch_in_epoch])
-                scheduler.step()
-                progress.train_seconds += time.perf_counter() - start
-                progress.step += 1
-                progress.batch_in_epoch += 1
-                progress.train_tokens += count
-                progress.epoch_nll += nll
-                progress.epoch_tokens += count
-                mean_nll = progress.epoch_nll / (2 * progress.epoch_tokens)
-                bar.set_postfix(loss=f"{mean_nll:.3f}", ppl=f"{math.exp(mean_nll):.1f}", refresh=False)
-                bar.update()
-                if config.checkpoint_every and progress.step % config.checkpoint_every == 0:
-                    _save_checkpoint(checkpoint_path, config, vocab, model, optimizer, scheduler, progress)
+
+def _resume(run: _Run, checkpoint: dict[str, Any]) -> None:
+    """Weights, optimizer, schedule, progress and random state of ``checkpoint``."""
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    run.progress = _Progress(**checkpoint["progress"])
+    torch.set_rng_state(checkpoint["rng_state"])
+    logger.info("resumed from %s at epoch %d, step %d", run.checkpoint_path, run.progress.epoch + 1, run.progress.step)
+
+
+def _train_epochs(run: _Run) -> str:
+    """Train until the planned epochs are done or a limit stops it; returns what stopped it."""
+    config, progress = run.config, run.progress
+    while progress.epoch < config.epochs:
+        stopped_by = _train_epoch(run)
         if stopped_by != "epochs":
-            break
-        epoch_loss = progress.epoch_nll / max(2 * progress.epoch_tokens, 1)
-        record: dict[str, Any] = {"epoch": progress.epoch + 1, "step": progress.step, "train_loss": epoch_loss}
-        if dev is not None:
-            perplexity = evaluate(model, dev, config.eval_batch_size)
-            record.update(dev_forward=perplexity.forward, dev_backward=perplexity.backward)
-        logger.info("epoch %d: %s", progress.epoch + 1, _format_record(record))
-        progress.dev.append(record)
-        progress.epoch += 1
-        progress.batch_in_epoch = 0
-        progress.epoch_nll, progress.epoch_tokens = 0.0, 0
-        _save_checkpoint(checkpoint_path, config, vocab, model, optimizer, scheduler, progress)
+            return stopped_by
+        _end_epoch(run)
+    return "epochs"
 
+
+def _train_epoch(run: _Run) -> str:
+    """The remaining steps of the current epoch: ``"epochs"`` if it ended, else the limit that stopped it."""
+    config, progress = run.config, run.progress
+    batches = make_batches(run.lengths, config.batch_size, _epoch_generator(config.seed, progress.epoch))
+    bar = tqdm(
+        total=len(batches),
+        initial=progress.batch_in_epoch,
+        desc=f"epoch {progress.epoch + 1}/{config.epochs}",
+        disable=not config.progress,
+        unit="batch",
+        dynamic_ncols=True,
+    )
+    run.model.train()
+    with bar:
+        while progress.batch_in_epoch < len(batches):
+            run.check()
+            if config.max_steps is not None and progress.step >= config.max_steps:
+                return "max_steps"
+            if config.max_minutes is not None and progress.train_seconds >= 60.0 * config.max_minutes:
+                return "max_minutes"
+            start = time.perf_counter()
+            batch = batches[progress.batch_in_epoch]
+            nll, count = _train_step(run.model, run.optimizer, config.grad_clip, run.train, batch)
+            run.scheduler.step()
+            progress.train_seconds += time.perf_counter() - start
+            progress.step += 1
+            progress.batch_in_epoch += 1
+            progress.train_tokens += count
+            progress.epoch_nll += nll
+            progress.epoch_tokens += count
+            mean_nll = progress.epoch_nll / (2 * progress.epoch_tokens)
+            bar.set_postfix(loss=f"{mean_nll:.3f}", ppl=f"{math.exp(mean_nll):.1f}", refresh=False)
+            bar.update()
+            if config.checkpoint_every and progress.step % config.checkpoint_every == 0:
+                run.save_checkpoint()
+    return "epochs"
+
+
+def _end_epoch(run: _Run) -> None:
+    """Record the finished epoch (train loss, dev perplexity) and checkpoint it."""
+    progress = run.progress
+    epoch_loss = progress.epoch_nll / max(2 * progress.epoch_tokens, 1)
+    record: dict[str, Any] = {"epoch": progress.epoch + 1, "step": progress.step, "train_loss": epoch_loss}
+    perplexity = run.evaluate_dev()
+    if perplexity is not None:
+        record.update(dev_forward=perplexity.forward, dev_backward=perplexity.backward)
+    logger.info("epoch %d: %s", progress.epoch + 1, _format_record(record))
+    progress.dev.append(record)
+    progress.epoch += 1
+    progress.batch_in_epoch = 0
+    progress.epoch_nll, progress.epoch_tokens = 0.0, 0
+    run.save_checkpoint()
+
+
+def _finish(run: _Run, stopped_by: str) -> float:
+    """After the last step: checkpoint and evaluate a run stopped mid-epoch; returns the train loss."""
+    progress = run.progress
     train_loss = progress.epoch_nll / (2 * progress.epoch_tokens) if progress.epoch_tokens else math.nan
-    if stopped_by != "epochs":
-        logger.info("stopped by %s at step %d", stopped_by, progress.step)
-        _save_checkpoint(checkpoint_path, config, vocab, model, optimizer, scheduler, progress)
-        already_evaluated = bool(progress.dev) and progress.dev[-1]["step"] == progress.step
-        if dev is not None and progress.batch_in_epoch > 0 and not already_evaluated:
-            perplexity = evaluate(model, dev, config.eval_batch_size)
-            record = {"epoch": progress.epoch + progress.batch_in_epoch / len(batches), "step": progress.step}
-            record.update(train_loss=train_loss, dev_forward=perplexity.forward, dev_backward=perplexity.backward)
-            logger.info("end: %s", _format_record(record))
-            progress.dev.append(record)
-    elif progress.dev:
-        train_loss = progress.dev[-1]["train_loss"]
+    if stopped_by == "epochs":
+        return progress.dev[-1]["train_loss"] if progress.dev else train_loss
+    logger.info("stopped by %s at step %d", stopped_by, progress.step)
+    run.save_checkpoint()
+    already_evaluated = bool(progress.dev) and progress.dev[-1]["step"] == progress.step
+    if run.dev is not None and progress.batch_in_epoch > 0 and not already_evaluated:
+        perplexity = run.evaluate_dev()
+        assert perplexity is not None  # there is a dev text
+        record = {"epoch": progress.epoch + progress.batch_in_epoch / run.batches_per_epoch, "step": progress.step}
+        record.update(train_loss=train_loss, dev_forward=perplexity.forward, dev_backward=perplexity.backward)
+        logger.info("end: %s", _format_record(record))
+        progress.dev.append(record)
+    return train_loss
 
-    model_dir = export_model(model.eval(), vocab, output_dir / MODEL_DIR_NAME)
+
+def _export(run: _Run, stopped_by: str, train_loss: float) -> TrainResult:
+    """Export the model, write ``result.json`` and return the result."""
+    config, model, progress = run.config, run.model, run.progress
+    model_dir = export_model(model.eval(), run.vocab, config.output_dir / MODEL_DIR_NAME, check=run.check)
     softmax_modules = [model.forward_softmax] + ([] if model.share_softmax else [model.backward_softmax])
     result = TrainResult(
         model_dir=model_dir,
@@ -227,14 +339,14 @@ def _train(config: TrainConfig) -> TrainResult:
         train_tokens=progress.train_tokens,
         train_seconds=progress.train_seconds,
         tokens_per_second=progress.train_tokens / progress.train_seconds if progress.train_seconds else 0.0,
-        vocab_size=len(vocab),
+        vocab_size=len(run.vocab),
         bilm_parameters=sum(p.numel() for p in model.bilm.parameters()),
         softmax_parameters=sum(p.numel() for m in softmax_modules for p in m.parameters()),
         train_loss=train_loss,
         dev=progress.dev,
         stopped_by=stopped_by,
     )
-    write_json(output_dir / RESULT_NAME, {"config": config.to_dict(), **result.to_dict()})
+    write_json(config.output_dir / RESULT_NAME, {"config": config.to_dict(), **result.to_dict()}, check=run.check)
     logger.info("exported %s (%.0f tokens/s)", model_dir, result.tokens_per_second)
     return result
 
@@ -298,11 +410,13 @@ def _save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     progress: _Progress,
+    check: Callable[[], None] | None = None,
 ) -> None:
-    """Write the checkpoint atomically (:func:`~flair_elmo_modes.atomic.atomic_path`).
+    """Write the checkpoint atomically (:func:`~flair_elmo_modes.atomic.atomic_file`).
 
     It holds only tensors and plain data, so :func:`_load_checkpoint` reads it with
-    ``weights_only=True``.
+    ``weights_only=True``. ``check`` runs just before the rename. A failed write (disk full)
+    is a :class:`~flair_elmo_modes.atomic.WriteError` naming the file; the old one is kept.
     """
     state = {
         "config": config.model_dict(),
@@ -318,8 +432,8 @@ def _save_checkpoint(
         raise TypeError(
             f"{path}: {problem} is not a tensor or plain data; torch.load(weights_only=True) would refuse it"
         )
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    with atomic_file(path, before_commit=check) as handle:
+        torch.save(state, handle)
 
 
 _PLAIN_TYPES = (str, int, float, bool, type(None))
@@ -391,7 +505,8 @@ def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     if set(checkpoint["progress"]) != expected_progress:
         raise unreadable(f"'progress' has keys {sorted(checkpoint['progress'])}; expected {sorted(expected_progress)}")
     expected = config.model_dict()
-    found = checkpoint["config"]
+    # Checkpoints from before max_sentence_tokens existed never split lines: 0, no limit.
+    found = {"max_sentence_tokens": 0, **checkpoint["config"]}
     differing = sorted(key for key in expected if found.get(key) != expected[key])
     if differing:
         details = "; ".join(f"{key}: checkpoint {found.get(key)!r}, config {expected[key]!r}" for key in differing)

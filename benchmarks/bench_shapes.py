@@ -1,0 +1,302 @@
+"""No slow corner: the chosen kernels vs the plain torch path over a grid of shapes, and vs AllenNLP.
+
+1. Grid (``--configs``): batch 1/8/32/128 x sentence length 1/10/50/300/1,000/5,000 tokens (running
+   Brown text cut to that length), end to end (``ElmoEmbedder.embed_batch``). Each cell times the
+   default (kernels chosen per workload) and the plain torch path (``fast_paths(onednn=False)``),
+   interleaved, and prints their ratio; cells above ``--max-cell-tokens`` are skipped.
+2. Against AllenNLP 2.10.1 (when importable: run in the oracle venv): batch 1 on natural Brown
+   sentences, single sentences of 300 and 1,000 tokens, batch 32 on a sample of all Brown sentences
+   and on one of sentences up to 60 tokens. For each: tokens/s of both, and both float32 errors
+   against a float64 evaluation of the same weights (our biLM in float64 on the plain path, which
+   matches AllenNLP's float64 to 1e-9 in tests/bilm/test_parity_allennlp.py).
+
+Prints JSON and markdown tables; writes ``results/shapes.json`` and ``results/shapes.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _common import (
+    DEFAULT_CACHE,
+    RESULTS,
+    batches,
+    load_average,
+    log,
+    machine_info,
+    markdown_table,
+    model_files,
+    write_json,
+)
+from corpora import brown_directory, brown_sentences
+
+from flair_elmo_modes import ElmoEmbedder
+from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.hdf5 import load_bilm
+
+Embed = Callable[[Sequence[list[str]]], list[np.ndarray]]
+SHIPPED = Path(__file__).resolve().parent.parent / "flair_elmo_modes" / "models" / "en-tiny"
+
+
+def files(name: str, cache_dir: Path) -> tuple[Path, Path]:
+    if name == "en-tiny":
+        return SHIPPED / "options.json", SHIPPED / "weights.hdf5"
+    return model_files(name, cache_dir)
+
+
+def running_text(length: int, count: int, corpus: list[list[str]]) -> list[list[str]]:
+    """``count`` sentences of exactly ``length`` tokens cut from the running Brown text."""
+    stream = (token for sentence in corpus for token in sentence)
+    return [[next(stream) for _ in range(length)] for _ in range(count)]
+
+
+def time_sides(sides: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+    """Median wall seconds per side; one warm-up call each, then ``reps`` interleaved rounds."""
+    for run in sides.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(reps):
+        for name, run in sides.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def embed_all(embed: Embed, batch_list: Sequence[Sequence[list[str]]]) -> list[np.ndarray]:
+    return [array for batch in batch_list for array in embed(batch)]
+
+
+def grid(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[dict[str, Any]]:
+    options_file, weight_file = files(name, args.cache_dir)
+    embedder = ElmoEmbedder(options_file, weight_file)
+    cap = args.max_cell_tokens.get(name, args.max_cell_tokens["default"])
+    rows = []
+    for length in args.lengths:
+        for batch_size in args.batch_sizes:
+            tokens = length * batch_size
+            row: dict[str, Any] = {"config": name, "batch_size": batch_size, "length": length, "tokens": tokens}
+            if tokens > cap:
+                rows.append({**row, "skipped": f"over --max-cell-tokens {cap}"})
+                continue
+            batch = running_text(length, batch_size, corpus)
+
+            def chosen(batch: list[list[str]] = batch) -> None:
+                embedder.embed_batch(batch)
+
+            def plain(batch: list[list[str]] = batch) -> None:
+                with fast_paths(onednn=False):
+                    embedder.embed_batch(batch)
+
+            seconds = time_sides({"chosen": chosen, "plain": plain}, args.reps)
+            row.update(
+                chosen_tokens_per_s=tokens / seconds["chosen"],
+                plain_tokens_per_s=tokens / seconds["plain"],
+                chosen_time_vs_plain=seconds["chosen"] / seconds["plain"],
+            )
+            log(f"grid {name} batch {batch_size} length {length}: chosen / plain {row['chosen_time_vs_plain']:.3f}")
+            rows.append(row)
+    return rows
+
+
+def float32_error(arrays: list[np.ndarray], exact: list[np.ndarray]) -> float:
+    return max(float(np.abs(a.astype(np.float64) - e).max()) for a, e in zip(arrays, exact, strict=True) if a.size)
+
+
+def mean_error(arrays: list[np.ndarray], exact: list[np.ndarray]) -> float:
+    total = sum(float(np.abs(a.astype(np.float64) - e).sum()) for a, e in zip(arrays, exact, strict=True))
+    return total / max(sum(a.size for a in arrays), 1)
+
+
+def _storing(
+    outputs: dict[str, list[np.ndarray]], key: str, embed: Embed, batch_list: Sequence[Sequence[list[str]]]
+) -> Callable[[], None]:
+    """A timed side that keeps its last outputs under ``key``."""
+
+    def run() -> None:
+        outputs[key] = embed_all(embed, batch_list)
+
+    return run
+
+
+def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[dict[str, Any]]:
+    from allennlp_side import AllenNlpEmbedder
+
+    options_file, weight_file = files(name, args.cache_dir)
+    ours = ElmoEmbedder(options_file, weight_file)
+    theirs = AllenNlpEmbedder(options_file, weight_file)
+    exact_bilm = copy.deepcopy(load_bilm(options_file, weight_file)).double()
+    exact = ElmoEmbedder(bilm=exact_bilm)
+    rng = random.Random(args.seed)
+    n_all = args.batch32_sentences or {"original": 256}.get(name, 768)
+    workloads = [
+        ("batch 1, natural", 1, rng.sample(corpus, args.batch1_sentences)),
+        ("300-token sentences, one at a time", 1, running_text(300, args.long_sentences, corpus)),
+        ("1,000-token sentences, one at a time", 1, running_text(1000, args.long_sentences, corpus)),
+        ("batch 32, natural (all lengths)", 32, rng.sample(corpus, n_all)),
+        ("batch 32, natural (<= 60 tokens)", 32, rng.sample([s for s in corpus if len(s) <= 60], n_all)),
+    ]
+    rows = []
+    for label, batch_size, sentences in workloads:
+        batch_list = batches(sentences, batch_size)
+        n_tokens = sum(len(s) for s in sentences)
+        outputs: dict[str, list[np.ndarray]] = {}
+        load = load_average()
+        seconds = time_sides(
+            {
+                "ours": _storing(outputs, "ours", ours.embed_batch, batch_list),
+                "allennlp": _storing(outputs, "theirs", theirs.embed_batch, batch_list),
+            },
+            3,
+        )
+        with fast_paths(enabled=False):
+            reference = embed_all(exact.embed_batch, batch_list)
+        row = {
+            "config": name,
+            "workload": label,
+            "batch_size": batch_size,
+            "sentences": len(sentences),
+            "tokens": n_tokens,
+            "ours_tokens_per_s": n_tokens / seconds["ours"],
+            "allennlp_tokens_per_s": n_tokens / seconds["allennlp"],
+            "ratio": seconds["allennlp"] / seconds["ours"],
+            "ours_float32_error": float32_error(outputs["ours"], reference),
+            "allennlp_float32_error": float32_error(outputs["theirs"], reference),
+            "ours_mean_error": mean_error(outputs["ours"], reference),
+            "allennlp_mean_error": mean_error(outputs["theirs"], reference),
+            "load_average_before": load,
+        }
+        row["error_ratio"] = row["ours_float32_error"] / row["allennlp_float32_error"]
+        log(f"allennlp {name} {label}: {row['ratio']:.2f}x, error ratio {row['error_ratio']:.2f}")
+        rows.append(row)
+    return rows
+
+
+def report(results: dict[str, Any]) -> str:
+    parts = []
+    grid_rows = [r for r in results["grid"] if "skipped" not in r]
+    parts.append(
+        markdown_table(
+            ["config", "batch", "length", "chosen tokens/s", "plain tokens/s", "chosen time / plain"],
+            [
+                [
+                    r["config"],
+                    r["batch_size"],
+                    r["length"],
+                    f"{r['chosen_tokens_per_s']:.0f}",
+                    f"{r['plain_tokens_per_s']:.0f}",
+                    f"{r['chosen_time_vs_plain']:.3f}",
+                ]
+                for r in grid_rows
+            ],
+        )
+    )
+    if grid_rows:
+        worst = max(grid_rows, key=lambda r: r["chosen_time_vs_plain"])
+        parts.append(
+            f"worst cell: {worst['config']} batch {worst['batch_size']} length {worst['length']}: "
+            f"chosen time / plain {worst['chosen_time_vs_plain']:.3f}"
+        )
+    if results["allennlp"]:
+        parts.append(
+            markdown_table(
+                [
+                    "config",
+                    "workload",
+                    "tokens",
+                    "ours tokens/s",
+                    "AllenNLP tokens/s",
+                    "ratio",
+                    "ours f32 max error",
+                    "AllenNLP f32 max error",
+                    "max error ratio",
+                    "ours / AllenNLP mean error",
+                ],
+                [
+                    [
+                        r["config"],
+                        r["workload"],
+                        r["tokens"],
+                        f"{r['ours_tokens_per_s']:.0f}",
+                        f"{r['allennlp_tokens_per_s']:.0f}",
+                        f"{r['ratio']:.2f}x",
+                        f"{r['ours_float32_error']:.2e}",
+                        f"{r['allennlp_float32_error']:.2e}",
+                        f"{r['error_ratio']:.2f}",
+                        f"{r['ours_mean_error'] / r['allennlp_mean_error']:.2f}",
+                    ]
+                    for r in results["allennlp"]
+                ],
+            )
+        )
+    return "\n\n".join(parts)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="en-tiny,small,original", help="grid configurations")
+    parser.add_argument("--allennlp-configs", default="small,original", help="configurations run against AllenNLP")
+    parser.add_argument("--batch-sizes", default="1,8,32,128")
+    parser.add_argument("--lengths", default="1,10,50,300,1000,5000")
+    parser.add_argument(
+        "--max-cell-tokens",
+        default="default=20000,original=6000",
+        help="largest batch x length timed per configuration (name=N, default=N)",
+    )
+    parser.add_argument("--reps", type=int, default=3, help="timed rounds per grid cell (after one warm-up)")
+    parser.add_argument("--batch1-sentences", type=int, default=150)
+    parser.add_argument("--long-sentences", type=int, default=4, help="300- and 1,000-token sentences each")
+    parser.add_argument(
+        "--batch32-sentences", type=int, default=0, help="sentences per batch-32 sample (default 768, original 256)"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-allennlp", action="store_true")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where the random weights are written")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.configs = [c for c in args.configs.split(",") if c]
+    args.allennlp_configs = [c for c in args.allennlp_configs.split(",") if c]
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    args.lengths = [int(n) for n in args.lengths.split(",")]
+    args.max_cell_tokens = {k: int(v) for k, v in (item.split("=") for item in args.max_cell_tokens.split(","))}
+    args.max_cell_tokens.setdefault("default", 20000)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    corpus = brown_sentences(brown_directory(args.cache_dir))
+    results: dict[str, Any] = {"machine": machine_info(), "grid": [], "allennlp": []}
+    for name in args.configs:
+        results["grid"] += grid(name, args, corpus)
+    try:
+        import allennlp_side  # noqa: F401
+    except ImportError:
+        args.no_allennlp = True
+        log("allennlp is not importable: grid only (run in the oracle venv for the comparison)")
+    if not args.no_allennlp:
+        for name in args.allennlp_configs:
+            results["allennlp"] += against_allennlp(name, args, corpus)
+    results["machine"]["load_average_at_end"] = load_average()
+    text = report(results)
+    write_json(args.out / "shapes.json", results)
+    (args.out / "shapes.md").write_text(text + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
