@@ -1,4 +1,4 @@
-"""``flair-elmo``: called in-process through ``main`` (plus two subprocess runs)."""
+"""``flair-elmo``: called in-process through ``main``, and as a subprocess for signals and real write errors."""
 
 from __future__ import annotations
 
@@ -587,6 +587,41 @@ def test_embed_sigterm_mid_stream_leaves_nothing(
     assert_one_line_error(err, "terminated (SIGTERM)")
     assert_untouched(existing_output)
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+
+
+class SignalsWhenCollected:
+    """Sends SIGTERM to this process from its destructor: the handler then runs inside ``__del__``,
+    where Python only prints an exception ("Exception ignored in ...") and carries on."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # bytecodes inside __del__, where Python runs the pending handler
+            pass
+
+
+def test_a_signal_that_arrives_inside_a_destructor_is_not_swallowed(
+    tmp_path: Path,
+    model_dir: Path,
+    existing_output: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = BiLmRunner.run
+    calls = []
+
+    def collecting(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
+        calls.append(1)
+        if len(calls) == 2:
+            SignalsWhenCollected()  # collected at once
+        return original(self, batch)
+
+    monkeypatch.setattr(BiLmRunner, "run", collecting)
+    source = write_input(tmp_path / "in.txt", [f"s {i}" for i in range(10)])
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--batch-size", "2", "--quiet")
+    assert code == 128 + signal.SIGTERM  # it used to write the whole output and exit 0
+    assert_one_line_error(err, "terminated (SIGTERM)")
+    assert_untouched(existing_output)
+    assert len(calls) == 2  # stopped after the batch the signal arrived in
 
 
 def test_embed_debug_shows_traceback(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,8 +12,8 @@ of its own). So that they cannot be missed, every parameter a key is taken of be
 :class:`TrackedParameter`, whose ``.data`` is ``detach()`` (sharing the version counter) and
 which otherwise behaves as ``nn.Parameter``. A parameter that was not tracked yet counts as
 changed, and so does an inference tensor (weights created under ``torch.inference_mode`` have no
-version counter: derived values are rebuilt on every use). Writes that bypass PyTorch entirely (a numpy view's buffer, raw pointers) are not seen:
-call :meth:`DerivedTensors.clear` (or ``ElmoBiLm.clear_caches``) after those.
+version counter: derived values are rebuilt on every use). Writes that bypass PyTorch entirely
+(a numpy view's buffer, raw pointers) are not seen: call ``ElmoBiLm.clear_caches()`` after those.
 """
 
 from __future__ import annotations

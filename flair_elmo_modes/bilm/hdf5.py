@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 import torch
 
-from flair_elmo_modes.atomic import atomic_path, atomic_write_json
+from flair_elmo_modes.atomic import atomic_file, atomic_write_json, hdf5_errors, hdf5_file
 from flair_elmo_modes.bilm.errors import ElmoFileError
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
@@ -217,10 +217,10 @@ def load_bilm(options_file: str | Path, weight_file: str | Path) -> ElmoBiLm:
 
 def write_weights(path: str | Path, bilm: ElmoBiLm) -> None:
     """Write ``bilm``'s weights as an official ``weights.hdf5``, atomically."""
-    with atomic_path(Path(path)) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            for name, value in state_dict_to_tf(bilm).items():
-                handle.create_dataset(name, data=value)
+    with atomic_file(Path(path)) as guard, hdf5_file(guard) as handle, hdf5_errors(guard):
+        # written through the guard: a full disk is one WriteError naming the file, not an HDF5 crash
+        for name, value in state_dict_to_tf(bilm).items():
+            handle.create_dataset(name, data=value)
 
 
 def write_options(path: str | Path, options: ElmoOptions) -> None:

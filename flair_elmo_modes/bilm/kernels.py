@@ -25,10 +25,12 @@ from flair_elmo_modes.bilm import fast_paths, onednn
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.lstm import BidirectionalLstm
 
-# oneDNN's pre-packed products beat MKL's only for large recurrent weights and from a few rows per
-# step (measured by benchmarks/bench_shapes.py: "original", 4 * 4096 x 512 weights, from about 4
-# rows; never for "small", 4 * 1024 x 128, or en-tiny); other workloads take TorchKernel.
+# oneDNN's pre-packed products beat MKL's only for large recurrent weights and for a few to a few
+# dozen rows per step (benchmarks/bench_shapes.py: "original", 4 * 4096 x 512 weights, 0.7-0.9x
+# MKL's time at 8-32 rows, 1.3x at 128; never faster for "small", 4 * 1024 x 128, or en-tiny);
+# other workloads take TorchKernel.
 ONEDNN_MIN_ROWS = 4
+ONEDNN_MAX_ROWS = 64
 ONEDNN_MIN_WEIGHT = 1 << 22  # elements of one direction's recurrent weight (4 * cell x proj)
 
 
@@ -171,7 +173,8 @@ def choose_kernel(
     if grad or not paths.allows("in_place"):
         return TorchKernel(lstm, k, batch, in_place=False)
     large = getattr(lstm, f"weight_hh_l{k}")[0].numel() >= ONEDNN_MIN_WEIGHT
-    wanted = paths.allows("batch_invariant") or (large and rows_per_step >= ONEDNN_MIN_ROWS)
+    favoured = large and ONEDNN_MIN_ROWS <= rows_per_step <= ONEDNN_MAX_ROWS
+    wanted = paths.allows("batch_invariant") or favoured
     if wanted and paths.allows("onednn") and onednn.usable(inputs):
         return OneDnnKernel(lstm, k, batch)
     return TorchKernel(lstm, k, batch, in_place=True)

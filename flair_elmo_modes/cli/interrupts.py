@@ -11,7 +11,8 @@ call :meth:`Interrupts.check` where stopping is safe: between batches and steps,
 output's fsync just before its rename. ``check`` raises :class:`Interrupted`; the record is
 never cleared while the command runs, and :func:`~flair_elmo_modes.cli.main.main` checks it
 once more after the command returns. A signal can delay the exit by one batch or step, but it
-can never be lost.
+can never be lost. (One that arrives after the last check, when the new output is already in
+place, still makes the command exit with ``128 + signal``; that output is then complete.)
 
 Inside :meth:`Interrupts.immediate` blocks (reading input, downloading and loading a model:
 nothing is being written) the handler also raises at once, so Ctrl-C need not wait for a long

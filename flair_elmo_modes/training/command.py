@@ -1,4 +1,8 @@
-"""``flair-elmo train``: arguments and entry point (wired into :mod:`flair_elmo_modes.cli`)."""
+"""Train an ELMo biLM (forward and backward language models) and export it as options.json + weights.hdf5.
+
+``flair-elmo train``'s arguments and entry point, wired into :mod:`flair_elmo_modes.cli`. Every
+option that sets a :class:`TrainConfig` field takes its default (and type) from that field.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +28,11 @@ EXAMPLES = """examples:
   flair-elmo train train.txt --output runs/tiny --cell-dim 64 --projection-dim 16 --max-minutes 5
   flair-elmo train train.txt --output runs/brown      # again: resumes from runs/brown/checkpoint.pt
 
-The text has one whitespace-tokenized sentence per line. The trained biLM is exported to
-OUTPUT/model/ as options.json + weights.hdf5 (usable as --model OUTPUT/model) plus lm_head.hdf5.
+The text has one whitespace-tokenized sentence per line; lines longer than --max-sentence-tokens
+are split. The trained biLM is exported to OUTPUT/model/ as options.json + weights.hdf5 (usable as
+--model OUTPUT/model) plus lm_head.hdf5. The dev perplexity of every epoch is logged on stderr.
+SIGINT, SIGTERM or SIGHUP stop the run after the current step (exit code 128 + signal) and keep
+the last complete checkpoint: run the same command again to resume.
 """
 
 

@@ -1,11 +1,12 @@
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from flair_elmo_modes.bilm import ElmoFileError, load_bilm
-from flair_elmo_modes.training import command
+from flair_elmo_modes.training import TrainConfig, command
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ def test_defaults_are_the_small_architecture(tmp_path: Path) -> None:
     assert config.options.n_filters == 512 and config.options.cell_dim == 512
     assert config.options.projection_dim == 128 and config.options.n_layers == 2
     assert config.cutoffs == (2000, 10000) and config.share_softmax and config.resume
-    assert config.num_threads == 1
+    assert config.num_threads is None  # TrainConfig's: torch's own choice
 
 
 def test_options_file_sets_the_architecture(tiny_model_files: tuple[Path, Path], tmp_path: Path) -> None:
@@ -55,3 +56,31 @@ def test_bad_arguments_give_clear_errors(corpus_files: tuple[Path, Path], tmp_pa
         command.config_from_args(parse("t.txt", "-o", str(tmp_path), "--cell-dim", "0"))
     with pytest.raises(FileNotFoundError, match="training text not found"):
         command.run(parse(str(tmp_path / "missing.txt"), "-o", str(tmp_path / "out"), *TINY))
+
+
+def test_every_cli_default_is_the_train_config_default(tmp_path: Path) -> None:
+    config = command.config_from_args(parse("train.txt", "--output", str(tmp_path)))
+    library = TrainConfig(train_file="train.txt", output_dir=tmp_path)
+    for field in dataclasses.fields(TrainConfig):
+        assert getattr(config, field.name) == getattr(library, field.name), field.name
+    # every other field has an option: none is fixed behind the user's back
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    destinations = {action.dest for action in parser._actions}
+    assert {field.name for field in dataclasses.fields(TrainConfig)} - destinations == {"output_dir"}  # --output
+
+
+def test_options_take_the_types_of_the_fields(tmp_path: Path) -> None:
+    args = parse("t.txt", "-o", str(tmp_path), "--threads", "3", "--max-minutes", "1.5", "--max-sentence-tokens", "50")
+    config = command.config_from_args(args)
+    assert (config.num_threads, config.max_minutes, config.max_sentence_tokens) == (3, 1.5, 50)
+    assert config.cutoffs == (2000, 10000) and config.progress is True
+    assert command.config_from_args(parse("t.txt", "-o", str(tmp_path), "--quiet")).progress is False
+    with pytest.raises(SystemExit):
+        parse("t.txt", "-o", str(tmp_path), "--threads", "two")
+
+
+def test_huge_batch_sizes_train(corpus_files: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    args = parse(str(corpus_files[0]), "-o", str(tmp_path), "--max-steps", "1", "--batch-size", str(10**18), *TINY)
+    assert command.run(args) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 1  # one batch of every sentence

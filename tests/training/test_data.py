@@ -10,6 +10,7 @@ from flair_elmo_modes.training.data import (
     Vocabulary,
     make_batches,
     read_sentences,
+    split_long_sentences,
 )
 from flair_elmo_modes.training.lm import IGNORE_INDEX
 
@@ -74,3 +75,22 @@ def test_make_batches_covers_every_sentence_once_and_depends_only_on_the_seed() 
     assert flat == sorted(flat)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         make_batches(lengths, 0)
+
+
+@pytest.mark.parametrize(("length", "limit", "pieces"), [(10, 4, [4, 3, 3]), (8, 4, [4, 4]), (401, 400, [201, 200])])
+def test_long_sentences_are_cut_into_nearly_equal_consecutive_pieces(
+    length: int, limit: int, pieces: list[int]
+) -> None:
+    sentence = [f"w{i}" for i in range(length)]
+    short = ["a", "b"]
+    result = split_long_sentences([short, sentence, short], limit)
+    assert [len(piece) for piece in result[1:-1]] == pieces
+    assert result[0] == result[-1] == short
+    assert [token for piece in result[1:-1] for token in piece] == sentence  # nothing lost or reordered
+
+
+def test_max_tokens_zero_splits_nothing() -> None:
+    sentences = [["a"] * 1000, ["b"]]
+    assert split_long_sentences(sentences, 0) == sentences
+    with pytest.raises(ValueError, match="max_tokens must be >= 0"):
+        split_long_sentences(sentences, -1)

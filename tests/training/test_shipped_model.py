@@ -14,6 +14,10 @@ from flair_elmo_modes.training import load_language_model
 from flair_elmo_modes.training.data import EncodedCorpus
 
 MODEL_DIR = SHIPPED_DIR / SHIPPED_MODEL
+# lm_head.hdf5 and split.json reproduce the README's perplexities: in the repository and the sdist, not the wheel.
+needs_repository_files = pytest.mark.skipif(
+    not (MODEL_DIR / "lm_head.hdf5").is_file(), reason="lm_head.hdf5 and split.json are not installed from a wheel"
+)
 CELL_SENTENCE = "He went to the prison cell with his cell phone to extract blood cell samples from inmates".split()
 
 
@@ -56,6 +60,7 @@ def test_flair_embeddings_load_by_name() -> None:
         assert token.get_embedding().shape == (embeddings.embedding_length,)
 
 
+@needs_repository_files
 def test_language_model_head_prefers_real_english() -> None:
     model, vocab = load_language_model(MODEL_DIR)
     assert model.bilm.options == ElmoOptions.from_json(MODEL_DIR / "options.json")
@@ -70,6 +75,7 @@ def test_language_model_head_prefers_real_english() -> None:
         assert real / nll[0].count < np.log(len(vocab)) - 2.0  # far better than uniform
 
 
+@needs_repository_files
 def test_split_holds_out_whole_units_and_records_the_brown_files() -> None:
     split = json.loads((MODEL_DIR / "split.json").read_text(encoding="utf-8"))
     pages = [split["python_doc_pages"][name] for name in ("train", "dev", "test")]

@@ -268,3 +268,62 @@ def test_result_json_is_strict_json_with_null_for_nan(tmp_path: Path) -> None:
         "lr": 0.5,
     }
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_long_lines_are_split_so_no_step_sees_more_than_max_sentence_tokens(
+    corpus_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 100,000-token line needed about 10 GiB in one step; now it is cut into pieces."""
+    text = tmp_path / "train.txt"
+    text.write_text(corpus_files[0].read_text(encoding="utf-8") + " ".join(["the cat sat"] * 2000) + "\n")
+    real_step = trainer_module._train_step
+    timesteps: list[int] = []
+
+    def recording(model, optimizer, grad_clip, corpus, indices):  # type: ignore[no-untyped-def]
+        char_ids, _, _ = corpus.batch(indices)
+        timesteps.append(char_ids.shape[1])
+        return real_step(model, optimizer, grad_clip, corpus, indices)
+
+    monkeypatch.setattr(trainer_module, "_train_step", recording)
+    config = tiny_config(
+        corpus_files, tmp_path / "run", train_file=text, dev_file=None, epochs=1, max_sentence_tokens=50
+    )
+    result = train_bilm(config)
+    assert max(timesteps) == 50 + 2  # the pieces of the 6,000-token line, with their markers
+    assert result.train_tokens == sum(len(s) + 1 for s in read_sentences(corpus_files[0])) + 6000 + 120
+
+
+def test_a_checkpoint_from_before_max_sentence_tokens_resumes_as_no_limit(
+    corpus_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    config = tiny_config(corpus_files, tmp_path, max_steps=1, dev_file=None, max_sentence_tokens=0)
+    train_bilm(config)
+    path = tmp_path / "checkpoint.pt"
+    state = torch.load(path, weights_only=True)
+    del state["config"]["max_sentence_tokens"]  # as written before the field existed
+    torch.save(state, path)
+    assert train_bilm(dataclasses.replace(config, max_steps=2)).steps == 2
+    with pytest.raises(ValueError, match="max_sentence_tokens: checkpoint 0, config 400"):
+        train_bilm(dataclasses.replace(config, max_steps=3, max_sentence_tokens=400))
+
+
+def test_check_stops_training_between_steps_and_keeps_the_last_checkpoint(
+    corpus_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    class Stop(Exception):
+        pass
+
+    calls = {"n": 0}
+
+    def check() -> None:
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise Stop
+
+    config = tiny_config(corpus_files, tmp_path, checkpoint_every=4, dev_file=None)
+    with pytest.raises(Stop):
+        train_bilm(config, check=check)
+    # checks before steps 1-4, at the rename of the step-4 checkpoint, before steps 5-8, and the 10th at
+    # the rename of the step-8 checkpoint: that one is not renamed into place, the step-4 one stays
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["progress"]["step"] == 4
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint.pt"]
