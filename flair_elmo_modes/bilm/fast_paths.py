@@ -27,8 +27,8 @@ class FastPaths:
 
     Attributes:
         enabled: master switch; False runs the plain computation whatever the other fields say.
-        onednn: oneDNN's pre-packed float32 products for the LSTM steps of CPU inference, where
-            the workload favours them (see :func:`flair_elmo_modes.bilm.kernels.choose_kernel`).
+        onednn: oneDNN's pre-packed float32 products on x86 CPUs, which batch-invariant mode needs
+            (off: batch-invariant mode falls back to the ordinary, batch-dependent products).
         in_place: without autograd, LSTM steps run in place in preallocated buffers.
         distinct_tokens: the character encoder encodes each distinct token of a batch once.
         trimmed_windows: the character encoder convolves only the windows that touch a real

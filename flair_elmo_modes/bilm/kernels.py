@@ -7,8 +7,8 @@ step loop; :func:`choose_kernel` picks, once per forward, the kernel its steps c
   path (training, fine-tuning) and the reference every other kernel is tested against.
 - :class:`TorchKernel` with ``in_place=True``: the same ops writing into preallocated buffers
   (inference).
-- :class:`OneDnnKernel`: float32 CPU inference with oneDNN's pre-packed weights, for workloads
-  with enough rows per step to pay for them (few-row products are faster in MKL).
+- :class:`OneDnnKernel`: float32 CPU inference with oneDNN's pre-packed weights, whose result for
+  a row does not depend on the other rows: batch-invariant mode (see ``fast_paths``).
 
 Shapes: ``n`` rows run at a step (rows sorted by decreasing length); ``cell`` and ``proj`` are the
 cell and projection sizes; dim 0 of every tensor is the direction ([forward, backward]).
@@ -25,13 +25,11 @@ from flair_elmo_modes.bilm import fast_paths, onednn
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.lstm import BidirectionalLstm
 
-# oneDNN's pre-packed products beat MKL's only for large recurrent weights and for a few to a few
-# dozen rows per step (benchmarks/bench_shapes.py: "original", 4 * 4096 x 512 weights, 0.7-0.9x
-# MKL's time at 8-32 rows, 1.3x at 128; never faster for "small", 4 * 1024 x 128, or en-tiny);
-# other workloads take TorchKernel.
-ONEDNN_MIN_ROWS = 4
-ONEDNN_MAX_ROWS = 64
-ONEDNN_MIN_WEIGHT = 1 << 22  # elements of one direction's recurrent weight (4 * cell x proj)
+# Default inference takes TorchKernel: oneDNN's pre-packed products are faster only for large
+# recurrent weights at a few dozen rows per step ("original": 0.7-0.9x MKL's time at 8-32 rows,
+# 1.3x at 128; never faster for "small" or en-tiny), and there they sum long dot products in one
+# chain, which made the float32 error of "original" at batch 32 1.28x AllenNLP's (mean; MKL:
+# 0.96-1.01x) in benchmarks/bench_shapes.py. So oneDNN serves batch-invariant mode only.
 
 
 class TorchKernel:
@@ -156,9 +154,7 @@ class OneDnnKernel:
 Kernel = TorchKernel | OneDnnKernel
 
 
-def choose_kernel(
-    lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: int, rows_per_step: float, grad: bool
-) -> Kernel:
+def choose_kernel(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: int, grad: bool) -> Kernel:
     """The kernel for layer ``k`` of one forward.
 
     Args:
@@ -166,15 +162,11 @@ def choose_kernel(
         k: the layer.
         inputs: the layer's inputs (their device and dtype decide).
         batch: rows of the batch.
-        rows_per_step: mean rows per time step of the batch (packed rows / steps).
         grad: whether autograd must see the steps.
     """
     paths = fast_paths.current()
     if grad or not paths.allows("in_place"):
         return TorchKernel(lstm, k, batch, in_place=False)
-    large = getattr(lstm, f"weight_hh_l{k}")[0].numel() >= ONEDNN_MIN_WEIGHT
-    favoured = large and ONEDNN_MIN_ROWS <= rows_per_step <= ONEDNN_MAX_ROWS
-    wanted = paths.allows("batch_invariant") or favoured
-    if wanted and paths.allows("onednn") and onednn.usable(inputs):
+    if paths.allows("batch_invariant") and paths.allows("onednn") and onednn.usable(inputs):
         return OneDnnKernel(lstm, k, batch)
     return TorchKernel(lstm, k, batch, in_place=True)

@@ -180,14 +180,13 @@ class BidirectionalLstm(nn.Module):
 
         hidden = state.hidden.index_select(2, order)  # (n_layers, 2, batch, proj), sorted rows
         memory = state.memory.index_select(2, order)
-        rows_per_step = layout.offsets[-1] / max(len(layout.batch_sizes), 1)
         grad = torch.is_grad_enabled() and (
             inputs.requires_grad or state.hidden.requires_grad or state.memory.requires_grad
         )
         outputs, final_hidden, final_memory = [], [], []
         for k in range(self.n_layers):
             grad = grad or (torch.is_grad_enabled() and any(p.requires_grad for p in self._layer_parameters(k)))
-            kernel = choose_kernel(self, k, layer_input, batch, rows_per_step, grad)
+            kernel = choose_kernel(self, k, layer_input, batch, grad)
             output, c = self._run_layer(kernel, layer_input, layout, hidden[k], memory[k])
             # The final hidden state is the cell's own output, before the skip connection.
             final_hidden.append(
