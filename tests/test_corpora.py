@@ -13,18 +13,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import corpora
-from tests.corpus_samples import BROWN_IDS, write_brown, write_wnut
-
-
-@pytest.fixture(scope="module")
-def brown_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_brown(tmp_path_factory.mktemp("brown"))
-
-
-@pytest.fixture(scope="module")
-def wnut_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_wnut(tmp_path_factory.mktemp("wnut") / "ner.txt")
-
+from tests.corpus_samples import BROWN_IDS
 
 # ----------------------------------------------------------------------------------------------
 # Brown: reading

@@ -18,19 +18,7 @@ from flair.embeddings import CharacterEmbeddings
 from benchmarks import corpora
 from benchmarks.downstream import report, run
 from benchmarks.downstream.embeddings import BatchedCharacterEmbeddings, char_dictionary
-from tests.corpus_samples import write_brown, write_wnut
 from tests.helpers import write_random_model
-
-
-@pytest.fixture(scope="module")
-def brown_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_brown(tmp_path_factory.mktemp("brown"))
-
-
-@pytest.fixture(scope="module")
-def wnut_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_wnut(tmp_path_factory.mktemp("wnut") / "ner.txt")
-
 
 # ----------------------------------------------------------------------------------------------
 # data -> Flair

@@ -85,19 +85,8 @@ class TorchKernel:
             return hidden, memory
         assert self._cell_outputs is not None
         gates = projected.baddbmm_(previous, self.weight_hh)  # (2, n, 4 * cell)
-        input_gate, forget_gate = gates[..., :cell], gates[..., cell : 2 * cell]
-        candidate, output_gate = gates[..., 2 * cell : 3 * cell], gates[..., 3 * cell :]
-        gates[..., : 2 * cell].sigmoid_()
-        candidate.tanh_()
-        output_gate.sigmoid_()
-        memory.mul_(forget_gate).addcmul_(input_gate, candidate)
-        if lstm.cell_clip:
-            memory.clamp_(-lstm.cell_clip, lstm.cell_clip)
-        cell_output = torch.tanh(memory, out=self._cell_outputs[:, : len(memory[0])]).mul_(output_gate)
-        hidden = torch.bmm(cell_output, self.weight_hr, out=out)
-        if lstm.proj_clip:
-            hidden.clamp_(-lstm.proj_clip, lstm.proj_clip)
-        return hidden, memory
+        cell_output = cell_in_place(lstm, gates, memory, self._cell_outputs[:, : gates.shape[1]])
+        return clip_in_place(lstm, torch.bmm(cell_output, self.weight_hr, out=out)), memory
 
 
 class OneDnnKernel:
@@ -132,26 +121,48 @@ class OneDnnKernel:
         self, projected: torch.Tensor, previous: torch.Tensor, memory: torch.Tensor, out: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`TorchKernel.step` in place."""
-        lstm, cell = self.lstm, self.lstm.cell_dim
         gates = torch.stack(
             [onednn.linear(previous[d], self.weight_hh[d], add=projected[d], step=True) for d in (0, 1)]
         )  # (2, n, 4 * cell)
-        input_gate, forget_gate = gates[..., :cell], gates[..., cell : 2 * cell]
-        candidate, output_gate = gates[..., 2 * cell : 3 * cell], gates[..., 3 * cell :]
-        gates[..., : 2 * cell].sigmoid_()
-        candidate.tanh_()
-        output_gate.sigmoid_()
-        memory.mul_(forget_gate).addcmul_(input_gate, candidate)
-        if lstm.cell_clip:
-            memory.clamp_(-lstm.cell_clip, lstm.cell_clip)
-        cell_output = torch.tanh(memory, out=self._cell_outputs[:, : len(memory[0])]).mul_(output_gate)
+        cell_output = cell_in_place(self.lstm, gates, memory, self._cell_outputs[:, : gates.shape[1]])
         hidden = torch.stack([onednn.linear(cell_output[d], self.weight_hr[d], step=True) for d in (0, 1)], out=out)
-        if lstm.proj_clip:
-            hidden.clamp_(-lstm.proj_clip, lstm.proj_clip)
-        return hidden, memory
+        return clip_in_place(self.lstm, hidden), memory
 
 
 Kernel = TorchKernel | OneDnnKernel
+
+
+def cell_in_place(
+    lstm: BidirectionalLstm, gates: torch.Tensor, memory: torch.Tensor, out: torch.Tensor
+) -> torch.Tensor:
+    """The cell of one step, in place: the arithmetic of the out-of-place step.
+
+    Args:
+        lstm: the stack (cell size, clip).
+        gates: ``(2, n, 4 * cell)`` pre-activations; overwritten.
+        memory: ``(2, n, cell)``, updated in place (clipped).
+        out: ``(2, n, cell)``, receives ``output_gate * tanh(memory)``.
+
+    Returns:
+        ``out``.
+    """
+    cell = lstm.cell_dim
+    input_gate, forget_gate = gates[..., :cell], gates[..., cell : 2 * cell]
+    candidate, output_gate = gates[..., 2 * cell : 3 * cell], gates[..., 3 * cell :]
+    gates[..., : 2 * cell].sigmoid_()
+    candidate.tanh_()
+    output_gate.sigmoid_()
+    memory.mul_(forget_gate).addcmul_(input_gate, candidate)
+    if lstm.cell_clip:
+        memory.clamp_(-lstm.cell_clip, lstm.cell_clip)
+    return torch.tanh(memory, out=out).mul_(output_gate)
+
+
+def clip_in_place(lstm: BidirectionalLstm, hidden: torch.Tensor) -> torch.Tensor:
+    """``hidden`` clipped to the projection clip, in place."""
+    if lstm.proj_clip:
+        hidden.clamp_(-lstm.proj_clip, lstm.proj_clip)
+    return hidden
 
 
 def choose_kernel(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: int, grad: bool) -> Kernel:
