@@ -566,6 +566,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         wnut_file = args.wnut_file or corpora.fetch_wnut(args.cache_dir)
         tasks.append(load_ner(wnut_file, settings))
     for task in tasks:
+        task.info["corpus"] = portable(task.info["corpus"], args.cache_dir)
         log.info("%s: %s", task.name, {k: task.info[k] for k in ("train", "dev", "test")})
 
     weights_sha256 = hashlib.sha256(files.weight_file.read_bytes()).hexdigest()
@@ -618,7 +619,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         "cache_misses_after_fill": elmo.cache.misses - misses_after_fill,
         "runs": runs,
         "summary": summarise(runs),
-        "command": "python -m benchmarks.downstream " + " ".join(args.argv),
+        "command": portable("python -m benchmarks.downstream " + " ".join(args.argv), args.cache_dir),
     }
     per_sentence = 0.0
     if cache_info:
@@ -626,6 +627,11 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
     report["bilm_seconds_saved_estimate"] = report["cache_hits"] * per_sentence
     report["run_seconds"] = time.perf_counter() - started
     return report
+
+
+def portable(text: str, cache_dir: Path) -> str:
+    """``text`` with the cache directory written as ``DIR``: reports name no machine's paths."""
+    return text.replace(str(cache_dir), "DIR")
 
 
 def main(argv: list[str] | None = None) -> int:

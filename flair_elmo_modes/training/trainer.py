@@ -486,7 +486,7 @@ def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        # torch's message suggests weights_only=False; keep only the line naming what was refused.
+        # torch's message suggests turning the weights-only guard off; keep only the line naming what was refused.
         lines = [line for line in str(error).splitlines() if line.strip() and "weights_only" not in line]
         reason = lines[0] if lines else "not tensors and plain data"
         raise unreadable(f"it holds more than tensors and plain data: {reason}") from error
