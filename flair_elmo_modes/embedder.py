@@ -197,6 +197,7 @@ class ElmoEmbedder:
             EmbedInputError,
             Line,
             input_problems,
+            read_lines,
             write_embeddings,
         )
         from flair_elmo_modes.layers import parse_mode
@@ -207,14 +208,14 @@ class ElmoEmbedder:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if isinstance(input_file, (str, os.PathLike)):
             name = str(input_file)
-            with open(input_file, encoding="utf-8-sig") as handle:
-                texts = [line.strip() for line in handle]
+            with open(input_file, "rb") as handle:  # the CLI's reader: bad UTF-8 names line and column
+                lines = list(read_lines(handle, name))
         else:
             name = str(getattr(input_file, "name", "input_file"))
             texts = [line.strip() for line in input_file]
             if texts and texts[0].startswith("\ufeff"):  # a byte order mark, as the CLI drops it
                 texts[0] = texts[0][1:].strip()
-        lines = [Line(number, text) for number, text in enumerate(texts, start=1)]
+            lines = [Line(number, text) for number, text in enumerate(texts, start=1)]
         _, problems = input_problems(lines, use_sentence_keys)
         if problems:
             raise EmbedInputError(f"{name}: " + "; ".join(problems))

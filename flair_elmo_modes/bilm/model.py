@@ -9,7 +9,7 @@ from torch import nn
 
 from flair_elmo_modes.bilm.char_encoder import CharacterEncoder
 from flair_elmo_modes.bilm.characters import BEGIN_OF_SENTENCE, END_OF_SENTENCE, marker_ids
-from flair_elmo_modes.bilm.derived import clear_derived, track_parameters
+from flair_elmo_modes.bilm.derived import track_parameters
 from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState
 from flair_elmo_modes.bilm.options import ElmoOptions
 
@@ -54,8 +54,8 @@ class ElmoBiLm(nn.Module):
         Needed only after writes that bypass PyTorch (e.g. through a numpy view of a weight);
         every other change is detected (see :mod:`flair_elmo_modes.bilm.derived`).
         """
-        clear_derived(self)
-        self.char_encoder.clear_caches()
+        self.lstm.derived.clear()
+        self.char_encoder.clear_caches()  # its packed copies (highway included) and the token cache
 
     def forward(
         self,

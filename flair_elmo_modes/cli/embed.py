@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flair_elmo_modes import hdf5_output
 from flair_elmo_modes.cli.common import add_model_arguments, examples, positive_int, resolve_model_files
 from flair_elmo_modes.cli.errors import CLIError, UsageError
 from flair_elmo_modes.cli.interrupts import Interrupts
@@ -161,42 +162,20 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def read_lines(path: Path) -> Iterator[Line]:
-    """Stream the stripped lines of a UTF-8 file, as Python's text mode splits them.
-
-    Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (universal newlines, as allennlp's reader);
-    a byte order mark at the start is dropped.
+    """The lines of ``path`` by :func:`flair_elmo_modes.hdf5_output.read_lines`.
 
     Raises:
-        UsageError: the file cannot be read, or is not valid UTF-8 (names line and column).
+        UsageError: the file cannot be opened, or is not valid UTF-8 (names line and column).
     """
-    number = 0
     try:
         handle = path.open("rb")
     except OSError as error:
         raise UsageError(f"input file {path}: {error.strerror or error}") from error
     with handle:
-        for raw in handle:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                before = raw[: error.start].decode("utf-8")  # valid up to the first bad byte
-                line = number + 1 + before.count("\r")
-                column = len(before) - (before.rfind("\r") + 1) + 1
-                bad = raw[error.start : error.end].hex(" ")
-                raise UsageError(
-                    f"{path}: line {line}, column {column}: invalid UTF-8 (bytes {bad}); the input must be UTF-8 text"
-                ) from None
-            if number == 0 and text.startswith("\ufeff"):
-                text = text[1:]
-            if text.endswith("\n"):
-                pieces = text[:-1].removesuffix("\r").split("\r")
-            else:  # the last line, without a newline; a final lone "\r" ends it
-                pieces = text.split("\r")
-                if pieces[-1] == "":
-                    pieces.pop()
-            for piece in pieces:
-                number += 1
-                yield Line(number, piece.strip())
+        try:
+            yield from hdf5_output.read_lines(handle, path)
+        except EmbedInputError as error:
+            raise UsageError(str(error)) from None
 
 
 def check_input(path: Path, use_sentence_keys: bool) -> int:

@@ -487,3 +487,19 @@ def test_a_used_biLM_still_copies_and_pickles() -> None:
     for clone in (copy.deepcopy(bilm), pickle.loads(pickle.dumps(bilm))):
         with torch.inference_mode():
             torch.testing.assert_close(clone(ids).layers, expected, rtol=0, atol=0)
+
+
+@needs_onednn
+def test_clear_caches_serves_writes_that_bypass_pytorch() -> None:
+    bilm = random_bilm(seed=17)
+    bilm.char_encoder.cache_tokens(batch_to_ids([["a"], ["b"]])[:, 0])
+    ids = batch_to_ids([["a", "b", "c"]])
+    with fast_paths(batch_invariant=True), torch.no_grad():
+        bilm(ids)
+        bilm.lstm.weight_hh_l1.detach().numpy()[:] *= 0.25  # no version bump: documented as unseen
+        bilm.char_encoder.projection.bias.detach().numpy()[:] += 0.5
+        bilm.clear_caches()
+        after = bilm(ids).layers
+        fresh = copy.deepcopy(bilm)
+        fresh.char_encoder.cache_tokens(None)
+        torch.testing.assert_close(after, fresh(ids).layers, rtol=0, atol=0)
