@@ -2,8 +2,9 @@
 
 1. Grid (``--configs``): batch 1/8/32/128 x sentence length 1/10/50/300/1,000/5,000 tokens (running
    Brown text cut to that length), end to end (``ElmoEmbedder.embed_batch``). Each cell times the
-   default (kernels chosen per workload) and the plain torch path (``fast_paths(onednn=False)``),
-   interleaved, and prints their ratio; cells above ``--max-cell-tokens`` are skipped.
+   default (kernels chosen per workload) and the plain torch path (``bmm`` steps,
+   ``fast_paths(onednn=False, mkl_packed=False)``), interleaved, and prints their ratio; cells
+   above ``--max-cell-tokens`` are skipped.
 2. Against AllenNLP 2.10.1 (when importable: run in the oracle venv): batch 1 on natural Brown
    sentences, single sentences of 300 and 1,000 tokens, batch 32 on a sample of all Brown sentences
    and on one of sentences up to 60 tokens. For each: tokens/s of both, and both float32 errors
@@ -116,7 +117,7 @@ def grid(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[d
                 embedder.embed_batch(batch)
 
             def plain(batch: list[list[str]] = batch) -> None:
-                with fast_paths(onednn=False):
+                with fast_paths(onednn=False, mkl_packed=False):
                     embedder.embed_batch(batch)
 
             seconds = time_sides({"chosen": chosen, "plain": plain}, args.reps)

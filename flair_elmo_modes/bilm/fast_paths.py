@@ -29,6 +29,8 @@ class FastPaths:
         enabled: master switch; False runs the plain computation whatever the other fields say.
         onednn: oneDNN's pre-packed float32 products on x86 CPUs, which batch-invariant mode needs
             (off: batch-invariant mode falls back to the ordinary, batch-dependent products).
+        mkl_packed: float32 CPU inference of LSTMs with large recurrent weights ("original")
+            multiplies steps of many rows by MKL's pre-packed weights (see ``bilm/mkl.py``).
         in_place: without autograd, LSTM steps run in place in preallocated buffers.
         distinct_tokens: the character encoder encodes each distinct token of a batch once.
         trimmed_windows: the character encoder convolves only the windows that touch a real
@@ -42,6 +44,7 @@ class FastPaths:
 
     enabled: bool = True
     onednn: bool = True
+    mkl_packed: bool = True
     in_place: bool = True
     distinct_tokens: bool = True
     trimmed_windows: bool = True

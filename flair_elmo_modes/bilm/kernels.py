@@ -7,6 +7,9 @@ step loop; :func:`choose_kernel` picks, once per forward, the kernel its steps c
   path (training, fine-tuning) and the reference every other kernel is tested against.
 - :class:`TorchKernel` with ``in_place=True``: the same ops writing into preallocated buffers
   (inference).
+- :class:`MklKernel`: :class:`TorchKernel` in place whose steps of many rows multiply by MKL's
+  pre-packed weights (float32 CPU inference of LSTMs with large recurrent weights, see
+  :mod:`flair_elmo_modes.bilm.mkl`).
 - :class:`OneDnnKernel`: float32 CPU inference with oneDNN's pre-packed weights, whose result for
   a row does not depend on the other rows: batch-invariant mode (see ``fast_paths``).
 
@@ -20,16 +23,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from flair_elmo_modes.bilm import fast_paths, onednn
+from flair_elmo_modes.bilm import fast_paths, mkl, onednn
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.lstm import BidirectionalLstm
 
-# Default inference takes TorchKernel: oneDNN's pre-packed products are faster only for large
-# recurrent weights at a few dozen rows per step ("original": 0.7-0.9x MKL's time at 8-32 rows,
-# 1.3x at 128; never faster for "small" or en-tiny), and there they sum long dot products in one
-# chain, which made the float32 error of "original" at batch 32 1.28x AllenNLP's (mean; MKL:
-# 0.96-1.01x) in benchmarks/bench_shapes.py. So oneDNN serves batch-invariant mode only.
+# Default inference takes MKL's products (TorchKernel, or MklKernel for large recurrent weights at
+# many rows per step). oneDNN's pre-packed products are no faster than MKL's packed ones, and they
+# sum long dot products in one chain, which made the float32 error of "original" at batch 32 1.28x
+# AllenNLP's (mean; MKL: 0.96-1.01x) in benchmarks/bench_shapes.py. So oneDNN serves
+# batch-invariant mode only.
 
 
 class TorchKernel:
@@ -89,6 +92,43 @@ class TorchKernel:
         return clip_in_place(lstm, torch.bmm(cell_output, self.weight_hr, out=out)), memory
 
 
+class MklKernel(TorchKernel):
+    """:class:`TorchKernel` in place, with the products of steps of ``mkl.MIN_ROWS`` rows or more
+    against MKL's pre-packed weights (one product per direction); smaller steps take ``bmm``.
+
+    The packed copies live in ``lstm.derived`` (rebuilt when a weight changes).
+    """
+
+    def __init__(self, lstm: BidirectionalLstm, k: int, batch: int) -> None:
+        super().__init__(lstm, k, batch, in_place=True)
+        self.recurrent = [getattr(lstm, f"weight_hh_l{k}")[d] for d in (0, 1)]  # (4 * cell, proj) each
+        self.projection = [getattr(lstm, f"weight_hr_l{k}")[d] for d in (0, 1)]  # (proj, cell) each
+        self.recurrent_packed = self._packed(f"weight_hh_l{k}")
+        self.projection_packed = self._packed(f"weight_hr_l{k}")
+        self._scratch = [self.bias.new_zeros(mkl.PACK_ROWS, dim) for dim in (lstm.projection_dim, lstm.cell_dim)]
+
+    def _packed(self, name: str) -> list[torch.Tensor]:
+        weight = getattr(self.lstm, name)  # (2, out, in)
+        return [self.lstm.derived.get(f"mkl.{name}.{d}", [weight], lambda d=d: mkl.pack(weight[d])) for d in (0, 1)]
+
+    def step(
+        self, projected: torch.Tensor, previous: torch.Tensor, memory: torch.Tensor, out: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`TorchKernel.step` in place."""
+        if previous.shape[1] < mkl.MIN_ROWS:
+            return super().step(projected, previous, memory, out)
+        assert self._cell_outputs is not None and out is not None
+        hidden_scratch, cell_scratch = self._scratch
+        for d in (0, 1):  # gates, written over the input projections
+            mkl.linear(
+                previous[d], self.recurrent_packed[d], self.recurrent[d], projected[d], projected[d], hidden_scratch
+            )
+        cell_output = cell_in_place(self.lstm, projected, memory, self._cell_outputs[:, : projected.shape[1]])
+        for d in (0, 1):
+            mkl.linear(cell_output[d], self.projection_packed[d], self.projection[d], out[d], None, cell_scratch)
+        return clip_in_place(self.lstm, out), memory
+
+
 class OneDnnKernel:
     """Layer ``k``'s steps with oneDNN's pre-packed weights, one product per direction, in place.
 
@@ -129,7 +169,7 @@ class OneDnnKernel:
         return clip_in_place(self.lstm, hidden), memory
 
 
-Kernel = TorchKernel | OneDnnKernel
+Kernel = TorchKernel | MklKernel | OneDnnKernel
 
 
 def cell_in_place(
@@ -178,6 +218,14 @@ def choose_kernel(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: 
     paths = fast_paths.current()
     if grad or not paths.allows("in_place"):
         return TorchKernel(lstm, k, batch, in_place=False)
-    if paths.allows("batch_invariant") and paths.allows("onednn") and onednn.usable(inputs):
-        return OneDnnKernel(lstm, k, batch)
+    if paths.allows("batch_invariant"):
+        if paths.allows("onednn") and onednn.usable(inputs):
+            return OneDnnKernel(lstm, k, batch)
+    elif (
+        paths.allows("mkl_packed")
+        and batch >= mkl.MIN_ROWS
+        and 4 * lstm.cell_dim * lstm.projection_dim >= mkl.MIN_RECURRENT_WEIGHT
+        and mkl.usable(inputs)
+    ):
+        return MklKernel(lstm, k, batch)
     return TorchKernel(lstm, k, batch, in_place=True)

@@ -16,7 +16,7 @@ import pickle
 import pytest
 import torch
 
-from flair_elmo_modes.bilm import batch_to_ids, kernels, onednn
+from flair_elmo_modes.bilm import batch_to_ids, kernels, mkl, onednn
 from flair_elmo_modes.bilm.char_encoder import CharacterEncoder, unique_rows
 from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState, PackedLayout
@@ -418,6 +418,62 @@ def test_onednn_rows_do_not_depend_on_the_other_rows(in_dim: int, out_dim: int, 
     torch.testing.assert_close(without_add.double(), exact_product, rtol=0, atol=1e-5)
 
 
+needs_mkl = pytest.mark.skipif(not mkl.usable(torch.zeros(1)), reason="MKL's packed GEMM is not in this torch build")
+
+
+@pytest.fixture
+def every_lstm_packs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the small test LSTMs take MklKernel, which is meant for large recurrent weights."""
+    monkeypatch.setattr(mkl, "MIN_RECURRENT_WEIGHT", 0)
+
+
+@needs_mkl
+def test_the_mkl_kernel_serves_large_weights_at_many_rows(every_lstm_packs: None) -> None:
+    lstm = random_bilm(seed=13).lstm
+    many_rows = (torch.randn(mkl.MIN_ROWS, 2, 8), torch.full((mkl.MIN_ROWS,), 2))
+    few_rows = (torch.randn(mkl.MIN_ROWS - 1, 2, 8), torch.full((mkl.MIN_ROWS - 1,), 2))
+    assert kernels_taken(lstm, *many_rows) == ["MklKernel:in_place"] * 2
+    assert kernels_taken(lstm, *few_rows) == ["TorchKernel:in_place"] * 2
+    with fast_paths(mkl_packed=False):
+        assert kernels_taken(lstm, *many_rows) == ["TorchKernel:in_place"] * 2
+    with fast_paths(batch_invariant=True, onednn=False):  # batch-invariant mode never takes MKL's GEMM
+        assert kernels_taken(lstm, *many_rows) == ["TorchKernel:in_place"] * 2
+
+
+@needs_mkl
+def test_mkl_steps_are_as_accurate_as_bmm_steps(every_lstm_packs: None) -> None:
+    lstm = random_bilm(tiny_options(cell_dim=40, projection_dim=12), seed=13).lstm
+    generator = torch.Generator().manual_seed(3)
+    # 70 rows: steps of 70 (two packed chunks and a padded remainder of 6 to mm), 45 (a padded
+    # remainder of 13), 32, 20 (padded) and 11 (bmm) rows
+    lengths = torch.tensor([9] * 11 + [7] * 9 + [5] * 12 + [4] * 13 + [2] * 25)[torch.randperm(70, generator=generator)]
+    inputs = torch.randn(70, 9, 12, generator=generator)
+    with torch.inference_mode():
+        fast, fast_state = lstm(inputs, lengths)
+        exact, exact_state = copy.deepcopy(lstm).double()(inputs.double(), lengths)
+    assert len(lstm.derived) == 2 * 2 * lstm.n_layers  # (hh, hr) per direction and layer
+    with fast_paths(mkl_packed=False), torch.inference_mode():
+        expected, expected_state = lstm(inputs, lengths)
+    assert_as_accurate(fast, expected, exact)
+    assert_as_accurate(fast_state.hidden, expected_state.hidden, exact_state.hidden)
+    assert_as_accurate(fast_state.memory, expected_state.memory, exact_state.memory)
+
+
+@needs_mkl
+@pytest.mark.parametrize("rows", [1, mkl.MIN_ROWS - 1, mkl.MIN_ROWS, mkl.PACK_ROWS, 2 * mkl.PACK_ROWS + 5, 77])
+def test_mkl_linear_is_the_product(rows: int) -> None:
+    generator = torch.Generator().manual_seed(rows)
+    weight = torch.randn(40, 24, generator=generator) / 24**0.5
+    inputs, add = torch.randn(rows, 24, generator=generator), torch.randn(rows, 40, generator=generator)
+    packed = mkl.pack(weight)
+    exact = inputs.double() @ weight.t().double()
+    product = mkl.linear(inputs, packed, weight, torch.empty(rows, 40))
+    in_place = add.clone()
+    mkl.linear(inputs, packed, weight, in_place, add=in_place)  # out is add, as the LSTM steps use it
+    torch.testing.assert_close(product.double(), exact, rtol=0, atol=1e-5)
+    torch.testing.assert_close(in_place.double(), exact + add.double(), rtol=0, atol=1e-5)
+
+
 def _change_weights(how: str, bilm: ElmoBiLm) -> None:
     """Change the biLM's weights in one of the ways users and libraries do."""
     lstm = bilm.lstm
@@ -442,15 +498,19 @@ def _change_weights(how: str, bilm: ElmoBiLm) -> None:
 
 
 @needs_onednn
+@needs_mkl
+@pytest.mark.parametrize("packed", ["oneDNN", "MKL"])
 @pytest.mark.parametrize(
     "how", ["in place", ".data", "load_state_dict", "load_state_dict(assign=True)", "optimizer step"]
 )
-def test_every_cache_follows_every_weight_change(how: str) -> None:
+def test_every_cache_follows_every_weight_change(how: str, packed: str, every_lstm_packs: None) -> None:
     bilm = random_bilm(seed=14)
     bilm.char_encoder.cache_tokens(batch_to_ids([[t] for t in {t for s in TOKENS for t in s}])[:, 0])
-    ids = batch_to_ids(TOKENS)
-    with fast_paths(batch_invariant=True), torch.no_grad():  # every packed copy and the token cache in use
+    ids = batch_to_ids(TOKENS * 3)  # 15 rows: MklKernel's packed products run
+    # every packed copy (oneDNN's in batch-invariant mode, MKL's by default) and the token cache in use
+    with fast_paths(batch_invariant=packed == "oneDNN"), torch.no_grad():
         before = bilm(ids).layers
+        assert len(bilm.lstm.derived) == (3 if packed == "oneDNN" else 2) * 2 * bilm.lstm.n_layers
         _change_weights(how, bilm)
         after = bilm(ids).layers
         fresh = copy.deepcopy(bilm)  # a copy computes everything anew
