@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_only:
         return 0
     config = TrainConfig(
-        train_file=texts["train"],
-        dev_file=texts["dev"],
+        train_files=texts["train"],
+        dev_files=texts["dev"],
         output_dir=args.run_dir or args.cache_dir / f"run-{args.corpus}",
         options=SMALL_OPTIONS,
         max_minutes=args.max_minutes,

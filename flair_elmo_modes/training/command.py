@@ -16,7 +16,8 @@ import typing
 from typing import Any
 
 from flair_elmo_modes.bilm.options import ElmoOptions
-from flair_elmo_modes.training.config import LR_SCHEDULES, SMALL_OPTIONS, TrainConfig
+from flair_elmo_modes.training import distributed
+from flair_elmo_modes.training.config import LR_SCHEDULES, PRECISIONS, SMALL_OPTIONS, TrainConfig
 from flair_elmo_modes.training.export import describe_options
 from flair_elmo_modes.training.lm import SOFTMAX_KINDS
 from flair_elmo_modes.training.trainer import train_bilm
@@ -25,12 +26,18 @@ logger = logging.getLogger(__name__)
 
 EXAMPLES = """examples:
   flair-elmo train train.txt --dev dev.txt --output runs/brown --epochs 3
+  flair-elmo train 'data/train-*.txt' --vocab vocab.txt --output runs/1b    # shards, streamed
   flair-elmo train train.txt --output runs/tiny --cell-dim 64 --projection-dim 16 --max-minutes 5
+  flair-elmo train domain/ --init-from original --lr 1e-4 --softmax-warmup-steps 500 --output runs/bio
+  torchrun --nproc_per_node 4 -m flair_elmo_modes train 'data/*.txt' --output runs/big
   flair-elmo train train.txt --output runs/brown      # again: resumes from runs/brown/checkpoint.pt
 
-The text has one whitespace-tokenized sentence per line; lines longer than --max-sentence-tokens
-are split. The trained biLM is exported to OUTPUT/model/ as options.json + weights.hdf5 (usable as
---model OUTPUT/model) plus lm_head.hdf5. The dev perplexity of every epoch is logged on stderr.
+TRAIN is files, directories (their files) and globs (quote them); shards are read lazily, in an
+order drawn per epoch, through a shuffle buffer. The text has one whitespace-tokenized sentence per
+line; lines longer than --max-sentence-tokens are split. --vocab takes bilm-tf's vocabulary file:
+one word per line, <S>, </S>, <UNK> first, then by decreasing count. The trained biLM is exported to
+OUTPUT/model/ as options.json + weights.hdf5 (usable as --model OUTPUT/model) plus lm_head.hdf5.
+The dev perplexity of every epoch is logged on stderr.
 SIGINT, SIGTERM or SIGHUP stop the run after the current step (exit code 128 + signal) and keep
 the last complete checkpoint: run the same command again to resume.
 """
@@ -45,9 +52,19 @@ _FIELD_OPTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("softmax", "--softmax", "the softmax"),
         ("cutoffs", "--cutoffs", "adaptive softmax clusters, comma-separated"),
     ),
+    "start and vocabulary": (
+        ("init_from", "--init-from", "start the biLM from this model (name or directory): domain adaptation"),
+        ("vocab_file", "--vocab", "output words in bilm-tf's format (default: counted in the training text)"),
+        (
+            "softmax_warmup_steps",
+            "--softmax-warmup-steps",
+            "the first N steps train only the softmax (for --init-from)",
+        ),
+    ),
     "optimisation": (
         ("epochs", "--epochs", "passes over the training text"),
-        ("batch_size", "--batch-size", "sentences per step"),
+        ("batch_size", "--batch-size", "sentences per step, over all processes"),
+        ("shuffle_buffer", "--shuffle-buffer", "sentences shuffled together (memory grows with it)"),
         (
             "max_sentence_tokens",
             "--max-sentence-tokens",
@@ -64,6 +81,8 @@ _FIELD_OPTIONS: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("max_minutes", "--max-minutes", "stop after this much training time (default: no limit)"),
         ("checkpoint_every", "--checkpoint-every", "steps between checkpoints (0: only after each epoch)"),
         ("num_threads", "--threads", "torch threads (default: torch's own choice; 1 is often faster on a shared CPU)"),
+        ("device", "--device", "cpu, cuda, cuda:1 ... (default: CUDA when available)"),
+        ("precision", "--precision", "fp32, or bf16 / fp16 mixed precision (torch.autocast)"),
     ),
 }
 
@@ -75,7 +94,17 @@ _SWITCHES: tuple[tuple[str, str, str], ...] = (
 )
 
 #: Choices of the string fields.
-_CHOICES = {"softmax": SOFTMAX_KINDS, "lr_schedule": LR_SCHEDULES}
+_CHOICES = {"softmax": SOFTMAX_KINDS, "lr_schedule": LR_SCHEDULES, "precision": PRECISIONS}
+
+#: Size flags of the architecture: (flag, dest, ElmoOptions field, type, help).
+_ARCHITECTURE: tuple[tuple[str, str, str, type, str], ...] = (
+    ("--char-dim", "char_dim", "char_embedding_dim", int, "character embedding size"),
+    ("--highway", "highway", "n_highway", int, "highway layers"),
+    ("--cell-dim", "cell_dim", "cell_dim", int, "LSTM cells per direction"),
+    ("--projection-dim", "projection_dim", "projection_dim", int, "LSTM projection size"),
+    ("--layers", "layers", "n_layers", int, "LSTM layers per direction"),
+    ("--clip", "clip", "cell_clip", float, "cell and projection clip (0: none)"),
+)
 
 
 def _defaults() -> dict[str, Any]:
@@ -104,23 +133,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` subcommand's arguments to ``parser``; defaults are :class:`TrainConfig`'s."""
     parser.epilog = EXAMPLES
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("train_file", help="training text, one whitespace-tokenized sentence per line")
-    parser.add_argument("--output", "-o", required=True, help="directory for checkpoint.pt, result.json and model/")
-    parser.add_argument("--dev", dest="dev_file", help="text for the dev perplexity after each epoch")
-    parser.add_argument("--options", help="options.json giving the architecture (overrides the size flags below)")
-    small = _defaults()["options"]
-    arch = parser.add_argument_group(f"architecture (defaults: {describe_options(small)})")
-    arch.add_argument("--char-dim", type=int, default=small.char_embedding_dim, help="character embedding size")
-    arch.add_argument(
-        "--filters",
-        default=",".join(f"{w}:{c}" for w, c in small.filters),
-        help="convolutions as width:count,... (default %(default)s)",
+    parser.add_argument(
+        "train_files", nargs="+", metavar="TRAIN", help="training text: files, directories or (quoted) globs"
     )
-    arch.add_argument("--highway", type=int, default=small.n_highway, help="highway layers")
-    arch.add_argument("--cell-dim", type=int, default=small.cell_dim, help="LSTM cells per direction")
-    arch.add_argument("--projection-dim", type=int, default=small.projection_dim, help="LSTM projection size")
-    arch.add_argument("--layers", type=int, default=small.n_layers, help="LSTM layers per direction")
-    arch.add_argument("--clip", type=float, default=small.cell_clip, help="cell and projection clip (0: none)")
+    parser.add_argument("--output", "-o", required=True, help="directory for checkpoint.pt, result.json and model/")
+    parser.add_argument(
+        "--dev", dest="dev_files", action="append", default=[], help="text for the dev perplexity (repeatable)"
+    )
+    parser.add_argument("--options", help="options.json giving the architecture (instead of the size flags below)")
+    parser.add_argument(
+        "--reuse-softmax",
+        action="store_true",
+        help="with --init-from a flair-elmo export: keep its vocabulary and softmax",
+    )
+    small = SMALL_OPTIONS
+    arch = parser.add_argument_group(
+        f"architecture (defaults: that of --init-from, else {describe_options(small)}; flags given with "
+        "--init-from must agree with its model)"
+    )
+    arch.add_argument("--filters", help=f"convolutions as width:count,... (default {_format_filters(small)})")
+    for flag, dest, name, kind, help_text in _ARCHITECTURE:
+        arch.add_argument(flag, dest=dest, type=kind, help=f"{help_text} (default {getattr(small, name)})")
     for title, options in _FIELD_OPTIONS.items():
         group = parser.add_argument_group(title)
         for name, flag, help_text in options:
@@ -141,30 +174,70 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     Raises:
         ValueError: a malformed ``--filters`` or ``--cutoffs``, or an invalid value.
     """
-    if args.options:
-        options = ElmoOptions.from_json(args.options)
-    else:
-        options = dataclasses.replace(
-            SMALL_OPTIONS,
-            char_embedding_dim=args.char_dim,
-            filters=_parse_filters(args.filters),
-            n_highway=args.highway,
-            cell_dim=args.cell_dim,
-            projection_dim=args.projection_dim,
-            n_layers=args.layers,
-            cell_clip=args.clip,
-            proj_clip=args.clip,
-        )
-        ElmoOptions.from_dict(options.to_dict(), source="train arguments")  # the same checks as options.json
+    options = _options_from_args(args)
     fields = [name for options in _FIELD_OPTIONS.values() for name, _, _ in options]
     fields += [name for name, _, _ in _SWITCHES]
     values = {name: getattr(args, name) for name in fields}
     values["cutoffs"] = _parse_ints(args.cutoffs, "--cutoffs")
+    values["reuse_softmax"] = args.reuse_softmax
     if getattr(args, "quiet", False):
         values["progress"] = False
     return TrainConfig(
-        train_file=args.train_file, output_dir=args.output, dev_file=args.dev_file, options=options, **values
+        train_files=args.train_files, output_dir=args.output, dev_files=args.dev_files, options=options, **values
     )
+
+
+def _options_from_args(args: argparse.Namespace) -> ElmoOptions | None:
+    """The architecture the flags give: None when no size flag is given (the default applies).
+
+    With ``--init-from``, every size flag given must agree with that model's options.json.
+
+    Raises:
+        ValueError: a malformed flag, or a flag that disagrees with the ``--init-from`` model.
+    """
+    given = {dest: getattr(args, dest) for _, dest, _, _, _ in _ARCHITECTURE if getattr(args, dest) is not None}
+    if args.filters is not None:
+        given["filters"] = _parse_filters(args.filters)
+    if args.options:
+        if given:
+            raise ValueError(f"--options gives the architecture: drop {', '.join(sorted(given))}")
+        return ElmoOptions.from_json(args.options)
+    replacements = {name: given[dest] for _, dest, name, _, _ in _ARCHITECTURE if dest in given}
+    if "clip" in given:
+        replacements["proj_clip"] = given["clip"]
+    if "filters" in given:
+        replacements["filters"] = given["filters"]
+    if args.init_from is not None:
+        if replacements:
+            _check_against_init(args.init_from, replacements)
+        return None
+    if not replacements:
+        return None
+    options = dataclasses.replace(SMALL_OPTIONS, **replacements)
+    ElmoOptions.from_dict(options.to_dict(), source="train arguments")  # the same checks as options.json
+    return options
+
+
+def _check_against_init(model: str, replacements: dict[str, Any]) -> None:
+    """Size flags given with ``--init-from`` must equal the model's options."""
+    from flair_elmo_modes.models import resolve_model
+
+    try:
+        options = ElmoOptions.from_json(resolve_model(model).options_file)
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"--init-from {model}: not a model ({error})") from error
+    flags = {name: flag for flag, _, name, _, _ in _ARCHITECTURE} | {"proj_clip": "--clip", "filters": "--filters"}
+    differing = [
+        f"{flags[name]} {value} vs {getattr(options, name)} in {model}"
+        for name, value in replacements.items()
+        if getattr(options, name) != value
+    ]
+    if differing:
+        raise ValueError(f"--init-from {model} fixes the architecture: {'; '.join(differing)}")
+
+
+def _format_filters(options: ElmoOptions) -> str:
+    return ",".join(f"{w}:{c}" for w, c in options.filters)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,8 +248,9 @@ def run(args: argparse.Namespace) -> int:
     """
     interrupts = getattr(args, "interrupts", None)  # set by the CLI's main
     result = train_bilm(config_from_args(args), check=None if interrupts is None else interrupts.check)
-    json.dump(result.to_dict(), sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    if distributed.from_environment().is_main:  # one report per run, not one per process
+        json.dump(result.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ SMALL_OPTIONS = ElmoOptions(
 )
 
 LR_SCHEDULES = ("constant", "linear")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -35,17 +37,22 @@ class TrainConfig:
     """A training run of the forward and backward ELMo language models.
 
     Attributes:
-        train_file: text, one whitespace-tokenized sentence per line.
+        train_files: the training text: files, directories and globs of shards, one
+            whitespace-tokenized sentence per line (streamed, see :mod:`flair_elmo_modes.training.shards`).
         output_dir: receives ``checkpoint.pt``, ``result.json`` and the exported ``model/``.
-        dev_file: text for the perplexity after each epoch (optional).
-        options: the biLM architecture.
-        min_count: words seen fewer times in ``train_file`` become ``<UNK>``.
+        dev_files: text for the perplexity after each epoch (files, directories or globs; read
+            into memory; none: no dev perplexity).
+        options: the biLM architecture (None: that of ``init_from``, else :data:`SMALL_OPTIONS`).
+        vocab_file: the output words, in bilm-tf's format (see ``Vocabulary.read``); None: counted
+            in the training text.
+        min_count: words seen fewer times in the training text become ``<UNK>`` (counted vocabulary).
         max_vocab_size: at most this many output words, specials included (None: no limit).
         softmax: ``"adaptive"`` (:class:`torch.nn.AdaptiveLogSoftmaxWithLoss`) or ``"full"``.
         cutoffs: cluster boundaries of the adaptive softmax.
         share_softmax: one softmax for both directions (as bilm-tf) instead of one each.
         dropout: on the token vectors and the top layer.
-        batch_size: sentences per step.
+        batch_size: sentences per step, over all processes of a distributed run.
+        shuffle_buffer: sentences shuffled together (the corpus is read in buffers of this many).
         max_sentence_tokens: longer lines (of the training and dev text) are split into pieces
             of at most this many tokens, each a sentence of its own: a step's memory grows with
             its longest sentence (0: no limit).
@@ -59,14 +66,25 @@ class TrainConfig:
         checkpoint_every: also checkpoint every this many steps (0: only after each epoch).
         resume: continue from ``output_dir/checkpoint.pt`` when it exists.
         num_threads: ``torch.set_num_threads`` during training (None: leave as is).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (None: CUDA when available, else CPU; each
+            process of a distributed CUDA run takes the GPU of its local rank).
+        precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` mixed precision through ``torch.autocast``
+            (fp16 with a gradient scaler).
+        init_from: start the biLM from this model (a name, a directory with options.json and
+            weights.hdf5, or a ``flair-elmo train`` export): domain adaptation.
+        reuse_softmax: with ``init_from`` an export holding ``lm_head.hdf5``: keep its vocabulary
+            and softmax instead of building new ones from the training text.
+        softmax_warmup_steps: the first this many steps train the softmax only (the biLM's
+            learning rate is 0): a new softmax settles before it moves the pretrained biLM.
         eval_batch_size: sentences per batch when computing perplexity.
         progress: show a tqdm progress bar on stderr.
     """
 
-    train_file: Path
+    train_files: tuple[str, ...]
     output_dir: Path
-    dev_file: Path | None = None
-    options: ElmoOptions = SMALL_OPTIONS
+    dev_files: tuple[str, ...] = ()
+    options: ElmoOptions | None = None
+    vocab_file: Path | None = None
     min_count: int = 1
     max_vocab_size: int | None = None
     softmax: str = "adaptive"
@@ -74,6 +92,7 @@ class TrainConfig:
     share_softmax: bool = True
     dropout: float = 0.1
     batch_size: int = 64
+    shuffle_buffer: int = 100_000
     max_sentence_tokens: int = 400
     epochs: int = 1
     lr: float = 1e-3
@@ -85,20 +104,40 @@ class TrainConfig:
     checkpoint_every: int = 500
     resume: bool = True
     num_threads: int | None = None
+    device: str | None = None
+    precision: str = "fp32"
+    init_from: str | None = None
+    reuse_softmax: bool = False
+    softmax_warmup_steps: int = 0
     eval_batch_size: int = 128
     progress: bool = True
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "train_file", Path(self.train_file))
+        object.__setattr__(self, "train_files", _patterns(self.train_files))
+        object.__setattr__(self, "dev_files", _patterns(self.dev_files))
         object.__setattr__(self, "output_dir", Path(self.output_dir))
-        if self.dev_file is not None:
-            object.__setattr__(self, "dev_file", Path(self.dev_file))
+        if self.vocab_file is not None:
+            object.__setattr__(self, "vocab_file", Path(self.vocab_file))
+        if self.init_from is not None:
+            object.__setattr__(self, "init_from", str(self.init_from))
         object.__setattr__(self, "cutoffs", tuple(self.cutoffs))
         checks = [
             (self.softmax in SOFTMAX_KINDS, f"softmax must be one of {SOFTMAX_KINDS}, got {self.softmax!r}"),
             (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}"),
             (self.min_count >= 1, f"min_count must be >= 1, got {self.min_count}"),
+            (bool(self.train_files), "no training text given"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.shuffle_buffer >= 1, f"shuffle_buffer must be >= 1, got {self.shuffle_buffer}"),
+            (self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}, got {self.precision!r}"),
+            (
+                self.softmax_warmup_steps >= 0,
+                f"softmax_warmup_steps must be >= 0, got {self.softmax_warmup_steps}",
+            ),
+            (not self.reuse_softmax or self.init_from is not None, "reuse_softmax needs init_from"),
+            (
+                not (self.reuse_softmax and self.vocab_file is not None),
+                "reuse_softmax keeps the vocabulary of init_from: give no vocab_file",
+            ),
             (
                 self.max_sentence_tokens >= 0,
                 f"max_sentence_tokens must be >= 0 (0: no limit), got {self.max_sentence_tokens}",
@@ -117,11 +156,21 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
 
-    def model_dict(self) -> dict[str, Any]:
-        """The fields that define the model and its data; a resumed run must match them."""
+    def model_dict(self, shards: list[Path], options: ElmoOptions) -> dict[str, Any]:
+        """What defines the model and its steps; a resumed run must match it.
+
+        Args:
+            shards: the training shards the patterns resolved to.
+            options: the architecture in use (``options`` or that of ``init_from``).
+        """
         return {
-            "train_file": str(self.train_file.resolve()),
-            "options": self.options.to_dict(),
+            "train_shards": [str(shard.resolve()) for shard in shards],
+            "options": options.to_dict(),
+            "vocab_file": None if self.vocab_file is None else str(self.vocab_file.resolve()),
+            "init_from": self.init_from,
+            "reuse_softmax": self.reuse_softmax,
+            "softmax_warmup_steps": self.softmax_warmup_steps,
+            "shuffle_buffer": self.shuffle_buffer,
             "min_count": self.min_count,
             "max_vocab_size": self.max_vocab_size,
             "softmax": self.softmax,
@@ -135,8 +184,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON-friendly values."""
         raw = dataclasses.asdict(self)
-        raw["options"] = self.options.to_dict()
-        for key in ("train_file", "output_dir", "dev_file"):
+        raw["options"] = None if self.options is None else self.options.to_dict()
+        for key in ("output_dir", "vocab_file"):
             raw[key] = None if raw[key] is None else str(raw[key])
-        raw["cutoffs"] = list(self.cutoffs)
+        for key in ("train_files", "dev_files", "cutoffs"):
+            raw[key] = list(raw[key])
         return raw
+
+
+def _patterns(value: str | Path | Sequence[str | Path]) -> tuple[str, ...]:
+    """One pattern or several, as a tuple of strings."""
+    if isinstance(value, (str, Path)):
+        return (str(value),)
+    return tuple(str(item) for item in value)

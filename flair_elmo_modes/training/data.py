@@ -1,14 +1,14 @@
-"""Training text: one sentence per line, tokens separated by whitespace.
+"""Training text: one sentence per line, tokens separated by whitespace; the vocabulary; batches.
 
-Sentences become rows of *type ids*: every distinct token string of a corpus gets one row in
-a character-id table and one entry in a word-id table, so a batch's character ids and LM
-targets are two lookups instead of re-encoding strings at every step.
+A batch becomes rows of *type ids*: every distinct token of the batch gets one row in a
+character-id table and one entry in a word-id table, so its character ids and LM targets are two
+lookups (:func:`encode_batch`). Sharded corpora are streamed by :mod:`flair_elmo_modes.training.shards`.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ PAD_TYPE = 0  # type id of padding: zero character ids, target IGNORE_INDEX
 
 
 class TrainingDataError(ValueError):
-    """Training text that cannot be used (empty, no tokens, not UTF-8)."""
+    """Training text or a vocabulary file that cannot be used (missing, empty, not UTF-8)."""
 
 
 def read_sentences(path: str | Path) -> list[list[str]]:
@@ -106,11 +106,15 @@ class Vocabulary:
 
         Ties in count are broken alphabetically, so the vocabulary does not depend on line order.
         """
+        return cls.from_counts(Counter(token for sentence in sentences for token in sentence), min_count, max_size)
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], min_count: int = 1, max_size: int | None = None) -> Vocabulary:
+        """As :meth:`build`, from word counts."""
         if min_count < 1:
             raise ValueError(f"min_count must be >= 1, got {min_count}")
         if max_size is not None and max_size <= len(SPECIAL_TOKENS):
             raise ValueError(f"max_size must be > {len(SPECIAL_TOKENS)} (the special tokens), got {max_size}")
-        counts = Counter(token for sentence in sentences for token in sentence)
         kept = sorted(
             (word for word, count in counts.items() if count >= min_count and word not in SPECIAL_TOKENS),
             key=lambda word: (-counts[word], word),
@@ -119,55 +123,99 @@ class Vocabulary:
             kept = kept[: max_size - len(SPECIAL_TOKENS)]
         return cls((*SPECIAL_TOKENS, *kept))
 
+    @classmethod
+    def read(cls, path: str | Path) -> Vocabulary:
+        """A vocabulary file in bilm-tf's format: one word per line, ``<S>``, ``</S>``, ``<UNK>`` first,
+        then the words by decreasing count (the order the adaptive softmax's clusters rely on).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            TrainingDataError: not UTF-8, the special tokens are not the first three lines, a line
+                holds whitespace inside a word, or a word occurs twice.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"vocabulary file not found: {path}")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise TrainingDataError(f"{path}: not UTF-8 text ({error})") from error
+        words = [line.strip() for line in lines]
+        if tuple(words[: len(SPECIAL_TOKENS)]) != SPECIAL_TOKENS:
+            raise TrainingDataError(
+                f"{path}: the first lines are {words[:3]}; a vocabulary file starts with "
+                f"{', '.join(SPECIAL_TOKENS)} (one per line), then one word per line by decreasing count"
+            )
+        seen: dict[str, int] = {}
+        for number, word in enumerate(words, start=1):
+            if not word or len(word.split()) != 1:
+                raise TrainingDataError(f"{path}, line {number}: {word!r} is not one word")
+            if word in seen:
+                raise TrainingDataError(f"{path}, line {number}: {word!r} repeats line {seen[word]}")
+            seen[word] = number
+        return cls(tuple(words))
+
+
+def encode_batch(
+    sentences: Sequence[Sequence[str]], vocab: Vocabulary, max_characters: int = MAX_CHARACTERS_PER_TOKEN
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Model inputs of some sentences, each framed as ``<S> w_1 .. w_n </S>``.
+
+    Returns:
+        ``(batch, timesteps, max_chars)`` character ids, ``(batch,)`` lengths (markers included)
+        and ``(batch, timesteps)`` target word ids (``IGNORE_INDEX`` as padding).
+    """
+    type_ids: dict[str, int] = {}  # each distinct token of the batch is encoded once; 0 is padding
+    rows = []
+    for sentence in sentences:
+        framed = (BOS_TOKEN, *sentence, EOS_TOKEN)
+        rows.append(torch.tensor([type_ids.setdefault(token, len(type_ids) + 1) for token in framed]))
+    types = list(type_ids)  # in type id order, starting at 1
+    char_table = torch.zeros(len(types) + 1, max_characters, dtype=torch.long)
+    if types:
+        char_table[1:] = torch.tensor([token_to_ids(t, max_characters) for t in types], dtype=torch.long)
+    word_table = torch.tensor([IGNORE_INDEX] + [vocab.index(t) for t in types], dtype=torch.long)
+    padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD_TYPE)  # (batch, T)
+    lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
+    return char_table[padded], lengths, word_table[padded]
+
+
+def count_predictions(sentences: Iterable[Sequence[str]]) -> int:
+    """Predictions per direction: words plus one sentence marker per sentence."""
+    return sum(len(sentence) + 1 for sentence in sentences)
+
 
 @dataclass(frozen=True)
 class EncodedCorpus:
-    """Sentences as type ids, with the tables that turn type ids into model inputs.
+    """Sentences held in memory with their vocabulary (a dev text, an evaluation text).
 
     Attributes:
-        char_table: ``(n_types, max_chars)`` character ids of each type; row 0 (padding) is zeros.
-        word_table: ``(n_types,)`` vocabulary id of each type; ``IGNORE_INDEX`` for padding.
-        sentences: one ``(n + 2,)`` int64 tensor per sentence: ``<S> w_1 .. w_n </S>`` type ids.
+        sentences: the token lists.
+        vocab: maps words to targets.
+        max_characters: characters per token of the model.
         n_unk: words mapped to ``<UNK>``.
     """
 
-    char_table: torch.Tensor
-    word_table: torch.Tensor
-    sentences: list[torch.Tensor]
+    sentences: list[list[str]]
+    vocab: Vocabulary
+    max_characters: int
     n_unk: int
 
     @property
     def n_tokens(self) -> int:
         """Predictions per direction: words plus one sentence marker per sentence."""
-        return sum(len(sentence) - 1 for sentence in self.sentences)
+        return count_predictions(self.sentences)
 
     @classmethod
     def build(
         cls, sentences: Sequence[Sequence[str]], vocab: Vocabulary, max_characters: int = MAX_CHARACTERS_PER_TOKEN
     ) -> EncodedCorpus:
-        type_ids: dict[str, int] = {BOS_TOKEN: 1, EOS_TOKEN: 2}
-        encoded = []
-        for sentence in sentences:
-            row = [1] + [type_ids.setdefault(token, len(type_ids) + 1) for token in sentence] + [2]
-            encoded.append(torch.tensor(row, dtype=torch.long))
-        types = sorted(type_ids, key=type_ids.__getitem__)  # type id order, starting at 1
-        char_table = torch.zeros(len(types) + 1, max_characters, dtype=torch.long)
-        char_table[1:] = torch.tensor([token_to_ids(t, max_characters) for t in types], dtype=torch.long)
-        word_table = torch.tensor([IGNORE_INDEX] + [vocab.index(t) for t in types], dtype=torch.long)
-        n_unk = sum(int((word_table[row] == vocab.unk_id).sum()) for row in encoded)
-        return cls(char_table, word_table, encoded, n_unk)
+        n_unk = sum(vocab.index(token) == vocab.unk_id for sentence in sentences for token in sentence)
+        return cls([list(sentence) for sentence in sentences], vocab, max_characters, n_unk)
 
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Model inputs of some sentences.
-
-        Returns:
-            ``(batch, timesteps, max_chars)`` character ids, ``(batch,)`` lengths (markers
-            included) and ``(batch, timesteps)`` target word ids (``IGNORE_INDEX`` as padding).
-        """
-        rows = [self.sentences[i] for i in indices]
-        type_ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD_TYPE)  # (batch, T)
-        lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
-        return self.char_table[type_ids], lengths, self.word_table[type_ids]
+        """:func:`encode_batch` of some sentences."""
+        return encode_batch([self.sentences[i] for i in indices], self.vocab, self.max_characters)
 
 
 def make_batches(

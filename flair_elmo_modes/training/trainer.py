@@ -1,13 +1,21 @@
-"""The training loop: Adam over shuffled length-bucketed batches, checkpoints, resume, export."""
+"""The training loop: Adam over streamed length-bucketed batches, checkpoints, resume, export.
+
+One process, or several under ``torchrun`` (DistributedDataParallel, see
+:mod:`flair_elmo_modes.training.distributed`): every process reads the same stream of batches and
+computes its share of each (every ``world.size``-th sentence), so the steps of a run do not depend
+on how many processes take them; rank 0 alone writes files.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import math
 import pickle
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,16 +24,21 @@ import torch
 from tqdm import tqdm
 
 from flair_elmo_modes.atomic import atomic_file, remove_stale_temps
-from flair_elmo_modes.training.config import TrainConfig
+from flair_elmo_modes.bilm.options import ElmoOptions
+from flair_elmo_modes.training import distributed
+from flair_elmo_modes.training.config import SMALL_OPTIONS, TrainConfig
 from flair_elmo_modes.training.data import (
     EncodedCorpus,
+    TrainingDataError,
     Vocabulary,
+    count_predictions,
+    encode_batch,
     make_batches,
-    read_sentences,
-    split_long_sentences,
 )
-from flair_elmo_modes.training.export import export_model, write_json
+from flair_elmo_modes.training.distributed import World
+from flair_elmo_modes.training.export import LM_HEAD_NAME, export_model, load_language_model, write_json
 from flair_elmo_modes.training.lm import BiLanguageModel
+from flair_elmo_modes.training.shards import ShardedText, TextStats, count_batches, epoch_batches
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +77,10 @@ class TrainResult:
         softmax_parameters: parameters of the softmax(es).
         dev: perplexity on the dev text after each epoch (and at the end, if stopped mid-epoch).
         stopped_by: ``"epochs"``, ``"max_steps"`` or ``"max_minutes"``.
+        world_size: processes that trained (``torchrun``'s ``WORLD_SIZE``).
+        device: where each process trained (rank 0's device).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        shards: training shards read (empty ones included).
     """
 
     model_dir: Path
@@ -78,6 +95,10 @@ class TrainResult:
     train_loss: float
     dev: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "epochs"
+    world_size: int = 1
+    device: str = "cpu"
+    precision: str = "fp32"
+    shards: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         raw = asdict(self)
@@ -100,11 +121,13 @@ class _Progress:
 
 
 def train_bilm(config: TrainConfig, check: Callable[[], None] | None = None) -> TrainResult:
-    """Train forward and backward ELMo language models on ``config.train_file`` and export them.
+    """Train forward and backward ELMo language models on ``config.train_files`` and export them.
 
     Resumes from ``config.output_dir/checkpoint.pt`` when it exists and ``config.resume`` is set;
-    with the same config, a resumed run takes the same steps as an uninterrupted one.
-    Temporary files a killed run left in ``config.output_dir`` are removed first.
+    with the same config and number of processes, a resumed run takes the same steps as an
+    uninterrupted one. Temporary files a killed run left in ``config.output_dir`` are removed first.
+    Under ``torchrun`` every process calls this; rank 0 writes the files and every process returns
+    the same result.
 
     Args:
         config: the run.
@@ -113,16 +136,20 @@ def train_bilm(config: TrainConfig, check: Callable[[], None] | None = None) -> 
             of ``output_dir`` stays as it was (the last checkpoint included).
 
     Raises:
-        FileNotFoundError: a text file is missing.
-        TrainingDataError: a text file is empty or not UTF-8.
-        ValueError: the checkpoint was made with a different model or data config.
+        FileNotFoundError: a text, vocabulary or model file is missing.
+        TrainingDataError: a text is empty, unreadable or not UTF-8; a bad vocabulary file.
+        ValueError: the checkpoint was made with a different config or number of processes;
+            ``init_from`` disagrees with the architecture given.
         WriteError: a checkpoint, the model or ``result.json`` could not be written (disk full).
     """
     threads = torch.get_num_threads()
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     try:
-        return _train(config, check or _no_check)
+        world = distributed.from_environment()
+        device = distributed.device_for(config.device, world)
+        with distributed.process_group(world, device):
+            return _train(config, check or _no_check, world, device)
     finally:
         torch.set_num_threads(threads)
 
@@ -132,18 +159,30 @@ def _no_check() -> None:
 
 
 @dataclass
+class _Start:
+    """Where a run's weights and vocabulary come from (read before anything is written)."""
+
+    options: ElmoOptions
+    vocab: Vocabulary | None  # None: counted in the training text
+    pretrained: BiLanguageModel | None  # the biLM of init_from (with its softmax when reused)
+
+
+@dataclass
 class _Run:
     """What the steps of a training run share (built by :func:`_build_run`)."""
 
     config: TrainConfig
+    world: World
+    device: torch.device
+    text: ShardedText
     vocab: Vocabulary
-    train: EncodedCorpus
     dev: EncodedCorpus | None
-    lengths: list[int]  # of the training sentences, markers included: what batches are made of
     batches_per_epoch: int
-    model: BiLanguageModel
+    model: BiLanguageModel  # the module itself (what checkpoints and exports hold)
+    trained: torch.nn.Module  # what steps call: the model, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
     progress: _Progress
     check: Callable[[], None]
 
@@ -151,29 +190,51 @@ class _Run:
     def checkpoint_path(self) -> Path:
         return self.config.output_dir / CHECKPOINT_NAME
 
+    def log(self, message: str, *args: Any) -> None:
+        if self.world.is_main:
+            logger.info(message, *args)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Mixed precision for the forward pass (a no-op in fp32)."""
+        precision = self.config.precision
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
     def save_checkpoint(self) -> None:
-        _save_checkpoint(
-            self.checkpoint_path,
-            self.config,
-            self.vocab,
-            self.model,
-            self.optimizer,
-            self.scheduler,
-            self.progress,
-            check=self.check,
-        )
+        """Every process's random state, then rank 0 writes the checkpoint (every process calls this)."""
+        rng_states = self.world.gather(_rng_state(self.device))
+        if self.world.is_main:
+            _save_checkpoint(self, rng_states)
+        self.world.barrier()  # no process runs ahead of a checkpoint it might be resumed from
 
     def evaluate_dev(self) -> Perplexity | None:
-        return None if self.dev is None else evaluate(self.model, self.dev, self.config.eval_batch_size)
+        """The dev perplexity (rank 0 computes it; every process gets it)."""
+        if self.dev is None:
+            return None
+        perplexity = evaluate(self.model, self.dev, self.config.eval_batch_size) if self.world.is_main else None
+        return self.world.gather(perplexity)[0]
 
 
-def _train(config: TrainConfig, check: Callable[[], None]) -> TrainResult:
-    train_sentences, dev_sentences = _read_data(config)  # bad input fails before anything is written
-    config.output_dir.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(config.output_dir)
+def _train(config: TrainConfig, check: Callable[[], None], world: World, device: torch.device) -> TrainResult:
+    # bad input fails before anything is written
+    text = ShardedText.from_patterns(config.train_files, config.max_sentence_tokens)
+    dev = _read_dev(config)
+    start = _start(config)
     checkpoint_path = config.output_dir / CHECKPOINT_NAME
-    checkpoint = _load_checkpoint(checkpoint_path, config) if config.resume and checkpoint_path.is_file() else None
-    run = _build_run(config, train_sentences, dev_sentences, checkpoint, check)
+    checkpoint = None
+    if config.resume and checkpoint_path.is_file():
+        checkpoint = _load_checkpoint(checkpoint_path, config.model_dict(list(text.shards), start.options), world)
+    stats = text.scan(count_words=checkpoint is None and start.vocab is None)
+    if checkpoint is not None:
+        vocab = Vocabulary(tuple(checkpoint["vocab"]))
+    else:
+        vocab = start.vocab or Vocabulary.from_counts(stats.counts, config.min_count, config.max_vocab_size)
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    if world.is_main:
+        _remove_stale_temps(config.output_dir)
+    run = _build_run(config, world, device, text, stats, vocab, dev, start, check)
     if checkpoint is not None:
         _resume(run, checkpoint)
     stopped_by = _train_epochs(run)
@@ -181,12 +242,57 @@ def _train(config: TrainConfig, check: Callable[[], None]) -> TrainResult:
     return _export(run, stopped_by, train_loss)
 
 
-def _read_data(config: TrainConfig) -> tuple[list[list[str]], list[list[str]] | None]:
-    """The training and dev sentences, lines longer than ``max_sentence_tokens`` split."""
-    limit = config.max_sentence_tokens
-    train = split_long_sentences(read_sentences(config.train_file), limit)
-    dev = split_long_sentences(read_sentences(config.dev_file), limit) if config.dev_file is not None else None
-    return train, dev
+def _read_dev(config: TrainConfig) -> list[list[str]] | None:
+    """The dev sentences (in memory), lines longer than ``max_sentence_tokens`` split."""
+    if not config.dev_files:
+        return None
+    sentences = list(ShardedText.from_patterns(config.dev_files, config.max_sentence_tokens).sentences())
+    if not sentences:
+        raise TrainingDataError(f"{', '.join(config.dev_files)}: no tokens found in the dev text")
+    return sentences
+
+
+def _start(config: TrainConfig) -> _Start:
+    """The architecture, vocabulary and pretrained weights a run starts from.
+
+    Raises:
+        ValueError: ``init_from`` is not a model, or its architecture differs from ``config.options``.
+    """
+    vocab = Vocabulary.read(config.vocab_file) if config.vocab_file is not None else None
+    if config.init_from is None:
+        return _Start(config.options or SMALL_OPTIONS, vocab, None)
+    pretrained, reused_vocab = _load_pretrained(config.init_from, config.reuse_softmax)
+    options = pretrained.bilm.options
+    if config.options is not None and config.options != options:
+        mine, theirs = config.options.to_dict(), options.to_dict()
+        differing = "; ".join(
+            f"{key}: given {mine[key]!r}, model {theirs[key]!r}" for key in mine if mine[key] != theirs[key]
+        )
+        raise ValueError(f"--init-from {config.init_from}: the architecture differs from the one given ({differing})")
+    return _Start(options, reused_vocab or vocab, pretrained)
+
+
+def _load_pretrained(model: str, reuse_softmax: bool) -> tuple[BiLanguageModel, Vocabulary | None]:
+    """The biLM of ``model`` in a :class:`BiLanguageModel` (with its softmax and vocabulary when reused)."""
+    from flair_elmo_modes.bilm.hdf5 import load_bilm
+    from flair_elmo_modes.models import resolve_model
+
+    try:
+        files = resolve_model(model)
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"--init-from {model}: not a model ({error})") from error
+    if reuse_softmax:
+        head = files.weight_file.parent / LM_HEAD_NAME
+        if not head.is_file():
+            raise ValueError(
+                f"--init-from {model}: --reuse-softmax needs {head} (written by flair-elmo train); "
+                "published models hold no softmax"
+            )
+        return load_language_model(files.weight_file.parent)
+    bilm = load_bilm(files.options_file, files.weight_file)
+    language_model = BiLanguageModel(bilm.options, vocab_size=4, softmax="full", dropout=0.0)
+    language_model.bilm = bilm
+    return language_model, None
 
 
 def _remove_stale_temps(output_dir: Path) -> None:
@@ -198,39 +304,76 @@ def _remove_stale_temps(output_dir: Path) -> None:
 
 def _build_run(
     config: TrainConfig,
-    train_sentences: list[list[str]],
+    world: World,
+    device: torch.device,
+    text: ShardedText,
+    stats: TextStats,
+    vocab: Vocabulary,
     dev_sentences: list[list[str]] | None,
-    checkpoint: dict[str, Any] | None,
+    start: _Start,
     check: Callable[[], None],
 ) -> _Run:
-    """Vocabulary, encoded corpora, model, optimizer and learning-rate schedule (fresh weights)."""
-    if checkpoint is not None:
-        vocab = Vocabulary(tuple(checkpoint["vocab"]))
-    else:
-        vocab = Vocabulary.build(train_sentences, config.min_count, config.max_vocab_size)
-    max_chars = config.options.max_characters_per_token
-    train = EncodedCorpus.build(train_sentences, vocab, max_chars)
+    """Model (fresh or pretrained weights), optimizer and learning-rate schedule."""
+    options = start.options
+    max_chars = options.max_characters_per_token
     dev = EncodedCorpus.build(dev_sentences, vocab, max_chars) if dev_sentences is not None else None
-    logger.info(
-        "training text: %d sentences, %d predictions per direction, vocabulary %d words (%.2f%% <UNK>)",
-        len(train.sentences),
-        train.n_tokens,
-        len(vocab),
-        100.0 * train.n_unk / max(train.n_tokens, 1),
-    )
-
+    if world.is_main:
+        logger.info(
+            "training text: %d shards, %d sentences, %d predictions per direction, vocabulary %d words",
+            len(text.shards),
+            stats.sentences,
+            stats.predictions,
+            len(vocab),
+        )
     torch.manual_seed(config.seed)
-    model = BiLanguageModel(
-        config.options, len(vocab), config.softmax, config.cutoffs, config.share_softmax, config.dropout
-    )
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    lengths = [len(sentence) for sentence in train.sentences]
-    batches_per_epoch = len(make_batches(lengths, config.batch_size, torch.Generator().manual_seed(0)))
+    if start.pretrained is not None and config.reuse_softmax:
+        model = start.pretrained
+        model.dropout = torch.nn.Dropout(config.dropout)
+    else:
+        model = BiLanguageModel(
+            options, len(vocab), config.softmax, config.cutoffs, config.share_softmax, config.dropout
+        )
+        if start.pretrained is not None:
+            model.bilm.load_state_dict(start.pretrained.bilm.state_dict())
+    model.to(device)
+    if world.rank:  # each process draws its own dropout masks
+        torch.manual_seed(config.seed * 1_000_003 + world.rank)
+    trained: torch.nn.Module = model
+    if world.size > 1:
+        # Words of an adaptive softmax's tail clusters are missing from many batches.
+        trained = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    bilm_parameters = list(model.bilm.parameters())
+    bilm_ids = {id(p) for p in bilm_parameters}
+    softmax_parameters = [p for p in model.parameters() if id(p) not in bilm_ids]
+    optimizer = torch.optim.Adam([{"params": bilm_parameters}, {"params": softmax_parameters}], lr=config.lr)
+    batches_per_epoch = count_batches(stats.sentences, config.batch_size, config.shuffle_buffer)
     planned_steps = config.epochs * batches_per_epoch
     if config.max_steps is not None:
         planned_steps = min(planned_steps, config.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config.lr_schedule, planned_steps))
-    return _Run(config, vocab, train, dev, lengths, batches_per_epoch, model, optimizer, scheduler, _Progress(), check)
+    factor = _lr_factor(config.lr_schedule, planned_steps)
+    warmup = config.softmax_warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [lambda step: 0.0 if step < warmup else factor(step), factor]
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    return _Run(
+        config,
+        world,
+        device,
+        text,
+        vocab,
+        dev,
+        batches_per_epoch,
+        model,
+        trained,
+        optimizer,
+        scheduler,
+        scaler,
+        _Progress(),
+        check,
+    )
 
 
 def _resume(run: _Run, checkpoint: dict[str, Any]) -> None:
@@ -238,9 +381,23 @@ def _resume(run: _Run, checkpoint: dict[str, Any]) -> None:
     run.model.load_state_dict(checkpoint["model"])
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.scheduler.load_state_dict(checkpoint["scheduler"])
+    run.scaler.load_state_dict(checkpoint["scaler"])
     run.progress = _Progress(**checkpoint["progress"])
-    torch.set_rng_state(checkpoint["rng_state"])
-    logger.info("resumed from %s at epoch %d, step %d", run.checkpoint_path, run.progress.epoch + 1, run.progress.step)
+    _set_rng_state(checkpoint["rng_states"][run.world.rank], run.device)
+    run.log("resumed from %s at epoch %d, step %d", run.checkpoint_path, run.progress.epoch + 1, run.progress.step)
+
+
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _train_epochs(run: _Run) -> str:
@@ -254,29 +411,45 @@ def _train_epochs(run: _Run) -> str:
     return "epochs"
 
 
+def _epoch_batches(run: _Run) -> Iterator[list[list[str]]]:
+    """The current epoch's batches after those already trained on (a resumed run skips them)."""
+    generator = _epoch_generator(run.config.seed, run.progress.epoch)
+    batches = epoch_batches(run.text, run.config.batch_size, run.config.shuffle_buffer, generator)
+    return itertools.islice(batches, run.progress.batch_in_epoch, None)
+
+
+def _stop_reason(run: _Run) -> str | None:
+    """The limit that stops the run before the next step, if any (the same on every process)."""
+    config, progress = run.config, run.progress
+    if config.max_steps is not None and progress.step >= config.max_steps:
+        return "max_steps"
+    if config.max_minutes is not None:
+        out_of_time = progress.train_seconds >= 60.0 * config.max_minutes
+        if run.world.agree(out_of_time):  # rank 0's clock decides for all
+            return "max_minutes"
+    return None
+
+
 def _train_epoch(run: _Run) -> str:
     """The remaining steps of the current epoch: ``"epochs"`` if it ended, else the limit that stopped it."""
     config, progress = run.config, run.progress
-    batches = make_batches(run.lengths, config.batch_size, _epoch_generator(config.seed, progress.epoch))
     bar = tqdm(
-        total=len(batches),
+        total=run.batches_per_epoch,
         initial=progress.batch_in_epoch,
         desc=f"epoch {progress.epoch + 1}/{config.epochs}",
-        disable=not config.progress,
+        disable=not (config.progress and run.world.is_main),
         unit="batch",
         dynamic_ncols=True,
     )
     run.model.train()
     with bar:
-        while progress.batch_in_epoch < len(batches):
+        for batch in _epoch_batches(run):
             run.check()
-            if config.max_steps is not None and progress.step >= config.max_steps:
-                return "max_steps"
-            if config.max_minutes is not None and progress.train_seconds >= 60.0 * config.max_minutes:
-                return "max_minutes"
+            stop = _stop_reason(run)
+            if stop is not None:
+                return stop
             start = time.perf_counter()
-            batch = batches[progress.batch_in_epoch]
-            nll, count = _train_step(run.model, run.optimizer, config.grad_clip, run.train, batch)
+            nll, count = _train_step(run, batch)
             run.scheduler.step()
             progress.train_seconds += time.perf_counter() - start
             progress.step += 1
@@ -292,6 +465,34 @@ def _train_epoch(run: _Run) -> str:
     return "epochs"
 
 
+def _train_step(run: _Run, batch: list[list[str]]) -> tuple[float, int]:
+    """One optimizer step on the mean NLL of both directions over the whole batch (all processes).
+
+    This process computes every ``world.size``-th sentence of the batch; DistributedDataParallel
+    averages the gradients, so each process scales its summed NLL by ``world.size / (2 * count)``.
+
+    Returns:
+        The batch's summed NLL (both directions, all processes) and its predictions per direction.
+    """
+    world = run.world
+    share, weight = batch[world.rank :: world.size], 1.0
+    if not share:  # fewer sentences than processes: compute one, count nothing
+        share, weight = batch[:1], 0.0
+    count = count_predictions(batch)
+    char_ids, lengths, targets = encode_batch(share, run.vocab, run.model.bilm.options.max_characters_per_token)
+    with run.autocast():
+        loss = run.trained(char_ids.to(run.device), lengths.to(run.device), targets.to(run.device))
+    total = loss.forward_nll.float() + loss.backward_nll.float()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(total / (2 * count) * (weight * world.size)).backward()
+    if run.config.grad_clip:
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.config.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return world.sum(float(total.detach()) * weight), count
+
+
 def _end_epoch(run: _Run) -> None:
     """Record the finished epoch (train loss, dev perplexity) and checkpoint it."""
     progress = run.progress
@@ -300,7 +501,7 @@ def _end_epoch(run: _Run) -> None:
     perplexity = run.evaluate_dev()
     if perplexity is not None:
         record.update(dev_forward=perplexity.forward, dev_backward=perplexity.backward)
-    logger.info("epoch %d: %s", progress.epoch + 1, _format_record(record))
+    run.log("epoch %d: %s", progress.epoch + 1, _format_record(record))
     progress.dev.append(record)
     progress.epoch += 1
     progress.batch_in_epoch = 0
@@ -314,7 +515,7 @@ def _finish(run: _Run, stopped_by: str) -> float:
     train_loss = progress.epoch_nll / (2 * progress.epoch_tokens) if progress.epoch_tokens else math.nan
     if stopped_by == "epochs":
         return progress.dev[-1]["train_loss"] if progress.dev else train_loss
-    logger.info("stopped by %s at step %d", stopped_by, progress.step)
+    run.log("stopped by %s at step %d", stopped_by, progress.step)
     run.save_checkpoint()
     already_evaluated = bool(progress.dev) and progress.dev[-1]["step"] == progress.step
     if run.dev is not None and progress.batch_in_epoch > 0 and not already_evaluated:
@@ -322,15 +523,15 @@ def _finish(run: _Run, stopped_by: str) -> float:
         assert perplexity is not None  # there is a dev text
         record = {"epoch": progress.epoch + progress.batch_in_epoch / run.batches_per_epoch, "step": progress.step}
         record.update(train_loss=train_loss, dev_forward=perplexity.forward, dev_backward=perplexity.backward)
-        logger.info("end: %s", _format_record(record))
+        run.log("end: %s", _format_record(record))
         progress.dev.append(record)
     return train_loss
 
 
 def _export(run: _Run, stopped_by: str, train_loss: float) -> TrainResult:
-    """Export the model, write ``result.json`` and return the result."""
+    """Export the model and write ``result.json`` (rank 0); return the result (every process)."""
     config, model, progress = run.config, run.model, run.progress
-    model_dir = export_model(model.eval(), run.vocab, config.output_dir / MODEL_DIR_NAME, check=run.check)
+    model_dir = config.output_dir / MODEL_DIR_NAME
     softmax_modules = [model.forward_softmax] + ([] if model.share_softmax else [model.backward_softmax])
     result = TrainResult(
         model_dir=model_dir,
@@ -345,41 +546,30 @@ def _export(run: _Run, stopped_by: str, train_loss: float) -> TrainResult:
         train_loss=train_loss,
         dev=progress.dev,
         stopped_by=stopped_by,
+        world_size=run.world.size,
+        device=str(run.device),
+        precision=config.precision,
+        shards=len(run.text.shards),
     )
-    write_json(config.output_dir / RESULT_NAME, {"config": config.to_dict(), **result.to_dict()}, check=run.check)
-    logger.info("exported %s (%.0f tokens/s)", model_dir, result.tokens_per_second)
+    if run.world.is_main:
+        export_model(model.eval(), run.vocab, model_dir, check=run.check)
+        write_json(config.output_dir / RESULT_NAME, {"config": config.to_dict(), **result.to_dict()}, check=run.check)
+        logger.info("exported %s (%.0f tokens/s)", model_dir, result.tokens_per_second)
+    run.world.barrier()  # the export exists when any process returns
     return result
-
-
-def _train_step(
-    model: BiLanguageModel,
-    optimizer: torch.optim.Optimizer,
-    grad_clip: float,
-    corpus: EncodedCorpus,
-    indices: list[int],
-) -> tuple[float, int]:
-    """One optimizer step on the mean NLL of both directions; returns the summed NLL and the count."""
-    char_ids, lengths, targets = corpus.batch(indices)
-    loss = model(char_ids, lengths, targets)
-    total = loss.forward_nll + loss.backward_nll
-    optimizer.zero_grad(set_to_none=True)
-    (total / (2 * loss.count)).backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return float(total.detach()), loss.count
 
 
 @torch.no_grad()
 def evaluate(model: BiLanguageModel, corpus: EncodedCorpus, batch_size: int = 128) -> Perplexity:
-    """Perplexity of both directions on ``corpus`` (model put in eval mode)."""
+    """Perplexity of both directions on ``corpus`` (model put in eval mode; on the model's device)."""
     model.eval()
+    device = next(model.parameters()).device
     forward_nll = backward_nll = 0.0
     count = 0
     lengths = [len(sentence) for sentence in corpus.sentences]
     for indices in make_batches(lengths, batch_size):
         char_ids, lengths_t, targets = corpus.batch(indices)
-        loss = model(char_ids, lengths_t, targets)
+        loss = model(char_ids.to(device), lengths_t.to(device), targets.to(device))
         forward_nll += float(loss.forward_nll)
         backward_nll += float(loss.backward_nll)
         count += loss.count
@@ -402,31 +592,32 @@ def _format_record(record: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
 
 
-def _save_checkpoint(
-    path: Path,
-    config: TrainConfig,
-    vocab: Vocabulary,
-    model: BiLanguageModel,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    progress: _Progress,
-    check: Callable[[], None] | None = None,
-) -> None:
-    """Write the checkpoint atomically (:func:`~flair_elmo_modes.atomic.atomic_file`).
-
-    It holds only tensors and plain data, so :func:`_load_checkpoint` reads it with
-    ``weights_only=True``. ``check`` runs just before the rename. A failed write (disk full)
-    is a :class:`~flair_elmo_modes.atomic.WriteError` naming the file; the old one is kept.
-    """
+def _save_checkpoint(run: _Run, rng_states: list[dict[str, torch.Tensor]]) -> None:
+    """Write the run's checkpoint (:func:`write_checkpoint`); ``rng_states``: every process's, in rank order."""
     state = {
-        "config": config.model_dict(),
-        "vocab": list(vocab.words),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "progress": asdict(progress),
-        "rng_state": torch.get_rng_state(),
+        "config": run.config.model_dict(list(run.text.shards), run.model.bilm.options),
+        "world_size": run.world.size,
+        "vocab": list(run.vocab.words),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "progress": asdict(run.progress),
+        "rng_states": rng_states,
     }
+    write_checkpoint(run.checkpoint_path, state, run.check)
+
+
+def write_checkpoint(path: Path, state: dict[str, Any], check: Callable[[], None] | None = None) -> None:
+    """Write a checkpoint atomically (:func:`~flair_elmo_modes.atomic.atomic_file`).
+
+    It must hold only tensors and plain data, so that :func:`_load_checkpoint` can read it with
+    ``weights_only=True``. ``check`` runs just before the rename. A failed write (disk full) is a
+    :class:`~flair_elmo_modes.atomic.WriteError` naming the file; the old one is kept.
+
+    Raises:
+        TypeError: ``state`` holds something else (nothing is written).
+    """
     problem = _not_plain(state, "checkpoint")
     if problem is not None:  # a bug here, not bad input: the checkpoint could not be resumed from
         raise TypeError(
@@ -444,8 +635,10 @@ _CHECKPOINT_TYPES: dict[str, type] = {
     "model": dict,
     "optimizer": dict,
     "scheduler": dict,
+    "scaler": dict,
     "progress": dict,
-    "rng_state": torch.Tensor,
+    "rng_states": list,
+    "world_size": int,
 }
 
 
@@ -473,8 +666,13 @@ def _not_plain(value: Any, where: str) -> str | None:
     return f"{where} ({type(value).__name__})"
 
 
-def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
-    """Read a checkpoint and check that it was made with the same model and data config.
+def _load_checkpoint(path: Path, expected: dict[str, Any], world: World) -> dict[str, Any]:
+    """Read a checkpoint and check that it was made with the same config and number of processes.
+
+    Args:
+        path: the checkpoint.
+        expected: ``TrainConfig.model_dict`` of this run.
+        world: this run's processes.
 
     Loads with ``weights_only=True``: a pickle that would create other objects (or run code) is
     refused without being executed.
@@ -504,11 +702,15 @@ def _load_checkpoint(path: Path, config: TrainConfig) -> dict[str, Any]:
     expected_progress = {f.name for f in fields(_Progress)}
     if set(checkpoint["progress"]) != expected_progress:
         raise unreadable(f"'progress' has keys {sorted(checkpoint['progress'])}; expected {sorted(expected_progress)}")
-    expected = config.model_dict()
-    # Checkpoints from before max_sentence_tokens existed never split lines: 0, no limit.
-    found = {"max_sentence_tokens": 0, **checkpoint["config"]}
+    found = checkpoint["config"]
     differing = sorted(key for key in expected if found.get(key) != expected[key])
     if differing:
         details = "; ".join(f"{key}: checkpoint {found.get(key)!r}, config {expected[key]!r}" for key in differing)
         raise ValueError(f"{path} was made with a different config ({details}); use another output directory")
+    if checkpoint["world_size"] != world.size or len(checkpoint["rng_states"]) != world.size:
+        raise ValueError(
+            f"{path} was made by {checkpoint['world_size']} process(es), this run has {world.size}: resume with "
+            f"torchrun --nproc_per_node {checkpoint['world_size']} (or as many processes on several machines), "
+            "or use another output directory"
+        )
     return checkpoint

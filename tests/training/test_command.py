@@ -7,6 +7,7 @@ import pytest
 
 from flair_elmo_modes.bilm import ElmoFileError, load_bilm
 from flair_elmo_modes.training import TrainConfig, command
+from flair_elmo_modes.training.config import SMALL_OPTIONS
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +36,9 @@ def test_run_trains_exports_and_prints_the_result(
 
 def test_defaults_are_the_small_architecture(tmp_path: Path) -> None:
     config = command.config_from_args(parse("train.txt", "--output", str(tmp_path)))
-    assert config.options.n_filters == 512 and config.options.cell_dim == 512
-    assert config.options.projection_dim == 128 and config.options.n_layers == 2
+    assert config.options is None  # no size flag: TrainConfig's default, the small architecture
+    assert SMALL_OPTIONS.n_filters == 512 and SMALL_OPTIONS.cell_dim == 512
+    assert SMALL_OPTIONS.projection_dim == 128 and SMALL_OPTIONS.n_layers == 2
     assert config.cutoffs == (2000, 10000) and config.share_softmax and config.resume
     assert config.num_threads is None  # TrainConfig's: torch's own choice
 
@@ -60,7 +62,7 @@ def test_bad_arguments_give_clear_errors(corpus_files: tuple[Path, Path], tmp_pa
 
 def test_every_cli_default_is_the_train_config_default(tmp_path: Path) -> None:
     config = command.config_from_args(parse("train.txt", "--output", str(tmp_path)))
-    library = TrainConfig(train_file="train.txt", output_dir=tmp_path)
+    library = TrainConfig(train_files="train.txt", output_dir=tmp_path)
     for field in dataclasses.fields(TrainConfig):
         assert getattr(config, field.name) == getattr(library, field.name), field.name
     # every other field has an option: none is fixed behind the user's back

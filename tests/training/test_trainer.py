@@ -31,8 +31,8 @@ pytestmark = pytest.mark.slow
 def tiny_config(corpus_files: tuple[Path, Path], output_dir: Path, **changes: object) -> TrainConfig:
     train_file, dev_file = corpus_files
     config = TrainConfig(
-        train_file=train_file,
-        dev_file=dev_file,
+        train_files=(str(train_file),),
+        dev_files=(str(dev_file),),
         output_dir=output_dir,
         options=TINY_OPTIONS,
         cutoffs=(8,),
@@ -139,13 +139,13 @@ def test_max_steps_stops_and_still_exports(corpus_files: tuple[Path, Path], tmp_
 
 def test_bad_training_input_gives_clear_errors(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="training text not found"):
-        train_bilm(tiny_config(corpus_files, tmp_path / "a", train_file=tmp_path / "missing.txt"))
+        train_bilm(tiny_config(corpus_files, tmp_path / "a", train_files=tmp_path / "missing.txt"))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")
     with pytest.raises(TrainingDataError, match="no tokens found"):
-        train_bilm(tiny_config(corpus_files, tmp_path / "b", train_file=empty))
+        train_bilm(tiny_config(corpus_files, tmp_path / "b", train_files=empty))
     with pytest.raises(TrainingDataError, match="no tokens found"):
-        train_bilm(tiny_config(corpus_files, tmp_path / "c", dev_file=empty))
+        train_bilm(tiny_config(corpus_files, tmp_path / "c", dev_files=empty))
     with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
         tiny_config(corpus_files, tmp_path, batch_size=0)
     with pytest.raises(ValueError, match="softmax must be one of"):
@@ -179,7 +179,7 @@ def test_any_architecture_trains_and_exports(
     changes: dict[str, object], corpus_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     options = dataclasses.replace(TINY_OPTIONS, **changes)
-    result = train_bilm(tiny_config(corpus_files, tmp_path, options=options, max_steps=2, dev_file=None))
+    result = train_bilm(tiny_config(corpus_files, tmp_path, options=options, max_steps=2, dev_files=()))
     loaded = load_bilm(result.model_dir / "options.json", result.model_dir / "weights.hdf5")
     assert loaded.options == options and result.steps == 2 and result.dev == []
 
@@ -231,7 +231,7 @@ def drop_key(state: dict, key: str) -> dict:
     [
         (lambda state: [1, 2], "found a list; expected a dict with config, vocab, model"),
         (lambda state: drop_key(state, "vocab"), "'vocab' is missing"),
-        (lambda state: drop_key(state, "rng_state"), "'rng_state' is missing"),
+        (lambda state: drop_key(state, "rng_states"), "'rng_states' is missing"),
         (lambda state: {**state, "model": [1]}, "'model' is a list; expected a dict"),
         (lambda state: {**state, "vocab": [1, 2]}, "'vocab' holds something other than strings"),
         (lambda state: {**state, "progress": {**state["progress"], "extra": 1}}, "'progress' has keys"),
@@ -263,11 +263,15 @@ def test_a_checkpoint_that_could_not_be_resumed_is_not_written(corpus_files: tup
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, Factor())
     vocab = Vocabulary(SPECIAL_TOKENS + tuple(f"w{i}" for i in range(7)))
     path = tmp_path / "checkpoint.pt"
+
+    def state() -> dict:
+        return {"vocab": list(vocab.words), "model": model.state_dict(), "scheduler": scheduler.state_dict()}
+
     with pytest.raises(TypeError, match=r"checkpoint\['scheduler'\]\['lr_lambdas'\]\[0\]\['floor'\] \(float64\)"):
-        trainer_module._save_checkpoint(path, config, vocab, model, optimizer, scheduler, trainer_module._Progress())
+        trainer_module.write_checkpoint(path, state())
     assert list(tmp_path.iterdir()) == []
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    trainer_module._save_checkpoint(path, config, vocab, model, optimizer, scheduler, trainer_module._Progress())
+    trainer_module.write_checkpoint(path, state())
     assert torch.load(path, weights_only=True)["vocab"] == list(vocab.words)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
@@ -295,32 +299,17 @@ def test_long_lines_are_split_so_no_step_sees_more_than_max_sentence_tokens(
     real_step = trainer_module._train_step
     timesteps: list[int] = []
 
-    def recording(model, optimizer, grad_clip, corpus, indices):  # type: ignore[no-untyped-def]
-        char_ids, _, _ = corpus.batch(indices)
-        timesteps.append(char_ids.shape[1])
-        return real_step(model, optimizer, grad_clip, corpus, indices)
+    def recording(run, batch):  # type: ignore[no-untyped-def]
+        timesteps.append(max(len(sentence) for sentence in batch) + 2)
+        return real_step(run, batch)
 
     monkeypatch.setattr(trainer_module, "_train_step", recording)
     config = tiny_config(
-        corpus_files, tmp_path / "run", train_file=text, dev_file=None, epochs=1, max_sentence_tokens=50
+        corpus_files, tmp_path / "run", train_files=text, dev_files=(), epochs=1, max_sentence_tokens=50
     )
     result = train_bilm(config)
     assert max(timesteps) == 50 + 2  # the pieces of the 6,000-token line, with their markers
     assert result.train_tokens == sum(len(s) + 1 for s in read_sentences(corpus_files[0])) + 6000 + 120
-
-
-def test_a_checkpoint_from_before_max_sentence_tokens_resumes_as_no_limit(
-    corpus_files: tuple[Path, Path], tmp_path: Path
-) -> None:
-    config = tiny_config(corpus_files, tmp_path, max_steps=1, dev_file=None, max_sentence_tokens=0)
-    train_bilm(config)
-    path = tmp_path / "checkpoint.pt"
-    state = torch.load(path, weights_only=True)
-    del state["config"]["max_sentence_tokens"]  # as written before the field existed
-    torch.save(state, path)
-    assert train_bilm(dataclasses.replace(config, max_steps=2)).steps == 2
-    with pytest.raises(ValueError, match="max_sentence_tokens: checkpoint 0, config 400"):
-        train_bilm(dataclasses.replace(config, max_steps=3, max_sentence_tokens=400))
 
 
 def test_check_stops_training_between_steps_and_keeps_the_last_checkpoint(
@@ -336,7 +325,7 @@ def test_check_stops_training_between_steps_and_keeps_the_last_checkpoint(
         if calls["n"] == 10:
             raise Stop
 
-    config = tiny_config(corpus_files, tmp_path, checkpoint_every=4, dev_file=None)
+    config = tiny_config(corpus_files, tmp_path, checkpoint_every=4, dev_files=())
     with pytest.raises(Stop):
         train_bilm(config, check=check)
     # checks before steps 1-4, at the rename of the step-4 checkpoint, before steps 5-8, and the 10th at

@@ -1,0 +1,186 @@
+"""Training text in shards, read lazily: files, directories and globs of one-sentence-per-line text.
+
+A corpus is a list of shard files (:func:`resolve_shards`). Training never holds it in memory:
+:meth:`ShardedText.scan` counts words and sentences in one streaming pass (for the vocabulary and
+the number of steps), and :func:`epoch_batches` streams one epoch's batches: shards in an order
+drawn for the epoch, sentences gathered into a bounded shuffle buffer, each buffer shuffled and cut
+into batches of similar length. Memory grows with the buffer (and the vocabulary), not with the
+corpus.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from flair_elmo_modes.training.data import TrainingDataError, make_batches, split_long_sentences
+
+logger = logging.getLogger(__name__)
+
+# Sentences sorted by length together inside a shuffle buffer, in batches (see make_batches).
+LENGTH_POOL_BATCHES = 50
+
+
+def resolve_shards(patterns: Sequence[str | Path]) -> list[Path]:
+    """The shard files of ``patterns``, in order, each once.
+
+    A pattern is a file, a directory (its non-hidden files, sorted by name) or a glob such as
+    ``data/train-*.txt`` (``**`` spans directories; matches sorted by name).
+
+    Raises:
+        FileNotFoundError: a path (not a glob) names nothing.
+        TrainingDataError: no pattern, a glob matching no file, or a directory without files.
+    """
+    if not patterns:
+        raise TrainingDataError("no training text given")
+    shards: dict[Path, None] = {}
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_file():
+            found = [path]
+        elif path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not found:
+                raise TrainingDataError(f"{path}: a directory without files; expected text shards in it")
+        elif glob.has_magic(str(pattern)):
+            found = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
+            if not found:
+                raise TrainingDataError(f"{pattern}: the pattern matches no file")
+        else:
+            raise FileNotFoundError(f"training text not found: {path}")
+        shards.update(dict.fromkeys(found))
+    return list(shards)
+
+
+def shard_sentences(shard: Path, max_tokens: int = 0) -> Iterator[list[str]]:
+    """The sentences of one shard, read line by line; blank lines skipped, lines longer than
+    ``max_tokens`` split (see :func:`~flair_elmo_modes.training.data.split_long_sentences`).
+
+    Raises:
+        TrainingDataError: the shard cannot be read, or a line is not UTF-8 (naming shard and line).
+    """
+    try:
+        handle = shard.open("rb")
+    except OSError as error:
+        raise TrainingDataError(f"{shard}: cannot be read ({error.strerror or error})") from error
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise TrainingDataError(
+                    f"{shard}, line {number}: not UTF-8 (byte {error.start + 1} of the line); "
+                    "expected UTF-8 text, one sentence per line"
+                ) from error
+            tokens = line.split()
+            if tokens:
+                yield from split_long_sentences([tokens], max_tokens)
+
+
+@dataclass
+class TextStats:
+    """What one streaming pass over a corpus found.
+
+    Attributes:
+        sentences: sentences (after splitting long lines).
+        predictions: predictions per direction: words plus one sentence marker per sentence.
+        counts: how often each word occurs.
+        empty_shards: shards without a token (skipped).
+    """
+
+    sentences: int = 0
+    predictions: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    empty_shards: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ShardedText:
+    """A corpus of shards with its line-splitting rule.
+
+    Attributes:
+        shards: the shard files (see :func:`resolve_shards`).
+        max_sentence_tokens: longer lines are split (0: no limit).
+    """
+
+    shards: tuple[Path, ...]
+    max_sentence_tokens: int = 0
+
+    @classmethod
+    def from_patterns(cls, patterns: Sequence[str | Path], max_sentence_tokens: int = 0) -> ShardedText:
+        return cls(tuple(resolve_shards(patterns)), max_sentence_tokens)
+
+    def sentences(self, order: Sequence[int] | None = None) -> Iterator[list[str]]:
+        """Every sentence, shard after shard (in ``order``, shard indices, when given)."""
+        for index in range(len(self.shards)) if order is None else order:
+            yield from shard_sentences(self.shards[index], self.max_sentence_tokens)
+
+    def scan(self, count_words: bool = True) -> TextStats:
+        """One pass: sentences, predictions and (with ``count_words``) word counts.
+
+        Shards without a token are logged as warnings and recorded in ``empty_shards``.
+
+        Raises:
+            TrainingDataError: a shard is unreadable or not UTF-8, or no shard holds a token.
+        """
+        stats = TextStats()
+        for shard in self.shards:
+            before = stats.sentences
+            for sentence in shard_sentences(shard, self.max_sentence_tokens):
+                stats.sentences += 1
+                stats.predictions += len(sentence) + 1
+                if count_words:
+                    stats.counts.update(sentence)
+            if stats.sentences == before:
+                logger.warning("%s: no tokens; the shard is skipped", shard)
+                stats.empty_shards.append(shard)
+        if not stats.sentences:
+            names = ", ".join(str(s) for s in self.shards[:3]) + (" ..." if len(self.shards) > 3 else "")
+            raise TrainingDataError(f"{names}: no tokens found; expected one whitespace-tokenized sentence per line")
+        return stats
+
+
+def epoch_batches(
+    text: ShardedText, batch_size: int, buffer: int, generator: torch.Generator
+) -> Iterator[list[list[str]]]:
+    """One epoch's batches, each a list of sentences, drawn from ``generator`` alone.
+
+    Shards are read in an order drawn from ``generator``; consecutive runs of ``buffer``
+    sentences are shuffled, sorted by length in pools of ``LENGTH_POOL_BATCHES`` batches, cut into
+    batches and the batches of a buffer shuffled (:func:`~flair_elmo_modes.training.data.make_batches`).
+    A batch's sentences are sorted by length. :func:`count_batches` gives their number.
+    """
+    if buffer < 1:
+        raise ValueError(f"shuffle buffer must be >= 1 sentence, got {buffer}")
+    order = torch.randperm(len(text.shards), generator=generator).tolist()
+    pool: list[list[str]] = []
+    for sentence in text.sentences(order):
+        pool.append(sentence)
+        if len(pool) == buffer:
+            yield from _pool_batches(pool, batch_size, generator)
+            pool = []
+    if pool:
+        yield from _pool_batches(pool, batch_size, generator)
+
+
+def _pool_batches(pool: list[list[str]], batch_size: int, generator: torch.Generator) -> Iterator[list[list[str]]]:
+    lengths = [len(sentence) + 2 for sentence in pool]  # the markers count
+    for indices in make_batches(lengths, batch_size, generator, pool=LENGTH_POOL_BATCHES):
+        yield [pool[i] for i in indices]
+
+
+def count_batches(sentences: int, batch_size: int, buffer: int) -> int:
+    """How many batches :func:`epoch_batches` makes of ``sentences`` sentences."""
+    length_pool = LENGTH_POOL_BATCHES * batch_size
+
+    def in_buffer(n: int) -> int:
+        return (n // length_pool) * LENGTH_POOL_BATCHES + math.ceil((n % length_pool) / batch_size)
+
+    return (sentences // buffer) * in_buffer(buffer) + in_buffer(sentences % buffer)
