@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 from flair_elmo_modes.bilm.options import ElmoOptions
+from flair_elmo_modes.cli.errors import CLIError
 from flair_elmo_modes.training import distributed
 from flair_elmo_modes.training.config import LR_SCHEDULES, PRECISIONS, SMALL_OPTIONS, TrainConfig
 from flair_elmo_modes.training.export import describe_options
@@ -247,7 +248,10 @@ def run(args: argparse.Namespace) -> int:
     ``FileNotFoundError`` / ``ValueError`` for the CLI's error table.
     """
     interrupts = getattr(args, "interrupts", None)  # set by the CLI's main
-    result = train_bilm(config_from_args(args), check=None if interrupts is None else interrupts.check)
+    try:
+        result = train_bilm(config_from_args(args), check=None if interrupts is None else interrupts.check)
+    except distributed.ProcessGroupError as error:
+        raise CLIError(str(error)) from error
     if distributed.from_environment().is_main:  # one report per run, not one per process
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

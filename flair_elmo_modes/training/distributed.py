@@ -17,6 +17,10 @@ import torch
 import torch.distributed as dist
 
 
+class ProcessGroupError(RuntimeError):
+    """Another process of a distributed run failed, or the connection to it was lost."""
+
+
 @dataclass(frozen=True)
 class World:
     """This process's place among the processes of a run.
@@ -109,15 +113,28 @@ def device_for(requested: str | None, world: World) -> torch.device:
 
 @contextmanager
 def process_group(world: World, device: torch.device) -> Iterator[None]:
-    """Join the processes of ``world`` (gloo on CPU, nccl on CUDA) for the duration of the block."""
-    if world.size == 1 or dist.is_initialized():
+    """Join the processes of ``world`` (gloo on CPU, nccl on CUDA) for the duration of the block.
+
+    Raises:
+        ProcessGroupError: a collective failed because another process died or was cut off.
+    """
+    if world.size == 1:
         yield
         return
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size)
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=world.rank, world_size=world.size)
     try:
         yield
+    except dist.DistError as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise ProcessGroupError(
+            f"process {world.rank} of {world.size}: another process of the run failed or could not be reached "
+            f"({first}); the last checkpoint is intact: run the same command again to resume from it"
+        ) from error
     finally:
-        dist.destroy_process_group()
+        if created:
+            dist.destroy_process_group()
 
 
 def _collective_device() -> torch.device:

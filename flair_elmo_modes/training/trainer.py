@@ -264,9 +264,10 @@ def _start(config: TrainConfig) -> _Start:
     pretrained, reused_vocab = _load_pretrained(config.init_from, config.reuse_softmax)
     options = pretrained.bilm.options
     if config.options is not None and config.options != options:
-        mine, theirs = config.options.to_dict(), options.to_dict()
         differing = "; ".join(
-            f"{key}: given {mine[key]!r}, model {theirs[key]!r}" for key in mine if mine[key] != theirs[key]
+            f"{f.name}: given {getattr(config.options, f.name)!r}, model {getattr(options, f.name)!r}"
+            for f in fields(ElmoOptions)
+            if getattr(config.options, f.name) != getattr(options, f.name)
         )
         raise ValueError(f"--init-from {config.init_from}: the architecture differs from the one given ({differing})")
     return _Start(options, reused_vocab or vocab, pretrained)
@@ -341,8 +342,9 @@ def _build_run(
     trained: torch.nn.Module = model
     if world.size > 1:
         # Words of an adaptive softmax's tail clusters are missing from many batches.
+        adaptive = model.forward_softmax.kind == "adaptive"
         trained = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=adaptive
         )
     bilm_parameters = list(model.bilm.parameters())
     bilm_ids = {id(p) for p in bilm_parameters}

@@ -86,3 +86,38 @@ def test_huge_batch_sizes_train(corpus_files: tuple[Path, Path], tmp_path: Path,
     args = parse(str(corpus_files[0]), "-o", str(tmp_path), "--max-steps", "1", "--batch-size", str(10**18), *TINY)
     assert command.run(args) == 0
     assert json.loads(capsys.readouterr().out)["steps"] == 1  # one batch of every sentence
+
+
+def test_bad_input_is_one_error_line_before_anything_is_written(
+    corpus_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flair_elmo_modes.cli.main import main
+
+    train_file = str(corpus_files[0])
+    bad_shard = tmp_path / "bad.txt"
+    bad_shard.write_bytes(b"fine\nstill fine\n\xc3\x28 broken\n")
+    no_specials = tmp_path / "vocab.txt"
+    no_specials.write_text("the\ncat\n", encoding="utf-8")
+    base = tmp_path / "base"
+    assert main(["train", train_file, "-o", str(base), "--max-steps", "1", *TINY]) == 0
+    capsys.readouterr()
+    cases = [
+        ([str(tmp_path / "shards-*.txt")], "shards-*.txt: the pattern matches no file"),
+        ([str(bad_shard)], "bad.txt, line 3: not UTF-8 (byte 1 of the line)"),
+        ([train_file, "--vocab", str(no_specials)], "vocab.txt: the first lines are ['the', 'cat']"),
+        ([train_file, "--init-from", str(tmp_path / "nothing")], "--init-from"),
+        (
+            [train_file, "--init-from", str(base / "model"), "--cell-dim", "32"],
+            f"--init-from {base / 'model'} fixes the architecture: --cell-dim 32 vs 16",
+        ),
+    ]
+    for k, (args, message) in enumerate(cases):
+        output = tmp_path / f"out{k}"
+        code = main(["train", *args, "-o", str(output), "--max-steps", "1", "--no-progress"])
+        error = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(error) == 1 and error[0].startswith("error: ") and message in error[0], error
+        assert not output.exists()
+    # a checkpoint of another configuration
+    code = main(["train", train_file, "-o", str(base), "--max-steps", "2", *TINY, "--projection-dim", "4"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "was made with a different config (options: checkpoint" in error[-1]

@@ -24,6 +24,7 @@ from flair_elmo_modes.training.data import SPECIAL_TOKENS, EncodedCorpus, Vocabu
 from flair_elmo_modes.training.export import write_json
 from flair_elmo_modes.training.lm import BiLanguageModel
 from tests.helpers import TINY_OPTIONS
+from tests.training.conftest import write_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -332,3 +333,131 @@ def test_check_stops_training_between_steps_and_keeps_the_last_checkpoint(
     # the rename of the step-8 checkpoint: that one is not renamed into place, the step-4 one stays
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["progress"]["step"] == 4
     assert sorted(path.name for path in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def three_shards(directory: Path) -> str:
+    """The test corpus as three shards, named by a glob."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for k in range(3):
+        write_corpus(directory / f"part-{k}.txt", 100, seed=20 + k)
+    return str(directory / "part-*.txt")
+
+
+def test_a_run_resumed_mid_shard_takes_the_steps_of_an_uninterrupted_one(
+    corpus_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 300 sentences through a 40-sentence buffer: a checkpoint at step 6 lies inside the second shard
+    changes = {"train_files": three_shards(tmp_path / "text"), "shuffle_buffer": 40, "checkpoint_every": 6}
+    changes.update(epochs=2, dropout=0.2, dev_files=())
+    reference = train_bilm(tiny_config(corpus_files, tmp_path / "whole", **changes))
+    interrupted = tiny_config(corpus_files, tmp_path / "resumed", **changes)
+    real_step = trainer_module._train_step
+    seen: list[list[list[str]]] = []
+
+    def failing_step(run, batch):  # type: ignore[no-untyped-def]
+        if len(seen) == 9:
+            raise KeyboardInterrupt
+        seen.append(batch)
+        return real_step(run, batch)
+
+    monkeypatch.setattr(trainer_module, "_train_step", failing_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_bilm(interrupted)
+    assert torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=True)["progress"]["step"] == 6
+    assert {sentence[0] for batch in seen[6:9] for sentence in batch}  # the batches after the checkpoint
+    monkeypatch.setattr(trainer_module, "_train_step", real_step)
+    resumed = train_bilm(interrupted)
+    assert resumed.steps == reference.steps and resumed.shards == 3
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
+    again = torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=True)["model"]
+    for name, value in whole.items():
+        torch.testing.assert_close(again[name], value, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_on_the_cpu(
+    corpus_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str
+) -> None:
+    real_step = trainer_module._train_step
+    losses: list[float] = []
+
+    def recording(run, batch):  # type: ignore[no-untyped-def]
+        nll, count = real_step(run, batch)
+        losses.append(nll / (2 * count))
+        return nll, count
+
+    monkeypatch.setattr(trainer_module, "_train_step", recording)
+    result = train_bilm(tiny_config(corpus_files, tmp_path, precision=precision, epochs=3, lr=1e-2, dev_files=()))
+    assert result.precision == precision and len(losses) == result.steps
+    assert all(math.isfinite(loss) for loss in losses)
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5  # the loss falls
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["model"]["bilm.lstm.weight_hh_l0"].dtype == torch.float32  # autocast keeps float32 weights
+    assert (state["scaler"] != {}) == (precision == "fp16")  # fp16's gradient scaler is checkpointed
+
+
+def test_a_vocabulary_file_sets_the_output_words(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
+    words = (*SPECIAL_TOKENS, "the", "cat", "dog", ".")
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("\n".join(words) + "\n", encoding="utf-8")
+    result = train_bilm(tiny_config(corpus_files, tmp_path / "run", vocab_file=vocab_file, max_steps=2))
+    _, vocab = load_language_model(result.model_dir)
+    assert vocab.words == words and result.vocab_size == len(words)
+
+
+def test_init_from_starts_the_biLM_from_a_model(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
+    base = train_bilm(tiny_config(corpus_files, tmp_path / "base", max_steps=3, dev_files=()))
+    before = load_bilm(base.model_dir / "options.json", base.model_dir / "weights.hdf5").state_dict()
+    # the softmax warm-up leaves the biLM as it was; the new softmax learns
+    domain = tmp_path / "domain.txt"
+    domain.write_text("the red cat ran under a rug .\n" * 50, encoding="utf-8")
+    adapted = train_bilm(
+        tiny_config(
+            corpus_files,
+            tmp_path / "warm",
+            train_files=domain,
+            dev_files=(),
+            options=None,
+            init_from=str(base.model_dir),
+            softmax_warmup_steps=3,
+            max_steps=3,
+        )
+    )
+    after = load_bilm(adapted.model_dir / "options.json", adapted.model_dir / "weights.hdf5").state_dict()
+    for name, value in before.items():
+        torch.testing.assert_close(after[name], value, rtol=0, atol=0, msg=name)
+    assert adapted.vocab_size == len(SPECIAL_TOKENS) + 8  # the domain text's words
+    # after the warm-up the biLM moves too
+    moved = train_bilm(
+        tiny_config(corpus_files, tmp_path / "moved", train_files=domain, dev_files=(), options=None,
+                    init_from=str(base.model_dir), softmax_warmup_steps=1, max_steps=3)
+    )  # fmt: skip
+    state = load_bilm(moved.model_dir / "options.json", moved.model_dir / "weights.hdf5").state_dict()
+    assert max(float((state[n] - before[n]).abs().max()) for n in before) > 1e-4
+    # the export's own vocabulary and softmax, reused
+    reused = train_bilm(
+        tiny_config(corpus_files, tmp_path / "reused", train_files=domain, dev_files=(), options=None,
+                    init_from=str(base.model_dir), reuse_softmax=True, max_steps=2)
+    )  # fmt: skip
+    assert load_language_model(reused.model_dir)[1] == load_language_model(base.model_dir)[1]
+
+
+def test_init_from_refuses_what_is_not_a_model_or_another_architecture(
+    corpus_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    base = train_bilm(tiny_config(corpus_files, tmp_path / "base", max_steps=1, dev_files=()))
+    with pytest.raises(ValueError, match=r"--init-from .*: not a model"):
+        train_bilm(tiny_config(corpus_files, tmp_path / "a", init_from=str(tmp_path / "nothing-here")))
+    with pytest.raises(ValueError, match=r"architecture differs .*cell_dim: given 32, model 24"):
+        other = dataclasses.replace(TINY_OPTIONS, cell_dim=32)
+        train_bilm(tiny_config(corpus_files, tmp_path / "b", options=other, init_from=str(base.model_dir)))
+    (tmp_path / "published").mkdir()
+    (tmp_path / "published" / "options.json").write_bytes((base.model_dir / "options.json").read_bytes())
+    (tmp_path / "published" / "weights.hdf5").write_bytes((base.model_dir / "weights.hdf5").read_bytes())
+    with pytest.raises(ValueError, match=r"--reuse-softmax needs .*lm_head\.hdf5.*published models hold no softmax"):
+        train_bilm(
+            tiny_config(
+                corpus_files, tmp_path / "c", options=None, init_from=str(tmp_path / "published"), reuse_softmax=True
+            )
+        )
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
