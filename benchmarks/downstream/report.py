@@ -14,6 +14,9 @@ from typing import Any
 
 MODES = ("all", "top", "average", "bottom", "mix")
 CONFIGS = ("baseline", *MODES, *(f"baseline+{mode}" for mode in MODES))
+# "mix" with each layer normalised per sentence before mixing (mix_layer_norm=True): on request only.
+EXTRA_MODES = ("mix-ln",)
+KNOWN_CONFIGS = (*CONFIGS, *EXTRA_MODES, *(f"baseline+{mode}" for mode in EXTRA_MODES))
 TASKS = ("pos", "ner")
 RESULT_NAME = "downstream"
 
@@ -56,8 +59,8 @@ def _cell(entry: dict[str, Any] | None, metric: str) -> str:
 
 CONFIG_LABELS = {
     "baseline": "baseline (learned words + chars)",
-    **{mode: f"ELMo {mode}" for mode in MODES},
-    **{f"baseline+{mode}": f"baseline + ELMo {mode}" for mode in MODES},
+    **{mode: f"ELMo {mode}" for mode in (*MODES, *EXTRA_MODES)},
+    **{f"baseline+{mode}": f"baseline + ELMo {mode}" for mode in (*MODES, *EXTRA_MODES)},
 }
 
 

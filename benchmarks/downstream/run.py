@@ -75,6 +75,7 @@ from benchmarks._common import DEFAULT_CACHE
 from benchmarks.downstream.embeddings import BatchedCharacterEmbeddings, char_dictionary
 from benchmarks.downstream.report import (
     CONFIGS,
+    KNOWN_CONFIGS,
     METRICS,
     RESULT_NAME,
     TASKS,
@@ -255,8 +256,13 @@ class SharedElmo:
         self.cache = LayerCache(cache_size)
 
     def embeddings(self, mode: str) -> ELMoEmbeddings:
+        layer_norm = mode == "mix-ln"  # the mix of per-sentence normalised layers
         elmo = ELMoEmbeddings(
-            model=self.model_name, bilm=self.bilm, embedding_type=mode, layer_cache_size=self.cache.max_sentences
+            model=self.model_name,
+            bilm=self.bilm,
+            embedding_type="mix" if layer_norm else mode,
+            mix_layer_norm=layer_norm,
+            layer_cache_size=self.cache.max_sentences,
         )
         elmo.layer_cache = self.cache  # keyed by token texts, checked against the shared biLM's fingerprint
         return elmo
@@ -468,9 +474,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 def parse_configs(text: str) -> tuple[str, ...]:
     configs = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [c for c in configs if c not in CONFIGS]
+    unknown = [c for c in configs if c not in KNOWN_CONFIGS]
     if unknown or not configs:
-        raise argparse.ArgumentTypeError(f"unknown configuration(s) {unknown}; choose from {', '.join(CONFIGS)}")
+        raise argparse.ArgumentTypeError(f"unknown configuration(s) {unknown}; choose from {', '.join(KNOWN_CONFIGS)}")
     return configs
 
 
@@ -493,7 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="POS: whole test files up to this many sentences; NER: cap (default 2000)",
     )
-    parser.add_argument("--configs", type=parse_configs, default=CONFIGS, help="comma list (default: all 11)")
+    parser.add_argument(
+        "--configs",
+        type=parse_configs,
+        default=CONFIGS,
+        help="comma list (default: all 11; also mix-ln, baseline+mix-ln)",
+    )
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="default adam")
     parser.add_argument("--learning-rate", type=float, default=None, help="default 0.005")
     parser.add_argument("--smoke", action="store_true", help="tiny data, 1 epoch, 1 seed, small tagger")

@@ -226,6 +226,7 @@ def _train(config: TrainConfig, check: Callable[[], None], world: World, device:
     checkpoint = None
     if config.resume and checkpoint_path.is_file():
         checkpoint = _load_checkpoint(checkpoint_path, config.model_dict(list(text.shards), start.options), world)
+    _check_same_checkpoint(world, checkpoint, checkpoint_path)
     stats = text.scan(count_words=checkpoint is None and start.vocab is None)
     if checkpoint is not None:
         vocab = Vocabulary(tuple(checkpoint["vocab"]))
@@ -240,6 +241,22 @@ def _train(config: TrainConfig, check: Callable[[], None], world: World, device:
     stopped_by = _train_epochs(run)
     train_loss = _finish(run, stopped_by)
     return _export(run, stopped_by, train_loss)
+
+
+def _check_same_checkpoint(world: World, checkpoint: dict[str, Any] | None, path: Path) -> None:
+    """Every process must resume from the same checkpoint (or none): ``--output`` must be shared.
+
+    Raises:
+        ValueError: processes see different checkpoints.
+    """
+    step = -1 if checkpoint is None else int(checkpoint["progress"]["step"])
+    steps = world.gather(step)
+    if len(set(steps)) > 1:
+        seen = ", ".join(f"rank {rank}: {'none' if s < 0 else f'step {s}'}" for rank, s in enumerate(steps))
+        raise ValueError(
+            f"{path}: the processes see different checkpoints ({seen}); the output directory must be on a "
+            "filesystem that every machine of the run shares"
+        )
 
 
 def _read_dev(config: TrainConfig) -> list[list[str]] | None:

@@ -21,6 +21,7 @@ from flair_elmo_modes.training import (
 )
 from flair_elmo_modes.training import trainer as trainer_module
 from flair_elmo_modes.training.data import SPECIAL_TOKENS, EncodedCorpus, Vocabulary, read_sentences
+from flair_elmo_modes.training.distributed import World
 from flair_elmo_modes.training.export import write_json
 from flair_elmo_modes.training.lm import BiLanguageModel
 from tests.helpers import TINY_OPTIONS
@@ -461,3 +462,13 @@ def test_init_from_refuses_what_is_not_a_model_or_another_architecture(
             )
         )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_processes_that_see_different_checkpoints_are_stopped(tmp_path: Path) -> None:
+    class TwoMachines(World):  # rank 1 is on a machine whose --output holds no checkpoint
+        def gather(self, value: object) -> list[object]:
+            return [value, -1]
+
+    with pytest.raises(ValueError, match=r"different checkpoints \(rank 0: step 12, rank 1: none\).*every machine"):
+        trainer_module._check_same_checkpoint(TwoMachines(0, 2), {"progress": {"step": 12}}, tmp_path / "c.pt")
+    trainer_module._check_same_checkpoint(World(), None, tmp_path / "c.pt")  # one process: nothing to compare
