@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from flair_elmo_modes.atomic import atomic_file, remove_stale_temps
+from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.training import distributed
 from flair_elmo_modes.training.config import SMALL_OPTIONS, TrainConfig
@@ -164,7 +165,8 @@ class _Start:
 
     options: ElmoOptions
     vocab: Vocabulary | None  # None: counted in the training text
-    pretrained: BiLanguageModel | None  # the biLM of init_from (with its softmax when reused)
+    bilm: ElmoBiLm | None  # the biLM of init_from
+    language_model: BiLanguageModel | None  # init_from's biLM and softmax, when the softmax is reused
 
 
 @dataclass
@@ -277,9 +279,9 @@ def _start(config: TrainConfig) -> _Start:
     """
     vocab = Vocabulary.read(config.vocab_file) if config.vocab_file is not None else None
     if config.init_from is None:
-        return _Start(config.options or SMALL_OPTIONS, vocab, None)
-    pretrained, reused_vocab = _load_pretrained(config.init_from, config.reuse_softmax)
-    options = pretrained.bilm.options
+        return _Start(config.options or SMALL_OPTIONS, vocab, None, None)
+    bilm, language_model, reused_vocab = _load_pretrained(config.init_from, config.reuse_softmax)
+    options = bilm.options
     if config.options is not None and config.options != options:
         differing = "; ".join(
             f"{f.name}: given {getattr(config.options, f.name)!r}, model {getattr(options, f.name)!r}"
@@ -287,11 +289,11 @@ def _start(config: TrainConfig) -> _Start:
             if getattr(config.options, f.name) != getattr(options, f.name)
         )
         raise ValueError(f"--init-from {config.init_from}: the architecture differs from the one given ({differing})")
-    return _Start(options, reused_vocab or vocab, pretrained)
+    return _Start(options, reused_vocab or vocab, bilm, language_model)
 
 
-def _load_pretrained(model: str, reuse_softmax: bool) -> tuple[BiLanguageModel, Vocabulary | None]:
-    """The biLM of ``model`` in a :class:`BiLanguageModel` (with its softmax and vocabulary when reused)."""
+def _load_pretrained(model: str, reuse_softmax: bool) -> tuple[ElmoBiLm, BiLanguageModel | None, Vocabulary | None]:
+    """The biLM of ``model``; with ``reuse_softmax`` also its language model and vocabulary."""
     from flair_elmo_modes.bilm.hdf5 import load_bilm
     from flair_elmo_modes.models import resolve_model
 
@@ -306,11 +308,9 @@ def _load_pretrained(model: str, reuse_softmax: bool) -> tuple[BiLanguageModel, 
                 f"--init-from {model}: --reuse-softmax needs {head} (written by flair-elmo train); "
                 "published models hold no softmax"
             )
-        return load_language_model(files.weight_file.parent)
-    bilm = load_bilm(files.options_file, files.weight_file)
-    language_model = BiLanguageModel(bilm.options, vocab_size=4, softmax="full", dropout=0.0)
-    language_model.bilm = bilm
-    return language_model, None
+        language_model, vocab = load_language_model(files.weight_file.parent)
+        return language_model.bilm, language_model, vocab
+    return load_bilm(files.options_file, files.weight_file), None, None
 
 
 def _remove_stale_temps(output_dir: Path) -> None:
@@ -344,15 +344,15 @@ def _build_run(
             len(vocab),
         )
     torch.manual_seed(config.seed)
-    if start.pretrained is not None and config.reuse_softmax:
-        model = start.pretrained
+    if start.language_model is not None:
+        model = start.language_model
         model.dropout = torch.nn.Dropout(config.dropout)
     else:
         model = BiLanguageModel(
             options, len(vocab), config.softmax, config.cutoffs, config.share_softmax, config.dropout
         )
-        if start.pretrained is not None:
-            model.bilm.load_state_dict(start.pretrained.bilm.state_dict())
+        if start.bilm is not None:
+            model.bilm.load_state_dict(start.bilm.state_dict())
     model.to(device)
     if world.rank:  # each process draws its own dropout masks
         torch.manual_seed(config.seed * 1_000_003 + world.rank)
