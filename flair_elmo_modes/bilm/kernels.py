@@ -93,8 +93,10 @@ class TorchKernel:
 
 
 class MklKernel(TorchKernel):
-    """:class:`TorchKernel` in place, with the products of steps of ``mkl.MIN_ROWS`` rows or more
-    against MKL's pre-packed weights (one product per direction); smaller steps take ``bmm``.
+    """:class:`TorchKernel` in place, with the products of steps of ``mkl.MIN_ROWS`` to
+    ``mkl.PACK_ROWS`` rows against MKL's pre-packed weights (one product per direction, padded to
+    ``PACK_ROWS`` rows); other steps take ``bmm``. (More rows would need several packed products
+    per step, each reading the whole packed weight: slower than ``bmm`` at 128 rows.)
 
     The packed copies live in ``lstm.derived`` (rebuilt when a weight changes).
     """
@@ -115,7 +117,7 @@ class MklKernel(TorchKernel):
         self, projected: torch.Tensor, previous: torch.Tensor, memory: torch.Tensor, out: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`TorchKernel.step` in place."""
-        if previous.shape[1] < mkl.MIN_ROWS:
+        if not mkl.MIN_ROWS <= previous.shape[1] <= mkl.PACK_ROWS:
             return super().step(projected, previous, memory, out)
         assert self._cell_outputs is not None and out is not None
         hidden_scratch, cell_scratch = self._scratch

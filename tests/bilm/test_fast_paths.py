@@ -444,8 +444,7 @@ def test_the_mkl_kernel_serves_large_weights_at_many_rows(every_lstm_packs: None
 def test_mkl_steps_are_as_accurate_as_bmm_steps(every_lstm_packs: None) -> None:
     lstm = random_bilm(tiny_options(cell_dim=40, projection_dim=12), seed=13).lstm
     generator = torch.Generator().manual_seed(3)
-    # 70 rows: steps of 70 (two packed chunks and a padded remainder of 6 to mm), 45 (a padded
-    # remainder of 13), 32, 20 (padded) and 11 (bmm) rows
+    # 70 rows: steps of 70 and 45 rows (bmm), 32, 20 (padded to 32: packed) and 11 (bmm) rows
     lengths = torch.tensor([9] * 11 + [7] * 9 + [5] * 12 + [4] * 13 + [2] * 25)[torch.randperm(70, generator=generator)]
     inputs = torch.randn(70, 9, 12, generator=generator)
     with torch.inference_mode():
