@@ -279,6 +279,14 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
+def publish(out: Path, name: str, results: dict[str, Any], markdown: str) -> None:
+    """Write ``<name>.json`` and ``<name>.md`` to ``out``; print the results (no machine facts) and the tables."""
+    write_json(out / f"{name}.json", results)
+    (out / f"{name}.md").write_text(markdown + "\n", encoding="utf-8")
+    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1))
+    print(markdown)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import random
 import statistics
 import time
@@ -37,7 +36,7 @@ from _common import (
     machine_info,
     markdown_table,
     model_files,
-    write_json,
+    publish,
 )
 from corpora import brown_directory, brown_sentences
 
@@ -318,10 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             results["allennlp"] += against_allennlp(name, args, corpus)
     results["machine"]["load_average_at_end"] = load_average()
     text = report(results)
-    write_json(args.out / "shapes.json", results)
-    (args.out / "shapes.md").write_text(text + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1))
-    print(text)
+    publish(args.out, "shapes", results, text)
     return 0
 
 

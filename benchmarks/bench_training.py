@@ -16,6 +16,7 @@ Prints JSON and markdown tables; writes ``results/training.json`` and ``results/
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -25,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import CONFIGS, DEFAULT_CACHE, RESULTS, log, machine_info, markdown_table, nominal_flops, write_json
+from _common import CONFIGS, DEFAULT_CACHE, RESULTS, log, machine_info, markdown_table, nominal_flops, publish
 
 from flair_elmo_modes.training.lm import BiLanguageModel
 
@@ -53,12 +54,12 @@ def synthetic_corpus(directory: Path, tokens: int, seed: int = 0, vocabulary: in
     directory.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     words = [f"w{i}" for i in range(vocabulary)]
-    weights = [1.0 / (rank + 1) for rank in range(vocabulary)]
+    cumulative = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(vocabulary)))
     written, shard = 0, 0
     while written < tokens:
         lines, in_shard = [], 0
         while in_shard < 1_000_000 and written + in_shard < tokens:
-            sentence = rng.choices(words, weights, k=rng.randint(5, 40))
+            sentence = rng.choices(words, cum_weights=cumulative, k=rng.randint(5, 40))
             lines.append(" ".join(sentence))
             in_shard += len(sentence)
         (directory / f"train-{shard:04d}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -193,10 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             results["scaling"] = scaling(args, Path(work))
     results["estimate"] = estimate(args.vocab_size, args.tokens_per_gpu_step, 20)
     text = report(results)
-    write_json(args.out / "training.json", results)
-    (args.out / "training.md").write_text(text + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1))
-    print(text)
+    publish(args.out, "training", results, text)
     return 0
 
 

@@ -18,7 +18,8 @@ from flair.embeddings import CharacterEmbeddings
 from benchmarks import corpora
 from benchmarks.downstream import report, run
 from benchmarks.downstream.embeddings import BatchedCharacterEmbeddings, char_dictionary
-from tests.helpers import write_random_model
+from flair_elmo_modes.bilm.model import ElmoBiLm
+from tests.helpers import TINY_OPTIONS, write_random_model
 
 # ----------------------------------------------------------------------------------------------
 # data -> Flair
@@ -152,3 +153,15 @@ def test_smoke_run_writes_the_report(tmp_path: Path, brown_dir: Path, wnut_file:
     assert merged["cache_hits"] == 2 * result["cache_hits"]  # each part counts its own look-ups
     with pytest.raises(ValueError, match="share a task"):
         report.merge_reports([parts[0], parts[0]])
+
+
+def test_mix_ln_is_the_mix_of_normalised_layers_on_request_only() -> None:
+    assert "mix-ln" not in report.CONFIGS  # the default run is the paper's comparison
+    assert run.parse_configs("mix-ln,baseline+mix-ln") == ("mix-ln", "baseline+mix-ln")
+    with pytest.raises(Exception, match="unknown configuration"):
+        run.parse_configs("mix-norm")
+    bilm = ElmoBiLm(TINY_OPTIONS)
+    shared = run.SharedElmo("tiny", bilm, cache_size=0)
+    normalised, plain = shared.embeddings("mix-ln"), shared.embeddings("mix")
+    assert normalised.layer_mode.spec == plain.layer_mode.spec == "mix"
+    assert normalised.mix.layer_norm and not plain.mix.layer_norm

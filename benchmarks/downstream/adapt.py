@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import corpora
-from benchmarks._common import DEFAULT_CACHE, RESULTS, machine_info, markdown_table, write_json
+from benchmarks._common import DEFAULT_CACHE, RESULTS, machine_info, markdown_table, publish
 from flair_elmo_modes.models import SHIPPED_DIR, SHIPPED_MODEL
 from flair_elmo_modes.training import evaluate, load_language_model
 from flair_elmo_modes.training.data import EncodedCorpus
@@ -95,6 +95,7 @@ def taggers(task: str, model: Path, configs: str, label: str, args: argparse.Nam
     command = [sys.executable, "-m", "benchmarks.downstream", "--task", task, "--configs", configs]
     command += ["--seeds", str(args.seeds), "--model", str(model), "--lm-split", str(SHIPPED / "split.json")]
     command += ["--cache-dir", str(args.cache_dir), "--out", str(out), "--threads", str(args.threads)]
+    command += ["--smoke"] if args.smoke else []
     log(f"taggers: {task} {configs} on {label}")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -142,7 +143,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wnut-epochs", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    return parser.parse_args(argv)
+    parser.add_argument("--smoke", action="store_true", help="a quick check of the pipeline: tiny runs throughout")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.brown_minutes, args.wnut_epochs, args.seeds = 0.1, 1, 1
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["ner_probe"] = taggers("ner", SHIPPED, "mix,mix-ln,baseline+mix-ln", "probe", args)
     text = report(results)
-    write_json(args.results / "adaptation.json", results)
-    (args.results / "adaptation.md").write_text(text + "\n", encoding="utf-8")
-    print(text)
+    publish(args.results, "adaptation", results, text)
     return 0
 
 
