@@ -1292,7 +1292,7 @@ def test_train_shows_the_trainer_log_lines_on_stderr_and_quiet_hides_them(
     code, stdout, err = run(capsys, "train", corpus, "-o", out, *flags, "--epochs", "2")
     assert code == 0 and json.loads(stdout)["steps"] == 2
     lines = err.splitlines()
-    assert lines[0].startswith("training text: 40 sentences")
+    assert lines[0].startswith("training text: 1 shard(s), 40 sentences")
     assert [line.split(":")[0] for line in lines[1:3]] == ["epoch 1", "epoch 2"] and "dev_forward=" in lines[1]
     assert lines[3].startswith(f"exported {out / 'model'}") and len(lines) == 4
     code, stdout, err = run(capsys, "train", corpus, "-o", out, *flags, "--epochs", "2")

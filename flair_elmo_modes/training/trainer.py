@@ -337,7 +337,7 @@ def _build_run(
     dev = EncodedCorpus.build(dev_sentences, vocab, max_chars) if dev_sentences is not None else None
     if world.is_main:
         logger.info(
-            "training text: %d shards, %d sentences, %d predictions per direction, vocabulary %d words",
+            "training text: %d shard(s), %d sentences, %d predictions per direction, vocabulary %d words",
             len(text.shards),
             stats.sentences,
             stats.predictions,
