@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import inspect
+import itertools
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -209,17 +211,23 @@ def test_embed_stateful_equals_stateful_embedder(
             np.testing.assert_array_equal(handle[str(i)][()], array)
 
 
+def before_each_batch(monkeypatch: pytest.MonkeyPatch, hook: Callable[[int, list[list[str]]], object]) -> None:
+    """Call ``hook(number, batch)`` before the biLM runner embeds its ``number``-th batch (from 1)."""
+    original = BiLmRunner.run
+    numbers = itertools.count(1)
+
+    def spied(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
+        hook(next(numbers), batch)
+        return original(self, batch)
+
+    monkeypatch.setattr(BiLmRunner, "run", spied)
+
+
 def test_embed_streams_batch_by_batch(
     tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sizes: list[int] = []
-    original = BiLmRunner.run
-
-    def recording(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
-        sizes.append(len(batch))
-        return original(self, batch)
-
-    monkeypatch.setattr(BiLmRunner, "run", recording)
+    before_each_batch(monkeypatch, lambda number, batch: sizes.append(len(batch)))
     source = write_input(tmp_path / "in.txt", [f"s {i}" for i in range(10)])
     assert (
         run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir, "--quiet", "--batch-size", "4")[0]
@@ -236,13 +244,7 @@ def test_embed_sorts_lines_by_length_within_windows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     batches: list[list[int]] = []
-    original = BiLmRunner.run
-
-    def recording(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
-        batches.append([len(tokens) for tokens in batch])
-        return original(self, batch)
-
-    monkeypatch.setattr(BiLmRunner, "run", recording)
+    before_each_batch(monkeypatch, lambda number, batch: batches.append([len(tokens) for tokens in batch]))
     lines = [" ".join(["w"] * n) for n in (5, 1, 4, 2, 6, 3, 7)]
     source = write_input(tmp_path / "in.txt", lines)
     flags = ["--model", model_dir, "--quiet", "--batch-size", "2"]
@@ -524,17 +526,13 @@ def test_embed_cuda_device_without_cuda(tmp_path: Path, model_dir: Path, capsys:
 
 def fail_on_call(monkeypatch: pytest.MonkeyPatch, call: int, error: BaseException, directory: Path) -> None:
     """Make the ``call``-th batch raise ``error``, once the temporary file exists."""
-    original = BiLmRunner.run
-    calls = []
 
-    def failing(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
-        calls.append(1)
-        if len(calls) == call:
+    def failing(number: int, batch: list[list[str]]) -> None:
+        if number == call:
             assert leftovers(directory), "the temporary output should exist by now"
             raise error
-        return original(self, batch)
 
-    monkeypatch.setattr(BiLmRunner, "run", failing)
+    before_each_batch(monkeypatch, failing)
 
 
 @pytest.mark.parametrize(
@@ -570,16 +568,11 @@ def test_embed_sigterm_mid_stream_leaves_nothing(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = BiLmRunner.run
-    calls = []
-
-    def terminated(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
-        calls.append(1)
-        if len(calls) == 2:
+    def terminated(number: int, batch: list[list[str]]) -> None:
+        if number == 2:
             os.kill(os.getpid(), signal.SIGTERM)  # recorded: the run stops after this batch
-        return original(self, batch)
 
-    monkeypatch.setattr(BiLmRunner, "run", terminated)
+    before_each_batch(monkeypatch, terminated)
     before = signal.getsignal(signal.SIGTERM)
     source = write_input(tmp_path / "in.txt", [f"s {i}" for i in range(10)])
     code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--batch-size", "2", "--quiet")
@@ -606,16 +599,14 @@ def test_a_signal_that_arrives_inside_a_destructor_is_not_swallowed(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    original = BiLmRunner.run
-    calls = []
+    calls: list[int] = []
 
-    def collecting(self: BiLmRunner, batch: list[list[str]], grad: bool = False) -> BiLmOutput:
-        calls.append(1)
-        if len(calls) == 2:
+    def collecting(number: int, batch: list[list[str]]) -> None:
+        calls.append(number)
+        if number == 2:
             SignalsWhenCollected()  # collected at once
-        return original(self, batch)
 
-    monkeypatch.setattr(BiLmRunner, "run", collecting)
+    before_each_batch(monkeypatch, collecting)
     source = write_input(tmp_path / "in.txt", [f"s {i}" for i in range(10)])
     code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--batch-size", "2", "--quiet")
     assert code == 128 + signal.SIGTERM  # it used to write the whole output and exit 0
