@@ -27,21 +27,19 @@ class TrainingDataError(ValueError):
 
 
 def read_sentences(path: str | Path) -> list[list[str]]:
-    """Read a text file with one whitespace-tokenized sentence per line; blank lines are skipped.
+    """Read a text file with one whitespace-tokenized sentence per line into memory; blank lines
+    are skipped (a streamed shard's sentences, :func:`~flair_elmo_modes.training.shards.shard_sentences`).
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        TrainingDataError: the file is not UTF-8 or holds no tokens.
+        TrainingDataError: the file is not UTF-8 (naming the line) or holds no tokens.
     """
+    from flair_elmo_modes.training.shards import shard_sentences  # shards builds on this module
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training text not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise TrainingDataError(f"{path}: not UTF-8 text ({error})") from error
-    sentences = [line.split() for line in text.splitlines()]
-    sentences = [sentence for sentence in sentences if sentence]
+    sentences = list(shard_sentences(path))
     if not sentences:
         raise TrainingDataError(f"{path}: no tokens found; expected one whitespace-tokenized sentence per line")
     return sentences

@@ -63,6 +63,9 @@ def shard_sentences(shard: Path, max_tokens: int = 0) -> Iterator[list[str]]:
     """The sentences of one shard, read line by line; blank lines skipped, lines longer than
     ``max_tokens`` split (see :func:`~flair_elmo_modes.training.data.split_long_sentences`).
 
+    Lines are what ``str.splitlines`` makes of the text (``\r``, ``\u2028`` and the other line
+    boundaries included), as for :func:`~flair_elmo_modes.training.data.read_sentences`.
+
     Raises:
         TrainingDataError: the shard cannot be read, or a line is not UTF-8 (naming shard and line).
     """
@@ -79,9 +82,10 @@ def shard_sentences(shard: Path, max_tokens: int = 0) -> Iterator[list[str]]:
                     f"{shard}, line {number}: not UTF-8 (byte {error.start + 1} of the line); "
                     "expected UTF-8 text, one sentence per line"
                 ) from error
-            tokens = line.split()
-            if tokens:
-                yield from split_long_sentences([tokens], max_tokens)
+            for piece in line.splitlines():
+                tokens = piece.split()
+                if tokens:
+                    yield from split_long_sentences([tokens], max_tokens)
 
 
 @dataclass

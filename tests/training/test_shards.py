@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flair_elmo_modes.training.data import SPECIAL_TOKENS, TrainingDataError, Vocabulary
+from flair_elmo_modes.training.data import SPECIAL_TOKENS, TrainingDataError, Vocabulary, read_sentences
 from flair_elmo_modes.training.shards import (
     ShardedText,
     count_batches,
@@ -129,3 +129,11 @@ def test_vocabulary_files_in_the_bilm_tf_format(tmp_path: Path) -> None:
             Vocabulary.read(bad)
     with pytest.raises(FileNotFoundError, match="vocabulary file not found"):
         Vocabulary.read(tmp_path / "none.txt")
+
+
+def test_a_streamed_shard_has_the_lines_of_the_whole_file(tmp_path: Path) -> None:
+    shard = tmp_path / "lines.txt"
+    text = "a b\r\nc\rd e\u2028f\x0cg\n\n  h  \x85i"
+    shard.write_text(text, encoding="utf-8", newline="")
+    expected = [line.split() for line in text.splitlines() if line.split()]
+    assert list(shard_sentences(shard)) == expected == read_sentences(shard)
