@@ -17,6 +17,7 @@ from typing import Any
 
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.cli.errors import CLIError
+from flair_elmo_modes.models import resolve_model
 from flair_elmo_modes.training import distributed
 from flair_elmo_modes.training.config import LR_SCHEDULES, PRECISIONS, SMALL_OPTIONS, TrainConfig
 from flair_elmo_modes.training.export import describe_options
@@ -106,6 +107,8 @@ _ARCHITECTURE: tuple[tuple[str, str, str, type, str], ...] = (
     ("--layers", "layers", "n_layers", int, "LSTM layers per direction"),
     ("--clip", "clip", "cell_clip", float, "cell and projection clip (0: none)"),
 )
+#: The flag that sets each ElmoOptions field.
+_FLAG_OF_FIELD = {name: flag for flag, _, name, _, _ in _ARCHITECTURE} | {"proj_clip": "--clip", "filters": "--filters"}
 
 
 def _defaults() -> dict[str, Any]:
@@ -196,23 +199,22 @@ def _options_from_args(args: argparse.Namespace) -> ElmoOptions | None:
     Raises:
         ValueError: a malformed flag, or a flag that disagrees with the ``--init-from`` model.
     """
-    given = {dest: getattr(args, dest) for _, dest, _, _, _ in _ARCHITECTURE if getattr(args, dest) is not None}
+    replacements = {
+        name: getattr(args, dest) for _, dest, name, _, _ in _ARCHITECTURE if getattr(args, dest) is not None
+    }
+    if "cell_clip" in replacements:  # --clip sets both clips
+        replacements["proj_clip"] = replacements["cell_clip"]
     if args.filters is not None:
-        given["filters"] = _parse_filters(args.filters)
+        replacements["filters"] = _parse_filters(args.filters)
     if args.options:
-        if given:
-            raise ValueError(f"--options gives the architecture: drop {', '.join(sorted(given))}")
-        return ElmoOptions.from_json(args.options)
-    replacements = {name: given[dest] for _, dest, name, _, _ in _ARCHITECTURE if dest in given}
-    if "clip" in given:
-        replacements["proj_clip"] = given["clip"]
-    if "filters" in given:
-        replacements["filters"] = given["filters"]
-    if args.init_from is not None:
         if replacements:
-            _check_against_init(args.init_from, replacements)
-        return None
+            given = sorted({_FLAG_OF_FIELD[name] for name in replacements})
+            raise ValueError(f"--options gives the architecture: drop {', '.join(given)}")
+        return ElmoOptions.from_json(args.options)
     if not replacements:
+        return None
+    if args.init_from is not None:
+        _check_against_init(args.init_from, replacements)
         return None
     options = dataclasses.replace(SMALL_OPTIONS, **replacements)
     ElmoOptions.from_dict(options.to_dict(), source="train arguments")  # the same checks as options.json
@@ -221,15 +223,12 @@ def _options_from_args(args: argparse.Namespace) -> ElmoOptions | None:
 
 def _check_against_init(model: str, replacements: dict[str, Any]) -> None:
     """Size flags given with ``--init-from`` must equal the model's options."""
-    from flair_elmo_modes.models import resolve_model
-
     try:
         options = ElmoOptions.from_json(resolve_model(model).options_file)
     except (ValueError, FileNotFoundError) as error:
         raise ValueError(f"--init-from {model}: not a model ({error})") from error
-    flags = {name: flag for flag, _, name, _, _ in _ARCHITECTURE} | {"proj_clip": "--clip", "filters": "--filters"}
     differing = [
-        f"{flags[name]} {value} vs {getattr(options, name)} in {model}"
+        f"{_FLAG_OF_FIELD[name]} {value} vs {getattr(options, name)} in {model}"
         for name, value in replacements.items()
         if getattr(options, name) != value
     ]

@@ -24,8 +24,10 @@ import torch
 from tqdm import tqdm
 
 from flair_elmo_modes.atomic import atomic_file, remove_stale_temps
+from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
+from flair_elmo_modes.models import resolve_model
 from flair_elmo_modes.training import distributed
 from flair_elmo_modes.training.config import SMALL_OPTIONS, TrainConfig
 from flair_elmo_modes.training.data import (
@@ -294,9 +296,6 @@ def _start(config: TrainConfig) -> _Start:
 
 def _load_pretrained(model: str, reuse_softmax: bool) -> tuple[ElmoBiLm, BiLanguageModel | None, Vocabulary | None]:
     """The biLM of ``model``; with ``reuse_softmax`` also its language model and vocabulary."""
-    from flair_elmo_modes.bilm.hdf5 import load_bilm
-    from flair_elmo_modes.models import resolve_model
-
     try:
         files = resolve_model(model)
     except (ValueError, FileNotFoundError) as error:

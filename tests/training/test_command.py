@@ -54,6 +54,10 @@ def test_bad_arguments_give_clear_errors(corpus_files: tuple[Path, Path], tmp_pa
         command.config_from_args(parse("t.txt", "-o", str(tmp_path), "--filters", "1-4"))
     with pytest.raises(ValueError, match="--cutoffs: expected comma-separated integers"):
         command.config_from_args(parse("t.txt", "-o", str(tmp_path), "--cutoffs", "a,b"))
+    with pytest.raises(ValueError, match="--options gives the architecture: drop --cell-dim, --clip"):
+        command.config_from_args(
+            parse("t.txt", "-o", str(tmp_path), "--options", "o.json", "--clip", "1", "--cell-dim", "8")
+        )
     with pytest.raises(ElmoFileError, match=r"'lstm\.dim' is 0"):
         command.config_from_args(parse("t.txt", "-o", str(tmp_path), "--cell-dim", "0"))
     with pytest.raises(FileNotFoundError, match="training text not found"):
