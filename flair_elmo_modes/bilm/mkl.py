@@ -8,10 +8,10 @@ copy is most of the work: with the weight packed once (``cblas_sgemm_pack``, thr
 GEMM, so it rounds as ``mm`` does (unlike oneDNN's, see :mod:`flair_elmo_modes.bilm.onednn`).
 
 A packed weight serves products of exactly ``PACK_ROWS`` rows; :func:`linear` runs other row counts
-as chunks of ``PACK_ROWS`` rows, pads a remainder of at least ``MIN_ROWS`` rows with zero rows and
-gives a smaller one to ``mm`` (where packing gains nothing). A row's result does not depend on the
-padding rows. The LSTM steps use it for ``MIN_ROWS`` to ``PACK_ROWS`` rows only: each chunk reads
-the whole packed weight, and at 128 rows four chunks were slower than one ``mm``.
+as chunks of ``PACK_ROWS`` rows, the last one padded. A row's result does not depend on the
+padding rows. The LSTM steps use it for ``MIN_ROWS`` to ``PACK_ROWS`` rows only: fewer rows are
+cheaper through ``mm`` than padded to ``PACK_ROWS``, and each chunk reads the whole packed weight
+(at 128 rows four chunks were slower than one ``mm``).
 
 The packed layout takes more memory than the weight (47 MB for a 32 MB weight, at least 8 MB for a
 small one), so only LSTMs whose recurrent weight per direction has ``MIN_RECURRENT_WEIGHT``
@@ -24,7 +24,7 @@ import torch
 
 # Rows the packed weights are laid out for.
 PACK_ROWS = 32
-# Fewer rows than this go to mm: padding them to PACK_ROWS would cost more than it gains.
+# LSTM steps of fewer rows take mm: padding them to PACK_ROWS would cost more than it gains.
 MIN_ROWS = 12
 # Elements of one direction's (4 * cell_dim, projection_dim) recurrent weight from which an LSTM
 # takes packed products ("original": 8.4 M; "medium": 2.1 M; "small": 0.5 M).
@@ -61,10 +61,10 @@ def linear(
     Args:
         inputs: ``(n, in)``.
         packed: from :func:`pack`.
-        weight: the ``(out, in)`` weight itself (for the rows that go to ``mm``).
+        weight: the ``(out, in)`` weight itself (MKL's wrapper wants it beside the packed copy).
         out: ``(n, out)``, written.
         add: ``(n, out)`` added to the product, or None.
-        scratch: ``(PACK_ROWS, in)`` buffer for padding a remainder (allocated when None).
+        scratch: ``(PACK_ROWS, in)`` buffer for padding the last chunk (allocated when None).
 
     Returns:
         ``out``.
@@ -73,13 +73,7 @@ def linear(
     for start in range(0, n, PACK_ROWS):
         end = min(start + PACK_ROWS, n)
         rows = end - start
-        extra = None if add is None else add[start:end]
-        if rows < MIN_ROWS:
-            if extra is None:
-                torch.mm(inputs[start:end], weight.t(), out=out[start:end])
-            else:  # out may be add itself
-                torch.addmm(extra, inputs[start:end], weight.t(), out=out[start:end])
-            continue
+        extra = None if add is None else add[start:end]  # may be out itself
         chunk = inputs[start:end]
         if rows < PACK_ROWS:
             if scratch is None:
