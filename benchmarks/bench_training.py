@@ -75,13 +75,12 @@ def train(
     """One training run; its result.json plus the peak RSS of (each) process."""
     args = [str(corpus / "train-*.txt"), "--output", str(output), "--max-steps", str(steps)]
     args += ["--batch-size", str(batch_size), "--threads", "1", "--no-progress", "--restart", *ARCHITECTURE, *extra]
-    if processes == 1:
-        command = [sys.executable, "-c", RSS_WRAPPER, "train", *args]
-    else:
-        wrapper = output.parent / "rss_wrapper.py"
-        wrapper.write_text(RSS_WRAPPER, encoding="utf-8")
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-        command += [str(wrapper), "train", *args]
+    wrapper = output.parent / "rss_wrapper.py"  # a file: torchrun runs scripts
+    wrapper.write_text(RSS_WRAPPER, encoding="utf-8")
+    command = [sys.executable]
+    if processes > 1:
+        command += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command += [str(wrapper), "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
