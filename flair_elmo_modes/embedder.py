@@ -10,10 +10,8 @@ from typing import IO
 import numpy as np
 import torch
 
-from flair_elmo_modes.bilm.characters import batch_to_ids
-from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
-from flair_elmo_modes.models import DEFAULT_MODEL, ModelFiles, resolve_model
+from flair_elmo_modes.models import DEFAULT_MODEL, ModelFiles, load_model, resolve_model
 from flair_elmo_modes.runner import BiLmRunner, as_token_lists, length_batches, length_sorted_windows
 
 __all__ = ["DEFAULT_BATCH_SIZE", "ElmoEmbedder", "length_batches", "model_files"]
@@ -22,16 +20,23 @@ DEFAULT_BATCH_SIZE = 64
 OUTPUT_FORMATS = ("all", "top", "average")
 
 
-def model_files(options_file: str | Path | None = None, weight_file: str | Path | None = None) -> ModelFiles:
+def model_files(
+    options_file: str | Path | None = None, weight_file: str | Path | None = None, format: str | None = None
+) -> ModelFiles:
     """The files meant by ``ElmoEmbedder``'s two arguments (see :func:`~flair_elmo_modes.models.resolve_model`).
 
     Neither: :data:`~flair_elmo_modes.models.DEFAULT_MODEL` (allennlp 0.9's default files). Both:
     those paths or URLs (downloaded once into flair's cache). ``options_file`` alone: a model
-    name (``"small"``, ``"original"``, ``"en-tiny"``, as ``ELMoEmbeddings`` takes) or a directory.
+    name (``"small"``, ``"original"``, ``"en-tiny"``, as ``ELMoEmbeddings`` takes) or a directory
+    (AllenNLP's or an ELMoForManyLangs model's; ``format`` to insist on one).
 
     Raises:
         ValueError: only ``weight_file``, or ``options_file`` alone names a file, not a model.
     """
+    if format is not None:
+        if weight_file is not None or options_file is None:
+            raise ValueError(f"format={format!r} needs a model directory (or name) as options_file, alone")
+        return resolve_model(options_file, format=format)
     if options_file is None and weight_file is None:
         return resolve_model(DEFAULT_MODEL)
     if options_file is None:
@@ -50,14 +55,17 @@ class ElmoEmbedder:
 
     Args:
         options_file: path or URL of an official ``options.json``, or alone a model name
-            (``"original"``, ``"small"``, ``"en-tiny"``, ...) or directory; neither file:
-            allennlp 0.9's default model (see :func:`model_files`).
+            (``"original"``, ``"small"``, ``"en-tiny"``, ...) or directory (AllenNLP's or an
+            ELMoForManyLangs model's); neither file: allennlp 0.9's default model (see
+            :func:`model_files`).
         weight_file: path or URL of the matching ``weights.hdf5``.
         cuda_device: GPU index, or -1 for the CPU (allennlp's convention).
         stateful: carry the LSTM state of each batch row from one call to the next, as
             AllenNLP does (vectors then depend on earlier batches). The default starts every
             sentence from zero state, so its vectors never depend on its batch.
         bilm: an already built biLM to use instead of the two files.
+        format: ``"allennlp"`` or ``"manylangs"``: read the directory ``options_file`` as that
+            format only (by default told by its files).
 
     Every array has shape ``(n_layers + 1, n_tokens, 2 * projection_dim)``: layer 0 is the
     character encoding repeated for both directions, the others ``[forward; backward]``.
@@ -72,10 +80,10 @@ class ElmoEmbedder:
         cuda_device: int = -1,
         stateful: bool = False,
         bilm: ElmoBiLm | None = None,
+        format: str | None = None,
     ) -> None:
         if bilm is None:
-            files = model_files(options_file, weight_file)
-            bilm = load_bilm(files.options_file, files.weight_file)
+            bilm = load_model(model_files(options_file, weight_file, format))
         device = torch.device("cpu") if cuda_device < 0 else torch.device("cuda", cuda_device)
         self.bilm = bilm.to(device).eval()
         for parameter in self.bilm.parameters():
@@ -106,7 +114,7 @@ class ElmoEmbedder:
             self.bilm.char_encoder.cache_tokens(None)
             return 0
         words = as_token_lists([list(tokens)])[0]
-        char_ids = batch_to_ids([[word] for word in words], self.bilm.options.max_characters_per_token)
+        char_ids = self.bilm.token_ids([[word] for word in words])
         self.bilm.char_encoder.cache_tokens(char_ids[:, 0])  # (n_tokens, max_chars)
         token_cache = self.bilm.char_encoder.token_cache
         return 0 if token_cache is None else len(token_cache)

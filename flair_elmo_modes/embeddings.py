@@ -14,12 +14,12 @@ from flair.embeddings.base import register_embeddings
 from flair.embeddings.token import TokenEmbeddings
 
 from flair_elmo_modes.bilm.derived import apply_and_drop
-from flair_elmo_modes.bilm.hdf5 import load_bilm
+from flair_elmo_modes.bilm.lexicons import Lexicons
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.layer_cache import LayerCache
 from flair_elmo_modes.layers import LayerMode, ModeSpec, ScalarMix, parse_mode, select_layers
-from flair_elmo_modes.models import DEFAULT_MODEL, resolve_model
+from flair_elmo_modes.models import DEFAULT_MODEL, load_model, resolve_model
 from flair_elmo_modes.runner import BiLmRunner
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,9 @@ class ELMoEmbeddings(TokenEmbeddings):
     Args:
         model: a published AllenNLP model ("small", "medium", "original", "original5.5B",
             "pt", "pubmed"; downloaded once into ``flair.cache_root / "embeddings"``), the model
-            shipped with this package ("en-tiny"), or a directory with ``options.json`` and
-            ``weights.hdf5``.
+            shipped with this package ("en-tiny"), a directory with ``options.json`` and
+            ``weights.hdf5``, or an ELMoForManyLangs model directory (``config.json``,
+            ``char.dic``, ``token_embedder.pkl``, ``encoder.pkl``).
         options_file: explicit ``options.json`` (path or URL); needs ``weight_file``.
         weight_file: explicit ``weights.hdf5`` (path or URL); needs ``options_file``.
         embedding_type: how the L + 1 biLM layers become a token vector: ``"all"``
@@ -54,6 +55,9 @@ class ELMoEmbeddings(TokenEmbeddings):
         bilm: an already built biLM instead of model files.
         options: the options dict of the biLM, to rebuild it without files (used by
             :meth:`from_params`; the weights come from the saved state dict).
+        lexicons: with ``options``, an ELMoForManyLangs model's lexicons (as ``to_params`` keeps them).
+        format: ``"allennlp"`` or ``"manylangs"``: read the ``model`` directory as that format
+            only (by default told by its files).
 
     ``self.embedding_type`` stays Flair's ``"word-level"``; the chosen mode is
     ``self.layer_mode``.
@@ -74,6 +78,8 @@ class ELMoEmbeddings(TokenEmbeddings):
         layer_cache_size: int = 0,
         bilm: ElmoBiLm | None = None,
         options: dict[str, Any] | None = None,
+        lexicons: dict[str, Any] | None = None,
+        format: str | None = None,
     ) -> None:
         super().__init__()
         if embedding_type is not None and embedding_mode is not None:
@@ -83,11 +89,13 @@ class ELMoEmbeddings(TokenEmbeddings):
             )
         mode_spec = embedding_type if embedding_type is not None else embedding_mode
         if bilm is None and options is not None:
-            bilm = ElmoBiLm(ElmoOptions.from_dict(options, source="saved ELMoEmbeddings options"))
+            source = "saved ELMoEmbeddings options"
+            saved_lexicons = None if lexicons is None else Lexicons.from_dict(lexicons, source)
+            bilm = ElmoBiLm(ElmoOptions.from_dict(options, source=source), saved_lexicons)
             model_name = str(model)
         elif bilm is None:
-            files = resolve_model(model, options_file, weight_file)
-            bilm = load_bilm(files.options_file, files.weight_file)
+            files = resolve_model(model, options_file, weight_file, format)
+            bilm = load_model(files)
             model_name = files.name
         else:
             model_name = str(model) if model is not None else "custom"
@@ -193,6 +201,7 @@ class ELMoEmbeddings(TokenEmbeddings):
         """Architecture and mode only: no file paths. Weights travel in the state dict."""
         return {
             "options": self.bilm.options.to_dict(),
+            "lexicons": None if self.bilm.lexicons is None else self.bilm.lexicons.to_dict(),
             "model": self.model_name,
             "embedding_type": self.layer_mode.spec,
             "fine_tune": self.fine_tune,

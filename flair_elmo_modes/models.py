@@ -1,5 +1,9 @@
 """Named ELMo models: the published AllenNLP files, the model shipped in this package, local dirs.
 
+Two formats: AllenNLP's (``options.json`` + ``weights.hdf5``, bilm-tf's weights) and
+ELMoForManyLangs' (a directory with ``config.json``, ``char.dic``, ``token_embedder.pkl``,
+``encoder.pkl``; see :mod:`flair_elmo_modes.bilm.manylangs`), told apart by their files.
+
 Published files are downloaded on first use with Flair's ``cached_path`` into
 ``flair.cache_root / "embeddings"``, as Flair's own embeddings do; never at import time.
 Flair is imported only for a download: a file already in the cache is found without it.
@@ -13,7 +17,12 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from flair_elmo_modes.bilm.model import ElmoBiLm
+    from flair_elmo_modes.bilm.options import ElmoOptions
 
 _S3 = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
 _ORIGINAL = "https://allennlp.s3.amazonaws.com/models/elmo/2x4096_512_2048cnn_2xhighway"
@@ -61,6 +70,14 @@ SHIPPED_DIR = Path(__file__).parent / "models"
 OPTIONS_NAME = "options.json"
 WEIGHTS_NAME = "weights.hdf5"
 
+ALLENNLP = "allennlp"
+MANYLANGS = "manylangs"
+#: Model formats: AllenNLP's files, an ELMoForManyLangs directory.
+FORMATS = (ALLENNLP, MANYLANGS)
+# What makes a directory an ELMoForManyLangs model (as bilm.manylangs.MODEL_FILES; not imported
+# from there so that resolving a model needs no torch). Its lexicons are checked when it is read.
+_MANYLANGS_FILES = ("config.json", "token_embedder.pkl", "encoder.pkl")
+
 
 class ModelDownloadError(OSError):
     """A published model could not be downloaded."""
@@ -68,11 +85,42 @@ class ModelDownloadError(OSError):
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """Where a model's two files are, and the name it goes by."""
+    """Where a model's files are, the name it goes by, and its format.
+
+    For ``format == "manylangs"`` ``options_file`` is the directory's ``config.json`` and
+    ``weight_file`` its ``encoder.pkl``; the model is the whole directory (:attr:`directory`).
+    """
 
     name: str
     options_file: Path
     weight_file: Path
+    format: str = ALLENNLP
+
+    @property
+    def directory(self) -> Path:
+        return self.weight_file.parent
+
+
+def load_model(files: ModelFiles) -> ElmoBiLm:
+    """The biLM of ``files``, in either format."""
+    if files.format == MANYLANGS:
+        from flair_elmo_modes.bilm.manylangs import load_manylangs
+
+        return load_manylangs(files.directory)
+    from flair_elmo_modes.bilm.hdf5 import load_bilm
+
+    return load_bilm(files.options_file, files.weight_file)
+
+
+def model_options(files: ModelFiles) -> ElmoOptions:
+    """The architecture of ``files`` without reading the weights."""
+    if files.format == MANYLANGS:
+        from flair_elmo_modes.bilm.manylangs import read_manylangs
+
+        return read_manylangs(files.directory)[0]
+    from flair_elmo_modes.bilm.options import ElmoOptions
+
+    return ElmoOptions.from_json(files.options_file)
 
 
 def shipped_models() -> list[str]:
@@ -130,22 +178,31 @@ def resolve_model(
     model: str | Path | None = DEFAULT_MODEL,
     options_file: str | Path | None = None,
     weight_file: str | Path | None = None,
+    format: str | None = None,
 ) -> ModelFiles:
-    """Find (downloading if needed) the options and weight files of a model.
+    """Find (downloading if needed) the files of a model.
 
     Args:
-        model: a shipped or published model name, or a directory holding ``options.json``
-            and ``weights.hdf5`` (AllenNLP's ``*options.json`` / ``*weights.hdf5`` names work too).
-            Ignored when both files are given: the model is then named after the weight file
-            (or its directory, for a plain ``weights.hdf5``).
+        model: a shipped or published model name, or a directory: AllenNLP's, holding
+            ``options.json`` and ``weights.hdf5`` (AllenNLP's ``*options.json`` / ``*weights.hdf5``
+            names work too), or an ELMoForManyLangs model's (``config.json``, ``char.dic``,
+            ``token_embedder.pkl``, ``encoder.pkl``). Ignored when both files are given: the model
+            is then named after the weight file (or its directory, for a plain ``weights.hdf5``).
         options_file: explicit path or URL of ``options.json``.
         weight_file: explicit path or URL of ``weights.hdf5``.
+        format: ``"allennlp"`` or ``"manylangs"`` to read a directory as that format only (an
+            error names the files it lacks); None tells them apart by their files.
 
     Raises:
-        ValueError: an unknown model name, or only one of the two files given.
-        FileNotFoundError: a local file or directory does not exist.
+        ValueError: an unknown model name or format, or only one of the two files given.
+        FileNotFoundError: a local file or directory does not exist, or a directory is neither
+            format (the message lists the files looked for).
         ModelDownloadError: a published model could not be fetched; names the model and URL.
     """
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"unknown model format {format!r}: expected one of {', '.join(FORMATS)}")
+    if format == MANYLANGS and (options_file is not None or weight_file is not None):
+        raise ValueError("an ELMoForManyLangs model is a directory: pass it as the model, without options/weight files")
     if (options_file is None) != (weight_file is None):
         raise ValueError("give both options_file and weight_file, or neither")
     if options_file is not None and weight_file is not None:
@@ -158,10 +215,10 @@ def resolve_model(
         raise ValueError("no model given: pass a model name, a directory, or options_file and weight_file")
     directory = Path(model)
     if directory.is_dir():  # a local directory wins over a model of the same name
-        return ModelFiles(
-            directory.name, _find_one(directory, "options", ".json"), _find_one(directory, "weights", ".hdf5")
-        )
+        return _directory_files(directory, format)
     name = ALIASES.get(str(model), str(model))
+    if format == MANYLANGS:
+        raise FileNotFoundError(f"ELMoForManyLangs model directory not found: {model}")
     if name in PUBLISHED_MODELS:
         options_url, weights_url = PUBLISHED_MODELS[name]
         return ModelFiles(name, _fetch(options_url, name), _fetch(weights_url, name))
@@ -170,6 +227,30 @@ def resolve_model(
     raise ValueError(
         f"unknown ELMo model {str(model)!r}: expected one of {', '.join(available_models())}, "
         "or a directory holding options.json and weights.hdf5"
+    )
+
+
+def _directory_files(directory: Path, format: str | None) -> ModelFiles:
+    """A local model directory's files, its format told by them unless ``format`` says it."""
+    manylangs_missing = [name for name in _MANYLANGS_FILES if not (directory / name).is_file()]
+    if format == MANYLANGS or (format is None and not manylangs_missing):
+        if manylangs_missing:
+            raise FileNotFoundError(
+                f"{directory}: not an ELMoForManyLangs model directory: missing {', '.join(manylangs_missing)}"
+            )
+        return ModelFiles(directory.name, directory / "config.json", directory / "encoder.pkl", MANYLANGS)
+    allennlp = [
+        sorted(directory.glob(f"*{stem}*{suffix}")) for stem, suffix in (("options", ".json"), ("weights", ".hdf5"))
+    ]
+    if format is None and not all(allennlp):
+        raise FileNotFoundError(
+            f"{directory} is not an ELMo model directory: expected AllenNLP's options.json and weights.hdf5 "
+            f"(or '*options*.json' and '*weights*.hdf5'), or ELMoForManyLangs' {', '.join(_MANYLANGS_FILES)} and "
+            "char.dic "
+            f"(missing {', '.join(manylangs_missing)})"
+        )
+    return ModelFiles(
+        directory.name, _find_one(directory, "options", ".json"), _find_one(directory, "weights", ".hdf5")
     )
 
 

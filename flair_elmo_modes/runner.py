@@ -13,7 +13,6 @@ from typing import TypeVar
 
 import torch
 
-from flair_elmo_modes.bilm.characters import batch_to_ids
 from flair_elmo_modes.bilm.model import BiLmOutput, ElmoBiLm
 from flair_elmo_modes.bilm.state import CarriedState
 
@@ -90,7 +89,7 @@ class BiLmRunner:
             the final state (see :class:`~flair_elmo_modes.bilm.model.BiLmOutput`).
         """
         token_lists = as_token_lists(sentences)
-        char_ids = batch_to_ids(token_lists, self.bilm.options.max_characters_per_token).to(self.device)
+        char_ids = self.bilm.token_ids(token_lists).to(self.device)
         initial = self._carried.initial(len(token_lists)) if self.stateful else None
         if grad and torch.is_grad_enabled():
             output = self.bilm(char_ids, initial)

@@ -47,6 +47,11 @@ def test_explicit_files_and_errors(tmp_path: Path, tiny_model_files) -> None:
         resolve_model(None, options_file=tiny_model_files[0])
     with pytest.raises(FileNotFoundError, match="ELMo file not found"):
         resolve_model(None, tmp_path / "options.json", tmp_path / "weights.hdf5")
+    with pytest.raises(FileNotFoundError, match=r"not an ELMo model directory.*options.json.*char.dic"):
+        resolve_model(tmp_path)
+    (tmp_path / "a_options.json").write_text("{}")
+    (tmp_path / "b_options.json").write_text("{}")
+    (tmp_path / "weights.hdf5").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="expected exactly one"):
         resolve_model(tmp_path)
     with pytest.raises(ValueError, match=r"unknown ELMo model 'nonsense'.*original"):

@@ -8,9 +8,10 @@ from torch import nn
 from flair_elmo_modes.bilm import fast_paths, onednn
 from flair_elmo_modes.bilm.characters import ID_OFFSET, PADDING
 from flair_elmo_modes.bilm.derived import DerivedTensors, apply_and_drop, clear_derived
+from flair_elmo_modes.bilm.lexicons import Lexicons
 from flair_elmo_modes.bilm.options import ElmoOptions
 
-# The id of the slots after a word's end-of-word marker.
+# The id of the slots after a word's end-of-word marker (AllenNLP's byte ids).
 PADDING_ID = PADDING + ID_OFFSET
 
 # Tokens are convolved in groups by their number of real slots (begin-of-word .. end-of-word):
@@ -45,6 +46,13 @@ class Highway(nn.Module):
 class CharacterEncoder(nn.Module):
     """Token vectors from character ids: embedding, convolutions, max-pool, highway, projection.
 
+    Args:
+        options: the architecture.
+        lexicons: an ELMoForManyLangs model's lexicons: then the character ids are theirs (see
+            :mod:`~flair_elmo_modes.bilm.lexicons`), and with a word lexicon each token row ends
+            with a word id whose embedding is put before the highway output, ``[word; chars]``,
+            ahead of the projection (their ``ConvTokenEmbedder``). None: AllenNLP's byte ids.
+
     Two exact shortcuts keep the arithmetic down:
 
     - every distinct token of a batch is encoded once (the batch padding token included), so a
@@ -62,15 +70,19 @@ class CharacterEncoder(nn.Module):
 
     real_slot_groups: tuple[int, ...] = REAL_SLOT_GROUPS
 
-    def __init__(self, options: ElmoOptions) -> None:
+    def __init__(self, options: ElmoOptions, lexicons: Lexicons | None = None) -> None:
         super().__init__()
         self.options = options
-        self.char_embedding = nn.Embedding(options.char_embedding_rows, options.char_embedding_dim, padding_idx=0)
+        rows = options.char_embedding_rows if lexicons is None else lexicons.char_rows
+        self.padding_id = PADDING_ID if lexicons is None else lexicons.padding_id
+        self.char_embedding = nn.Embedding(rows, options.char_embedding_dim, padding_idx=0)
         self.convolutions = nn.ModuleList(
             nn.Conv1d(options.char_embedding_dim, count, kernel_size=width) for width, count in options.filters
         )
         self.highway = Highway(options.n_filters, options.n_highway)
-        self.projection = nn.Linear(options.n_filters, options.projection_dim)
+        word_dim = 0 if lexicons is None else lexicons.word_dim
+        self.word_embedding = None if word_dim == 0 else nn.Embedding(lexicons.word_rows, word_dim, padding_idx=0)
+        self.projection = nn.Linear(word_dim + options.n_filters, options.projection_dim)
         self.activation = torch.tanh if options.activation == "tanh" else torch.relu
         self.derived = DerivedTensors()
         self.token_cache: TokenCache | None = None
@@ -88,13 +100,14 @@ class CharacterEncoder(nn.Module):
         """Encode tokens.
 
         Args:
-            char_ids: ``(batch, timesteps, max_chars)`` int64 character ids.
+            char_ids: ``(batch, timesteps, width)`` int64 ids: ``max_chars`` character ids, then
+                the word id with a word embedding.
 
         Returns:
             ``(batch, timesteps, projection_dim)`` token vectors.
         """
-        batch, timesteps, max_chars = char_ids.shape
-        flat = char_ids.reshape(-1, max_chars)  # (batch * timesteps, max_chars)
+        batch, timesteps, width = char_ids.shape
+        flat = char_ids.reshape(-1, width)  # (batch * timesteps, width)
         if fast_paths.current().allows("distinct_tokens"):
             distinct, inverse = unique_rows(flat)
         else:
@@ -109,8 +122,8 @@ class CharacterEncoder(nn.Module):
         """Keep the vectors of a vocabulary, so that its tokens are not encoded again in each batch.
 
         Args:
-            char_ids: ``(n_tokens, max_chars)`` ids of the tokens to keep (for token strings:
-                ``batch_to_ids([[t] for t in tokens])[:, 0]``), or None to drop the cache.
+            char_ids: ``(n_tokens, width)`` ids of the tokens to keep (for token strings:
+                ``bilm.token_ids([[t] for t in tokens])[:, 0]``), or None to drop the cache.
 
         The vectors are computed when first needed, and again after any change of a weight, the
         dtype or the device. The cache serves only calls that need no gradient; with autograd
@@ -122,8 +135,11 @@ class CharacterEncoder(nn.Module):
         return torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
 
     def encode_distinct(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """``(n_tokens, max_chars)`` ids -> ``(n_tokens, projection_dim)`` vectors, token by token."""
-        features = self.highway(self.activation(self.convolve(char_ids)))  # (n_tokens, n_filters)
+        """``(n_tokens, width)`` ids -> ``(n_tokens, projection_dim)`` vectors, token by token."""
+        max_chars = self.options.max_characters_per_token
+        features = self.highway(self.activation(self.convolve(char_ids[:, :max_chars])))  # (n_tokens, n_filters)
+        if self.word_embedding is not None:
+            features = torch.cat([self.word_embedding(char_ids[:, max_chars]), features], dim=-1)
         weight, bias = self.projection.weight, self.projection.bias
         return onednn.packed_linear(self.derived, "projection", features, weight, bias, [weight])
 
@@ -145,7 +161,7 @@ class CharacterEncoder(nn.Module):
         max_width = max(width for width, _ in self.options.filters)
         positions = torch.arange(1, max_chars + 1, device=char_ids.device)
         # real_slots[i]: 1 + the last slot of token i that is not padding (0 if it has none).
-        real_slots = ((char_ids != PADDING_ID) * positions).amax(dim=1) if n_tokens else positions[:0]
+        real_slots = ((char_ids != self.padding_id) * positions).amax(dim=1) if n_tokens else positions[:0]
         groups = self.real_slot_groups if fast_paths.current().allows("trimmed_windows") else ()
         limits = [limit for limit in groups if limit < max_chars] + [max_chars]
         group = torch.bucketize(real_slots, torch.tensor(limits, device=char_ids.device))  # (n_tokens,)
@@ -153,7 +169,9 @@ class CharacterEncoder(nn.Module):
         group_sizes = torch.bincount(group, minlength=len(limits)).tolist()
         weight, bias = self._stacked_filters()  # (n_filters, char_dim * max_width), (n_filters,)
         widths = torch.tensor([w for w, count in self.options.filters for _ in range(count)], device=char_ids.device)
-        padding = self.char_embedding.weight[PADDING_ID].unsqueeze(-1).expand(-1, max_width)  # (char_dim, max_width)
+        padding = (
+            self.char_embedding.weight[self.padding_id].unsqueeze(-1).expand(-1, max_width)
+        )  # (char_dim, max_width)
         padding_windows = torch.mv(weight, padding.reshape(-1)) + bias  # (n_filters,): a window of padding
         pooled_groups = [
             self._convolve_group(char_ids.index_select(0, rows), limit, weight, bias, widths, padding_windows)
@@ -216,7 +234,7 @@ class TokenCache:
     """Vectors of a fixed set of tokens for :meth:`CharacterEncoder.forward`, looked up by ids.
 
     Args:
-        char_ids: ``(n_tokens, max_chars)`` ids; repeated rows are kept once.
+        char_ids: ``(n_tokens, width)`` ids; repeated rows are kept once.
     """
 
     # Tokens encoded at once when the cache is (re)computed: bounds the memory of a refill.
@@ -224,7 +242,7 @@ class TokenCache:
 
     def __init__(self, char_ids: torch.Tensor) -> None:
         if char_ids.dim() != 2:
-            raise ValueError(f"cache_tokens expects (n_tokens, max_chars) ids, got shape {tuple(char_ids.shape)}")
+            raise ValueError(f"cache_tokens expects (n_tokens, width) ids, got shape {tuple(char_ids.shape)}")
         self.char_ids, _ = unique_rows(char_ids.cpu())
         self.rows = {row.tobytes(): i for i, row in enumerate(self.char_ids.numpy())}
         self._derived = DerivedTensors()
@@ -239,7 +257,7 @@ class TokenCache:
         return len(self.rows)
 
     def encode(self, encoder: CharacterEncoder, distinct: torch.Tensor) -> torch.Tensor:
-        """``(n, max_chars)`` distinct ids -> ``(n, projection_dim)``: cached rows looked up, others encoded."""
+        """``(n, width)`` distinct ids -> ``(n, projection_dim)``: cached rows looked up, others encoded."""
         vectors = self._vectors(encoder)
         found = [self.rows.get(row.tobytes(), -1) for row in distinct.cpu().numpy()]
         hit = torch.tensor([i >= 0 for i in found], device=distinct.device)

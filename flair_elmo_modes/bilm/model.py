@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from flair_elmo_modes.bilm.char_encoder import CharacterEncoder
-from flair_elmo_modes.bilm.characters import BEGIN_OF_SENTENCE, END_OF_SENTENCE, marker_ids
+from flair_elmo_modes.bilm.characters import BEGIN_OF_SENTENCE, END_OF_SENTENCE, batch_to_ids, marker_ids
 from flair_elmo_modes.bilm.derived import track_parameters
+from flair_elmo_modes.bilm.lexicons import BOS, EOS, Lexicons
 from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState
 from flair_elmo_modes.bilm.options import ElmoOptions
 
@@ -34,19 +36,45 @@ class ElmoBiLm(nn.Module):
     """ELMo's bidirectional language model without its softmax.
 
     Built from :class:`ElmoOptions` with freshly initialised weights; load published weights
-    with :func:`flair_elmo_modes.bilm.hdf5.load_bilm`. Stateless: each call starts from
-    ``state`` (zeros by default) and returns the final state instead of keeping it.
+    with :func:`flair_elmo_modes.bilm.hdf5.load_bilm` (AllenNLP's files) or
+    :func:`flair_elmo_modes.bilm.manylangs.load_manylangs` (an ELMoForManyLangs directory).
+    Stateless: each call starts from ``state`` (zeros by default) and returns the final state
+    instead of keeping it.
+
+    Args:
+        options: the architecture.
+        lexicons: an ELMoForManyLangs model's character (and word) lexicons, which then turn
+            tokens into ids (:meth:`token_ids`); None for AllenNLP's UTF-8 byte ids.
     """
 
-    def __init__(self, options: ElmoOptions) -> None:
+    def __init__(self, options: ElmoOptions, lexicons: Lexicons | None = None) -> None:
         super().__init__()
         self.options = options
-        self.char_encoder = CharacterEncoder(options)
+        self.lexicons = lexicons
+        self.char_encoder = CharacterEncoder(options, lexicons)
         self.lstm = BidirectionalLstm(options)
         max_chars = options.max_characters_per_token
-        self.register_buffer("bos_ids", torch.tensor(marker_ids(BEGIN_OF_SENTENCE, max_chars)), persistent=False)
-        self.register_buffer("eos_ids", torch.tensor(marker_ids(END_OF_SENTENCE, max_chars)), persistent=False)
+        if lexicons is None:
+            bos, eos = marker_ids(BEGIN_OF_SENTENCE, max_chars), marker_ids(END_OF_SENTENCE, max_chars)
+        else:
+            bos, eos = lexicons.token_ids(BOS, max_chars), lexicons.token_ids(EOS, max_chars)
+        self.register_buffer("bos_ids", torch.tensor(bos), persistent=False)
+        self.register_buffer("eos_ids", torch.tensor(eos), persistent=False)
         track_parameters(self)  # so that caches see writes through `.data` (see bilm/derived.py)
+
+    @property
+    def input_width(self) -> int:
+        """Ids per token: ``max_characters_per_token``, plus a word id with a word lexicon."""
+        max_chars = self.options.max_characters_per_token
+        return max_chars if self.lexicons is None else self.lexicons.row_width(max_chars)
+
+    def token_ids(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
+        """``(batch, timesteps, input_width)`` int64 ids of tokenized sentences (on the CPU), the
+        input of :meth:`forward`; rows of zeros pad shorter sentences."""
+        max_chars = self.options.max_characters_per_token
+        if self.lexicons is None:
+            return batch_to_ids(sentences, max_chars)
+        return self.lexicons.batch_to_ids(sentences, max_chars)
 
     def clear_caches(self) -> None:
         """Drop every value derived from the weights (they are rebuilt when next needed).
@@ -67,9 +95,8 @@ class ElmoBiLm(nn.Module):
         """Run the biLM on a batch of sentences.
 
         Args:
-            char_ids: ``(batch, timesteps, max_chars)`` ids from
-                :func:`~flair_elmo_modes.bilm.characters.batch_to_ids`, without sentence
-                markers; rows of zeros pad shorter sentences.
+            char_ids: ``(batch, timesteps, input_width)`` ids from :meth:`token_ids`, without
+                sentence markers; rows of zeros pad shorter sentences.
             state: initial LSTM state, rows in batch order; zeros when ``None``.
             keep_boundaries: keep the ``<S>`` and ``</S>`` positions (as language model training
                 needs them).
@@ -81,10 +108,10 @@ class ElmoBiLm(nn.Module):
             ``(n_layers + 1, batch, timesteps + 2, dim)``, row i holding ``<S> w_1 .. w_n </S>``
             then zeros, and a ``(batch, timesteps + 2)`` mask of those positions.
         """
-        if char_ids.dim() != 3 or char_ids.shape[-1] != self.options.max_characters_per_token:
+        if char_ids.dim() != 3 or char_ids.shape[-1] != self.input_width:
             raise ValueError(
-                f"ElmoBiLm expects character ids of shape (batch, timesteps, "
-                f"{self.options.max_characters_per_token}), got {tuple(char_ids.shape)}"
+                f"ElmoBiLm expects character ids of shape (batch, timesteps, {self.input_width}), "
+                f"got {tuple(char_ids.shape)}"
             )
         mask = (char_ids > 0).any(dim=-1)  # (batch, timesteps)
         lengths = mask.sum(dim=-1)
@@ -103,9 +130,9 @@ class ElmoBiLm(nn.Module):
         return BiLmOutput(layers, mask, final_state)
 
     def _add_sentence_markers(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Put ``<S>`` before and ``</S>`` after each sentence: ``(batch, timesteps + 2, max_chars)``."""
-        batch, timesteps, max_chars = char_ids.shape
-        framed = char_ids.new_zeros(batch, timesteps + 2, max_chars)
+        """Put ``<S>`` before and ``</S>`` after each sentence: ``(batch, timesteps + 2, width)``."""
+        batch, timesteps, width = char_ids.shape
+        framed = char_ids.new_zeros(batch, timesteps + 2, width)
         framed[:, 1 : timesteps + 1] = char_ids
         framed[:, 0] = self.bos_ids
         framed[torch.arange(batch, device=char_ids.device), lengths + 1] = self.eos_ids

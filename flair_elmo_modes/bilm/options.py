@@ -86,7 +86,7 @@ class ElmoOptions:
             ElmoFileError: a field is missing or has a wrong type or value (NaN and infinities
                 included); the message names ``source``, the field, its value and what was expected.
         """
-        reader = _FieldReader(raw, source)
+        reader = FieldReader(raw, source)
         filters_raw = reader.get("char_cnn.filters", list)
         if not filters_raw:
             raise ElmoFileError(f"{source}: 'char_cnn.filters' is empty; expected [[width, count], ...]")
@@ -188,7 +188,7 @@ def _too_few_characters(source: str, value: int) -> str:
     )
 
 
-class _FieldReader:
+class FieldReader:
     """Reads dotted fields from the options dict with errors that name the field."""
 
     _MISSING = object()

@@ -6,7 +6,7 @@ import argparse
 
 from flair_elmo_modes import models
 from flair_elmo_modes.cli.errors import UsageError
-from flair_elmo_modes.models import OPTIONS_NAME, PUBLISHED_MODELS, SHIPPED_MODEL, ModelFiles
+from flair_elmo_modes.models import FORMATS, OPTIONS_NAME, PUBLISHED_MODELS, SHIPPED_MODEL, ModelFiles
 
 
 def examples(*lines: str) -> str:
@@ -36,7 +36,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str) -> None:
         "--model",
         metavar="NAME_OR_DIR",
         help=f"a shipped model ({SHIPPED_MODEL}), a published AllenNLP model ({', '.join(PUBLISHED_MODELS)}; "
-        "downloaded once into flair's cache), or a directory with options.json and weights.hdf5",
+        "downloaded once into flair's cache), a directory with options.json and weights.hdf5, or an "
+        "ELMoForManyLangs model directory (config.json, char.dic, token_embedder.pkl, encoder.pkl)",
+    )
+    group.add_argument(
+        "--model-format",
+        choices=FORMATS,
+        help="read the --model directory as this format only (by default told by its files)",
     )
     group.add_argument("--options-file", metavar="F", help="an options.json (path or URL); needs --weight-file")
     group.add_argument("--weight-file", metavar="W", help="a weights.hdf5 (path or URL); needs --options-file")
@@ -55,7 +61,7 @@ def resolve_model_files(args: argparse.Namespace, default: str) -> ModelFiles:
         raise UsageError("give --model or --options-file/--weight-file, not both")
     model = args.model if args.model is not None or options_file is not None else default
     try:
-        return resolve_model(model, options_file, weight_file)
+        return resolve_model(model, options_file, weight_file, getattr(args, "model_format", None))
     except ValueError as error:  # an unknown name
         if model == SHIPPED_MODEL and options_file is None:
             raise UsageError(

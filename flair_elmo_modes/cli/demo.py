@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from flair_elmo_modes.cli.common import examples, resolve_model_files
 from flair_elmo_modes.cli.errors import CLIError
-from flair_elmo_modes.models import SHIPPED_MODEL, ModelFiles
+from flair_elmo_modes.models import SHIPPED_MODEL, ModelFiles, load_model
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,7 +53,7 @@ def demo_results(files: ModelFiles) -> dict[str, Any]:
     from flair_elmo_modes.embedder import ElmoEmbedder
     from flair_elmo_modes.embeddings import ELMoEmbeddings
 
-    embedder = ElmoEmbedder(files.options_file, files.weight_file)
+    embedder = ElmoEmbedder(bilm=load_model(files))
     seed = SEED_SENTENCE.split()
     seed_layers = embedder.embed_sentence(seed)  # (L + 1, T, D)
     cell_tokens = CELL_SENTENCE.split()

@@ -21,7 +21,7 @@ from flair_elmo_modes.cli.errors import CLIError, UsageError
 from flair_elmo_modes.cli.interrupts import Interrupts
 from flair_elmo_modes.cli.progress import Progress
 from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES, EmbedInputError, Line, input_problems
-from flair_elmo_modes.models import DEFAULT_MODEL
+from flair_elmo_modes.models import DEFAULT_MODEL, load_model, model_options
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.options import ElmoOptions
@@ -249,14 +249,13 @@ def read_vocabulary(path: Path) -> list[str]:
 
 
 def _load(args: argparse.Namespace) -> tuple[ElmoEmbedder, LayerMode]:
-    from flair_elmo_modes.bilm.options import ElmoOptions
     from flair_elmo_modes.embedder import ElmoEmbedder
 
     cuda_device = _cuda_device(args.cuda_device)
     vocabulary = read_vocabulary(args.vocab_path) if args.vocab_path is not None else None
     files = resolve_model_files(args, DEFAULT_MODEL)
-    mode = _layer_mode(args, ElmoOptions.from_json(files.options_file))
-    embedder = ElmoEmbedder(files.options_file, files.weight_file, cuda_device=cuda_device, stateful=args.stateful)
+    mode = _layer_mode(args, model_options(files))
+    embedder = ElmoEmbedder(bilm=load_model(files), cuda_device=cuda_device, stateful=args.stateful)
     if vocabulary is not None:
         embedder.cache_tokens(vocabulary)
     return embedder, mode

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from flair_elmo_modes.cli.common import examples
 from flair_elmo_modes.cli.errors import UsageError
-from flair_elmo_modes.models import ALIASES, DEFAULT_MODEL, PUBLISHED_MODELS, WEIGHTS_NAME, cached_location
+from flair_elmo_modes.models import (
+    ALIASES,
+    DEFAULT_MODEL,
+    MANYLANGS,
+    PUBLISHED_MODELS,
+    WEIGHTS_NAME,
+    cached_location,
+)
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.options import ElmoOptions
@@ -138,6 +145,8 @@ def describe_model(spec: str) -> dict[str, Any]:
             files = resolve_model(spec)
             info["model"] = files.name
             info["kind"] = "shipped" if name in shipped_models() else "local"
+            if files.format == MANYLANGS:
+                return _describe_manylangs(info, files.directory)
             options_path, weights_path = files.options_file, files.weight_file
         elif path.is_file():
             info["model"] = str(path)
@@ -158,6 +167,31 @@ def describe_model(spec: str) -> dict[str, Any]:
     info["layer_dim"] = options.output_dim
     info["embedding_length"] = _embedding_lengths(options.n_layers, options.projection_dim)
     info["parameters"] = count_parameters(options)
+    return info
+
+
+def _describe_manylangs(info: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """:func:`describe_model` of an ELMoForManyLangs directory: its configuration, lexicons and weights."""
+    from math import prod
+
+    from flair_elmo_modes.bilm.manylangs import ENCODER_NAME, TOKEN_EMBEDDER_NAME, expected_shapes, read_manylangs
+
+    options, lexicons = read_manylangs(directory)
+    info["kind"] = "local ELMoForManyLangs"
+    info["options_file"] = _file_info(directory / "config.json")
+    info["weight_file"] = _file_info(directory / ENCODER_NAME)
+    info["token_embedder_file"] = _file_info(directory / TOKEN_EMBEDDER_NAME)
+    info["architecture"] = _architecture(options) | {
+        "source": "ELMoForManyLangs config",
+        "char_lexicon": len(lexicons.chars),
+        "word_lexicon": None if lexicons.words is None else len(lexicons.words),
+        "word_dim": lexicons.word_dim,
+    }
+    info["output_layers"] = options.num_output_layers
+    info["layer_dim"] = options.output_dim
+    info["embedding_length"] = _embedding_lengths(options.n_layers, options.projection_dim)
+    token_shapes, encoder_shapes = expected_shapes(options, lexicons)
+    info["parameters"] = sum(prod(shape) for shape in (token_shapes | encoder_shapes).values())
     return info
 
 
@@ -214,6 +248,11 @@ def format_info(info: dict[str, Any]) -> str:
                 f"{arch['activation']}",
             ),
             ("highway layers", str(arch["n_highway"])),
+            *(
+                [("words", f"{arch['word_lexicon']} words, {arch['word_dim']}-dim embeddings")]
+                if arch.get("word_lexicon")
+                else []
+            ),
             (
                 "LSTM",
                 f"{arch['lstm_layers']} layers x 2 directions, {arch['cell_dim']} cells, projection "

@@ -17,7 +17,7 @@ from typing import Any
 
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.cli.errors import CLIError
-from flair_elmo_modes.models import resolve_model
+from flair_elmo_modes.models import ALLENNLP, resolve_model
 from flair_elmo_modes.training import distributed
 from flair_elmo_modes.training.config import LR_SCHEDULES, PRECISIONS, SMALL_OPTIONS, TrainConfig
 from flair_elmo_modes.training.export import describe_options
@@ -224,7 +224,10 @@ def _options_from_args(args: argparse.Namespace) -> ElmoOptions | None:
 def _check_against_init(model: str, replacements: dict[str, Any]) -> None:
     """Size flags given with ``--init-from`` must equal the model's options."""
     try:
-        options = ElmoOptions.from_json(resolve_model(model).options_file)
+        files = resolve_model(model)
+        if files.format != ALLENNLP:
+            raise ValueError("an ELMoForManyLangs model; training starts from AllenNLP-format models only")
+        options = ElmoOptions.from_json(files.options_file)
     except (ValueError, FileNotFoundError) as error:
         raise ValueError(f"--init-from {model}: not a model ({error})") from error
     differing = [

@@ -27,7 +27,7 @@ from flair_elmo_modes.atomic import atomic_file, remove_stale_temps
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
-from flair_elmo_modes.models import resolve_model
+from flair_elmo_modes.models import ALLENNLP, resolve_model
 from flair_elmo_modes.training import distributed
 from flair_elmo_modes.training.config import SMALL_OPTIONS, TrainConfig
 from flair_elmo_modes.training.data import (
@@ -300,6 +300,11 @@ def _load_pretrained(model: str, reuse_softmax: bool) -> tuple[ElmoBiLm, BiLangu
         files = resolve_model(model)
     except (ValueError, FileNotFoundError) as error:
         raise ValueError(f"--init-from {model}: not a model ({error})") from error
+    if files.format != ALLENNLP:
+        raise ValueError(
+            f"--init-from {model}: an ELMoForManyLangs model; training starts from AllenNLP-format models only "
+            "(their byte-level characters)"
+        )
     if reuse_softmax:
         head = files.weight_file.parent / LM_HEAD_NAME
         if not head.is_file():

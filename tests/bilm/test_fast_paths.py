@@ -178,7 +178,7 @@ def test_token_cache_follows_weight_changes_and_is_skipped_by_autograd() -> None
     assert encoder.convolutions[0].weight.grad is not None
     encoder.cache_tokens(None)
     assert encoder.token_cache is None
-    with pytest.raises(ValueError, match="expects \\(n_tokens, max_chars\\) ids"):
+    with pytest.raises(ValueError, match="expects \\(n_tokens, width\\) ids"):
         encoder.cache_tokens(ids)
 
 
