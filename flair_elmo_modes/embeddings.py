@@ -91,7 +91,8 @@ class ELMoEmbeddings(TokenEmbeddings):
         if bilm is None and options is not None:
             source = "saved ELMoEmbeddings options"
             saved_lexicons = None if lexicons is None else Lexicons.from_dict(lexicons, source)
-            bilm = ElmoBiLm(ElmoOptions.from_dict(options, source=source), saved_lexicons)
+            architecture = ElmoOptions.from_dict(options, source=source, byte_ids=saved_lexicons is None)
+            bilm = ElmoBiLm(architecture, saved_lexicons)
             model_name = str(model)
         elif bilm is None:
             files = resolve_model(model, options_file, weight_file, format)

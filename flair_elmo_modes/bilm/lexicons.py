@@ -22,7 +22,7 @@ lexicon every token row has one more column at the end: its word id.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ def read_lexicon(path: str | Path) -> dict[str, int]:
     except UnicodeDecodeError as error:
         raise ElmoFileError(f"{path}: not UTF-8 ({error})") from None
     lexicon: dict[str, int] = {}
-    for number, line in enumerate(text.split("\n"), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):  # their codecs reader splits lines so
         if not line.strip():
             continue  # their reader would fail on it; a trailing newline is the usual case
         fields = line.strip().split("\t")
@@ -79,13 +79,13 @@ class Lexicons:
         chars: character lexicon, token -> id (their ids, unshifted).
         words: word lexicon, or None for a model without word embeddings.
         word_dim: size of the word embedding (0 without one).
-        source: where the lexicons came from, for messages.
+        source: where the lexicons came from, for messages (not compared).
     """
 
     chars: Mapping[str, int]
     words: Mapping[str, int] | None = None
     word_dim: int = 0
-    source: str = "lexicons"
+    source: str = field(default="lexicons", compare=False)
 
     def __post_init__(self) -> None:
         _check_lexicon(self.chars, CHAR_SPECIALS, f"{self.source}: character lexicon")

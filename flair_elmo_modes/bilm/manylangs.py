@@ -20,6 +20,7 @@ token embedder (a plain ``nn.LSTM``) appear in no released configuration and are
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from collections.abc import Mapping
@@ -89,8 +90,11 @@ def read_model_config(directory: str | Path) -> tuple[dict[str, Any], str]:
     )
 
 
-def options_from_config(config: Mapping[str, Any], n_characters: int, source: str) -> tuple[ElmoOptions, int]:
+def options_from_config(config: Mapping[str, Any], source: str) -> tuple[ElmoOptions, int]:
     """Our :class:`ElmoOptions` and the word embedding size of a model configuration.
+
+    ``n_characters`` is the size of ``char.dic`` (which the configuration does not hold):
+    :func:`read_manylangs` fills it in.
 
     Raises:
         ElmoFileError: a field is missing or wrong (named, with its value and what was expected),
@@ -127,7 +131,7 @@ def options_from_config(config: Mapping[str, Any], n_characters: int, source: st
         filters=tuple((width, count) for width, count in filters),
         n_highway=reader.non_negative_int("token_embedder.n_highway"),
         activation=activation,
-        n_characters=n_characters,
+        n_characters=ID_OFFSET,
         max_characters_per_token=reader.positive_int("token_embedder.max_characters_per_token"),
         cell_dim=reader.positive_int("encoder.dim"),
         projection_dim=reader.positive_int("encoder.projection_dim"),
@@ -143,8 +147,9 @@ def read_manylangs(directory: str | Path) -> tuple[ElmoOptions, Lexicons]:
     """The architecture and lexicons of a model directory, without reading its weights."""
     directory = Path(directory)
     config, source = read_model_config(directory)
+    options, word_dim = options_from_config(config, source)
     chars = read_lexicon(directory / CHAR_LEXICON_NAME)
-    options, word_dim = options_from_config(config, len(chars) + ID_OFFSET, source)
+    options = dataclasses.replace(options, n_characters=len(chars) + ID_OFFSET)
     words = read_lexicon(directory / WORD_LEXICON_NAME) if word_dim > 0 else None
     return options, Lexicons(chars, words, word_dim, source=str(directory))
 

@@ -79,8 +79,11 @@ class ElmoOptions:
         return self.n_layers + 1
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], source: str = "options") -> ElmoOptions:
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "options", byte_ids: bool = True) -> ElmoOptions:
         """Parse and validate the JSON structure of ``options.json``.
+
+        ``byte_ids=False`` for a model with its own character lexicon (ELMoForManyLangs): its
+        ``n_characters`` need not cover AllenNLP's 261 byte and marker ids.
 
         Raises:
             ElmoFileError: a field is missing or has a wrong type or value (NaN and infinities
@@ -127,7 +130,7 @@ class ElmoOptions:
                 f"{source}: a filter of width {max_width} is wider than "
                 f"'char_cnn.max_characters_per_token' = {options.max_characters_per_token}"
             )
-        if options.n_characters < 261:
+        if byte_ids and options.n_characters < 261:
             raise ElmoFileError(
                 f"{source}: 'char_cnn.n_characters' is {options.n_characters}; expected >= 261 "
                 "(256 byte values and 5 ELMo markers)"

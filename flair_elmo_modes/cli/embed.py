@@ -28,7 +28,16 @@ if TYPE_CHECKING:
     from flair_elmo_modes.embedder import ElmoEmbedder
     from flair_elmo_modes.layers import LayerMode
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_SORT_BATCHES", "Line", "add_command", "check_input", "read_lines", "run"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_SORT_BATCHES",
+    "Line",
+    "add_command",
+    "add_layer_arguments",
+    "check_input",
+    "read_lines",
+    "run",
+]
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -94,20 +103,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", type=Path, help="text file, one tokenized sentence per line")
     parser.add_argument("output", metavar="OUTPUT", type=Path, help="HDF5 file to write (replaced on success)")
     add_model_arguments(parser, DEFAULT_MODEL)
-    modes = parser.add_argument_group("layers (one of)").add_mutually_exclusive_group()
-    modes.add_argument(
-        "--all", dest="mode", action="store_const", const="all", help="all L + 1 layers: (L + 1, T, D) (default)"
-    )
-    modes.add_argument("--top", dest="mode", action="store_const", const="top", help="the top layer: (T, D)")
-    modes.add_argument(
-        "--average", dest="mode", action="store_const", const="average", help="the mean of all layers: (T, D)"
-    )
-    modes.add_argument(
-        "--layers",
-        type=_layer_list,
-        metavar="LAYERS",
-        help="chosen layers, e.g. 0,2 (0 = characters; negative counts from the top): (len(LAYERS), T, D)",
-    )
+    add_layer_arguments(parser)
     parser.add_argument(
         "--batch-size",
         type=positive_int,
@@ -159,6 +155,24 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         help="accepted for allennlp command lines and ignored (with a warning): there are no plugins",
     )
     parser.set_defaults(func=run, mode=None)
+
+
+def add_layer_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--all`` (default), ``--top``, ``--average`` or ``--layers``: ``args.mode`` and ``args.layers``."""
+    modes = parser.add_argument_group("layers (one of)").add_mutually_exclusive_group()
+    modes.add_argument(
+        "--all", dest="mode", action="store_const", const="all", help="all L + 1 layers: (L + 1, T, D) (default)"
+    )
+    modes.add_argument("--top", dest="mode", action="store_const", const="top", help="the top layer: (T, D)")
+    modes.add_argument(
+        "--average", dest="mode", action="store_const", const="average", help="the mean of all layers: (T, D)"
+    )
+    modes.add_argument(
+        "--layers",
+        type=_layer_list,
+        metavar="LAYERS",
+        help="chosen layers, e.g. 0,2 (0 = characters; negative counts from the top): (len(LAYERS), T, D)",
+    )
 
 
 def read_lines(path: Path) -> Iterator[Line]:
