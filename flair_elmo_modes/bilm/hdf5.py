@@ -169,7 +169,13 @@ def tf_to_state_dict(arrays: dict[str, np.ndarray], options: ElmoOptions) -> dic
 
 
 def state_dict_to_tf(bilm: ElmoBiLm) -> dict[str, np.ndarray]:
-    """The inverse of :func:`tf_to_state_dict`: bilm-tf arrays of a model, float32."""
+    """The inverse of :func:`tf_to_state_dict`: bilm-tf arrays of a model, float32.
+
+    Raises:
+        ElmoFileError: the model reads its own lexicons (ELMoForManyLangs): bilm-tf's format
+            holds byte-level characters only.
+    """
+    _check_byte_level(bilm)
     options = bilm.options
     state = {name: value.detach().to("cpu", torch.float32).numpy() for name, value in bilm.state_dict().items()}
     arrays: dict[str, np.ndarray] = {"char_embed": state["char_encoder.char_embedding.weight"][1:]}
@@ -198,6 +204,14 @@ def state_dict_to_tf(bilm: ElmoBiLm) -> dict[str, np.ndarray]:
             arrays[f"{prefix}/B"] = bias
             arrays[f"{prefix}/W_P_0"] = state[f"lstm.weight_hr_l{k}"][direction].T
     return {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in arrays.items()}
+
+
+def _check_byte_level(bilm: ElmoBiLm) -> None:
+    if bilm.lexicons is not None:
+        raise ElmoFileError(
+            "an ELMoForManyLangs model cannot be written as AllenNLP's weights.hdf5: its characters (and "
+            "words) come from its own lexicons, which that format cannot hold"
+        )
 
 
 def _reorder_gates(values: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
@@ -230,6 +244,7 @@ def write_options(path: str | Path, options: ElmoOptions) -> None:
 
 def save_bilm(directory: str | Path, bilm: ElmoBiLm) -> tuple[Path, Path]:
     """Write ``options.json`` and ``weights.hdf5`` into ``directory`` (created if needed)."""
+    _check_byte_level(bilm)  # before anything is written
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     options_file, weight_file = directory / "options.json", directory / "weights.hdf5"

@@ -15,6 +15,8 @@ import pytest
 import torch
 
 from flair_elmo_modes.bilm.errors import ElmoFileError
+from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.hdf5 import save_bilm
 from flair_elmo_modes.bilm.lexicons import BOS, EOS, Lexicons, read_lexicon
 from flair_elmo_modes.bilm.manylangs import load_manylangs, read_manylangs
 from flair_elmo_modes.embedder import ElmoEmbedder
@@ -37,11 +39,14 @@ def copy_case(case: str, tmp_path: Path) -> Path:
     return target
 
 
+@pytest.mark.parametrize("shortcuts", ["fast paths", "plain"])
 @pytest.mark.parametrize("case", CASES)
-def test_layers_equal_sents2elmo_all_layers(case: str) -> None:
+def test_layers_equal_sents2elmo_all_layers(case: str, shortcuts: str) -> None:
+    """Both ways: the char encoder's shortcuts read their own padding id (its embedding is not zero)."""
     sentences, arrays = golden(case)
     embedder = ElmoEmbedder(str(FIXTURES / case))
-    got = embedder.embed_batch(sentences)
+    with fast_paths(enabled=shortcuts == "fast paths"):
+        got = embedder.embed_batch(sentences)
     for i, layers in enumerate(got):
         assert layers.shape == arrays[f"layers_{i:02d}"].shape  # (L + 1, T, 2 * projection_dim)
         np.testing.assert_allclose(layers, arrays[f"layers_{i:02d}"], rtol=0, atol=1e-5)
@@ -189,6 +194,12 @@ def test_a_config_that_contradicts_the_weights_names_tensor_and_shapes(tmp_path:
         ElmoFileError, match=r"'forward_layer_0\.input_linearity\.weight' has shape \(128, 16\).*\(160, 16\)"
     ):
         load_manylangs(directory)
+
+
+def test_it_is_never_written_as_allennlp_weights(tmp_path: Path) -> None:
+    with pytest.raises(ElmoFileError, match=r"cannot be written as AllenNLP's weights\.hdf5"):
+        save_bilm(tmp_path / "out", load_manylangs(FIXTURES / "char_word"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_unsupported_configurations_are_refused_by_name(tmp_path: Path) -> None:
