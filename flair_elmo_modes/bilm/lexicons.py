@@ -114,13 +114,21 @@ class Lexicons:
         return max_characters + (0 if self.words is None else 1)
 
     def token_ids(self, token: str, max_characters: int) -> list[int]:
-        """The shifted ids of one token: ``row_width(max_characters)`` ints, none of them 0."""
+        """The shifted ids of one token of a sentence: ``row_width(max_characters)`` ints, none 0.
+
+        Cut first (their ``read_list``), then a token spelt ``<bos>``/``<eos>`` is that marker.
+        """
+        if len(token) + 2 > max_characters:
+            token = token[: max_characters - 2]
+        return self.marker_ids(token, max_characters) if token in (BOS, EOS) else self._ids(token, max_characters)
+
+    def marker_ids(self, marker: str, max_characters: int) -> list[int]:
+        """The shifted ids of the sentence marker ``<bos>`` or ``<eos>`` (never cut)."""
+        return self._ids(marker, max_characters, [self.chars[marker]])
+
+    def _ids(self, token: str, max_characters: int, slots: list[int] | None = None) -> list[int]:
         chars = self.chars
-        if token in (BOS, EOS):
-            slots = [chars[token]]
-        else:
-            if len(token) + 2 > max_characters:
-                token = token[: max_characters - 2]
+        if slots is None:
             oov = chars[OOV]
             slots = [chars.get(c, oov) for c in token]
         # Their create_one_batch takes <eow>'s id as begin-of-word and <bow>'s as end-of-word.

@@ -57,7 +57,7 @@ class ElmoBiLm(nn.Module):
         if lexicons is None:
             bos, eos = marker_ids(BEGIN_OF_SENTENCE, max_chars), marker_ids(END_OF_SENTENCE, max_chars)
         else:
-            bos, eos = lexicons.token_ids(BOS, max_chars), lexicons.token_ids(EOS, max_chars)
+            bos, eos = lexicons.marker_ids(BOS, max_chars), lexicons.marker_ids(EOS, max_chars)
         self.register_buffer("bos_ids", torch.tensor(bos), persistent=False)
         self.register_buffer("eos_ids", torch.tensor(eos), persistent=False)
         track_parameters(self)  # so that caches see writes through `.data` (see bilm/derived.py)

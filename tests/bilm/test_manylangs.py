@@ -233,8 +233,11 @@ def test_token_ids_follow_their_rules() -> None:
     assert lexicons.token_ids("abc", 7) == shifted([5, 6, 7, 2, 4, 3, 3, 0])
     # cut to max_characters - 2 = 2 characters, for the word lookup too ("abab" -> "ab")
     assert lexicons.token_ids("abab", 4) == shifted([5, 6, 7, 4, 2])
-    assert lexicons.token_ids(BOS, 5) == shifted([5, 0, 4, 3, 3, 3])
-    assert lexicons.token_ids(EOS, 5) == shifted([5, 1, 4, 3, 3, 0])  # <eos> not a word: <oov>
+    assert lexicons.marker_ids(BOS, 5) == shifted([5, 0, 4, 3, 3, 3])
+    assert lexicons.marker_ids(EOS, 5) == shifted([5, 1, 4, 3, 3, 0])  # <eos> not a word: <oov>
+    assert lexicons.token_ids(BOS, 7) == lexicons.marker_ids(BOS, 7)  # spelt so in the text: the marker
+    # ... after the cut: with 4 slots "<bos>" is the text "<b" (the sentence markers are never cut)
+    assert lexicons.token_ids(BOS, 4) == shifted([5, 2, 7, 4, 0]) and lexicons.marker_ids(BOS, 4)[1] == 1
     ids = lexicons.batch_to_ids([["ab"], []], 5)
     assert ids.shape == (2, 1, 6) and int(ids[1].abs().sum()) == 0
 
