@@ -32,7 +32,7 @@ import torch
 from flair_elmo_modes.bilm.errors import ElmoFileError
 from flair_elmo_modes.bilm.lexicons import ID_OFFSET, Lexicons, read_lexicon
 from flair_elmo_modes.bilm.model import ElmoBiLm
-from flair_elmo_modes.bilm.options import ACTIVATIONS, ElmoOptions, FieldReader
+from flair_elmo_modes.bilm.options import ElmoOptions, FieldReader
 
 CONFIG_NAME = "config.json"
 CHAR_LEXICON_NAME = "char.dic"
@@ -61,6 +61,21 @@ _RELEASED = {
 RELEASED_CONFIGS: dict[str, dict[str, Any]] = {
     "cnn_50_100_512_4096_sample.json": _RELEASED,
     "cnn_0_100_512_4096_sample.json": _RELEASED,
+}
+
+
+#: Where each field of :class:`ElmoOptions` is in their model configuration.
+CONFIG_FIELDS = {
+    "char_embedding_dim": "token_embedder.char_dim",
+    "filters": "token_embedder.filters",
+    "n_highway": "token_embedder.n_highway",
+    "activation": "token_embedder.activation",
+    "max_characters_per_token": "token_embedder.max_characters_per_token",
+    "cell_dim": "encoder.dim",
+    "projection_dim": "encoder.projection_dim",
+    "n_layers": "encoder.n_layers",
+    "cell_clip": "encoder.cell_clip",
+    "proj_clip": "encoder.proj_clip",
 }
 
 
@@ -112,34 +127,11 @@ def options_from_config(config: Mapping[str, Any], source: str) -> tuple[ElmoOpt
         raise ElmoFileError(
             f"{source}: 'token_embedder.name' is {embedder!r}; only 'cnn' (every released model's) is supported"
         )
-    filters = reader.get("token_embedder.filters", list)
-    if not filters or not all(
-        isinstance(pair, (list, tuple))
-        and len(pair) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair)
-        for pair in filters
-    ):
-        raise ElmoFileError(f"{source}: 'token_embedder.filters' is {filters!r}; expected [[width, count], ...]")
-    activation = reader.get("token_embedder.activation", str)
-    if activation not in ACTIVATIONS:
-        raise ElmoFileError(f"{source}: 'token_embedder.activation' is {activation!r}; expected one of {ACTIVATIONS}")
-    char_dim = reader.non_negative_int("token_embedder.char_dim")
-    if char_dim == 0:
+    if reader.non_negative_int("token_embedder.char_dim") == 0:
         raise ElmoFileError(f"{source}: 'token_embedder.char_dim' is 0: word-only models are not supported")
-    options = ElmoOptions(
-        char_embedding_dim=char_dim,
-        filters=tuple((width, count) for width, count in filters),
-        n_highway=reader.non_negative_int("token_embedder.n_highway"),
-        activation=activation,
-        n_characters=ID_OFFSET,
-        max_characters_per_token=reader.positive_int("token_embedder.max_characters_per_token"),
-        cell_dim=reader.positive_int("encoder.dim"),
-        projection_dim=reader.positive_int("encoder.projection_dim"),
-        n_layers=reader.positive_int("encoder.n_layers"),
-        cell_clip=reader.clip("encoder.cell_clip"),
-        proj_clip=reader.clip("encoder.proj_clip"),
-        use_skip_connections=True,  # their ElmobiLm adds each layer's input to its output from layer 1 on
-    )
+    # Their ElmobiLm adds each layer's input to its output from layer 1 on: skip connections.
+    fixed = {"n_characters": ID_OFFSET, "use_skip_connections": True}
+    options = ElmoOptions.from_dict(config, source, byte_ids=False, names=CONFIG_FIELDS, fixed=fixed)
     return options, reader.non_negative_int("token_embedder.word_dim")
 
 

@@ -17,6 +17,23 @@ ACTIVATIONS = ("tanh", "relu")
 MIN_CHARACTERS_PER_TOKEN = 3
 
 
+#: Where each field of :class:`ElmoOptions` is in AllenNLP's ``options.json``.
+OPTIONS_JSON_FIELDS = {
+    "char_embedding_dim": "char_cnn.embedding.dim",
+    "filters": "char_cnn.filters",
+    "n_highway": "char_cnn.n_highway",
+    "activation": "char_cnn.activation",
+    "n_characters": "char_cnn.n_characters",
+    "max_characters_per_token": "char_cnn.max_characters_per_token",
+    "cell_dim": "lstm.dim",
+    "projection_dim": "lstm.projection_dim",
+    "n_layers": "lstm.n_layers",
+    "cell_clip": "lstm.cell_clip",
+    "proj_clip": "lstm.proj_clip",
+    "use_skip_connections": "lstm.use_skip_connections",
+}
+
+
 @dataclass(frozen=True)
 class ElmoOptions:
     """Architecture of an ELMo biLM, as in AllenNLP's ``options.json``.
@@ -79,60 +96,58 @@ class ElmoOptions:
         return self.n_layers + 1
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any], source: str = "options", byte_ids: bool = True) -> ElmoOptions:
-        """Parse and validate the JSON structure of ``options.json``.
+    def from_dict(
+        cls,
+        raw: Mapping[str, Any],
+        source: str = "options",
+        byte_ids: bool = True,
+        names: Mapping[str, str] | None = None,
+        fixed: Mapping[str, Any] | None = None,
+    ) -> ElmoOptions:
+        """Parse and validate the JSON structure of ``options.json`` (or of another format's file).
 
-        ``byte_ids=False`` for a model with its own character lexicon (ELMoForManyLangs): its
-        ``n_characters`` need not cover AllenNLP's 261 byte and marker ids.
+        Args:
+            raw: the parsed JSON.
+            source: the file, for messages.
+            byte_ids: ``n_characters`` must cover AllenNLP's 261 byte and marker ids; False for a
+                model with its own character lexicon (ELMoForManyLangs).
+            names: the dotted name of each field in ``raw``; :data:`OPTIONS_JSON_FIELDS` by default.
+            fixed: fields given instead of read (and absent from ``names``).
 
         Raises:
             ElmoFileError: a field is missing or has a wrong type or value (NaN and infinities
                 included); the message names ``source``, the field, its value and what was expected.
         """
+        names = OPTIONS_JSON_FIELDS if names is None else names
+        values: dict[str, Any] = dict(fixed or {})
         reader = FieldReader(raw, source)
-        filters_raw = reader.get("char_cnn.filters", list)
-        if not filters_raw:
-            raise ElmoFileError(f"{source}: 'char_cnn.filters' is empty; expected [[width, count], ...]")
-        filters = []
-        for i, pair in enumerate(filters_raw):
-            if (
-                not isinstance(pair, (list, tuple))
-                or len(pair) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair)
-            ):
-                raise ElmoFileError(
-                    f"{source}: 'char_cnn.filters[{i}]' is {pair!r}; expected [width, count] of positive ints"
-                )
-            filters.append((pair[0], pair[1]))
-        activation = reader.get("char_cnn.activation", str)
-        if activation not in ACTIVATIONS:
-            raise ElmoFileError(f"{source}: 'char_cnn.activation' is {activation!r}; expected one of {ACTIVATIONS}")
-        max_characters = reader.positive_int("char_cnn.max_characters_per_token", default=50)
-        if max_characters < MIN_CHARACTERS_PER_TOKEN:
-            raise ElmoFileError(_too_few_characters(source, max_characters))
-        options = cls(
-            char_embedding_dim=reader.positive_int("char_cnn.embedding.dim"),
-            filters=tuple(filters),
-            n_highway=reader.non_negative_int("char_cnn.n_highway"),
-            activation=activation,
-            n_characters=reader.positive_int("char_cnn.n_characters"),
-            max_characters_per_token=max_characters,
-            cell_dim=reader.positive_int("lstm.dim"),
-            projection_dim=reader.positive_int("lstm.projection_dim"),
-            n_layers=reader.positive_int("lstm.n_layers"),
-            cell_clip=reader.clip("lstm.cell_clip"),
-            proj_clip=reader.clip("lstm.proj_clip"),
-            use_skip_connections=reader.get("lstm.use_skip_connections", bool, default=True),
-        )
+
+        def read(field: str, parse: Any) -> None:
+            if field not in values:
+                values[field] = parse(names[field])
+
+        read("filters", lambda name: _read_filters(reader, name, source))
+        read("activation", lambda name: _read_activation(reader, name, source))
+        read("max_characters_per_token", lambda name: reader.positive_int(name, default=50))
+        if values["max_characters_per_token"] < MIN_CHARACTERS_PER_TOKEN:
+            name = names.get("max_characters_per_token", "max_characters_per_token")
+            raise ElmoFileError(_too_few_characters(source, values["max_characters_per_token"], name))
+        for field in ("char_embedding_dim", "n_characters", "cell_dim", "projection_dim", "n_layers"):
+            read(field, reader.positive_int)
+        read("n_highway", reader.non_negative_int)
+        read("cell_clip", reader.clip)
+        read("proj_clip", reader.clip)
+        read("use_skip_connections", lambda name: reader.get(name, bool, default=True))
+        options = cls(**values)
         max_width = max(width for width, _ in options.filters)
         if max_width > options.max_characters_per_token:
             raise ElmoFileError(
                 f"{source}: a filter of width {max_width} is wider than "
-                f"'char_cnn.max_characters_per_token' = {options.max_characters_per_token}"
+                f"'{names.get('max_characters_per_token')}' = {options.max_characters_per_token}"
             )
         if byte_ids and options.n_characters < 261:
             raise ElmoFileError(
-                f"{source}: 'char_cnn.n_characters' is {options.n_characters}; expected >= 261 "
+                f"{source}: '{names['n_characters']}' is {options.n_characters}; expected >= 261 "
                 "(256 byte values and 5 ELMo markers)"
             )
         return options
@@ -184,9 +199,30 @@ class ElmoOptions:
         }
 
 
-def _too_few_characters(source: str, value: int) -> str:
+def _read_filters(reader: FieldReader, name: str, source: str) -> tuple[tuple[int, int], ...]:
+    filters_raw = reader.get(name, list)
+    if not filters_raw:
+        raise ElmoFileError(f"{source}: '{name}' is empty; expected [[width, count], ...]")
+    for i, pair in enumerate(filters_raw):
+        if (
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair)
+        ):
+            raise ElmoFileError(f"{source}: '{name}[{i}]' is {pair!r}; expected [width, count] of positive ints")
+    return tuple((pair[0], pair[1]) for pair in filters_raw)
+
+
+def _read_activation(reader: FieldReader, name: str, source: str) -> str:
+    activation = reader.get(name, str)
+    if activation not in ACTIVATIONS:
+        raise ElmoFileError(f"{source}: '{name}' is {activation!r}; expected one of {ACTIVATIONS}")
+    return activation
+
+
+def _too_few_characters(source: str, value: int, name: str = "char_cnn.max_characters_per_token") -> str:
     return (
-        f"{source}: 'char_cnn.max_characters_per_token' is {value}; expected >= {MIN_CHARACTERS_PER_TOKEN} "
+        f"{source}: '{name}' is {value}; expected >= {MIN_CHARACTERS_PER_TOKEN} "
         "(begin-of-word, a character and end-of-word markers)"
     )
 
