@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-from flair_elmo_modes.cli import demo, embed, info, train
+from flair_elmo_modes.cli import demo, embed, embed_corpus, info, train
 from flair_elmo_modes.cli.common import examples
 from flair_elmo_modes.cli.errors import CLIError, Interrupted, report
 from flair_elmo_modes.cli.interrupts import Interrupts
@@ -88,6 +88,7 @@ def build_parser(load_train: bool = False) -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     embed.add_command(commands, common)
+    embed_corpus.add_command(commands, common)
     info.add_command(commands, common)
     demo.add_command(commands, common)
     train.add_command(commands, common, load_train)

@@ -1,0 +1,34 @@
+"""Checks shared by the corpus-job tests: ``flair-elmo embed``'s output as the reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+from flair_elmo_modes.cli import main
+from flair_elmo_modes.models import SHIPPED_MODEL
+
+
+def embed_reference(shard: Path, output: Path, *flags: str) -> Path:
+    """``flair-elmo embed SHARD OUTPUT --model en-tiny FLAGS``: what the corpus job must write for ``shard``."""
+    assert main(["embed", str(shard), str(output), "--model", SHIPPED_MODEL, "--quiet", *flags]) == 0
+    return output
+
+
+def assert_same_file(actual: Path, expected: Path) -> None:
+    """The same datasets with the same dtype, shape and bytes (the JSON index as the same text)."""
+    with h5py.File(actual, "r") as got, h5py.File(expected, "r") as want:
+        assert sorted(got) == sorted(want)
+        for key in want:
+            a, b = got[key][()], want[key][()]
+            assert (a.dtype, a.shape) == (b.dtype, b.shape), key
+            if b.dtype.kind == "O":
+                assert list(a) == list(b), key
+            else:
+                assert a.tobytes() == b.tobytes(), key
+
+
+def temp_files(directory: Path) -> list[str]:
+    """Files an atomic write left behind (``.name.hex.tmp``)."""
+    return sorted(path.name for path in directory.iterdir() if path.name.endswith(".tmp"))
