@@ -1,15 +1,20 @@
 """Tokens/s of ``flair-elmo embed-corpus`` on a local Ray cluster vs single-process ``flair-elmo embed``.
 
 The same shards (``--shards`` files of ``--sentences`` Brown sentences each) are embedded by
-``flair-elmo embed`` shard after shard in this process, with 1 and with all torch threads, and by
-``embed_corpus`` with 1 worker (all CPUs) and with one worker per CPU, on a Ray cluster started
-once beforehand (its start is reported, not timed in the jobs). Every run is timed end to end
-(for the jobs: planning, actor start with the model load, embedding, manifest); median of
-``--repeats``. A job on a one-sentence corpus gives the fixed cost of a job (mostly starting the
-actors: a fresh Python with torch in each), reported on its own.
+``flair-elmo embed`` shard after shard in this process, with 1 and with all torch threads; by as
+many fresh ``flair-elmo embed`` processes at once as there are CPUs (each on its share of the
+shards, 1 thread: what the machine gives independent processes, their start included); and by
+``embed_corpus`` in three layouts: 1 worker of CPUs - 1 (a CPU left to Ray's own processes: the
+driver's streaming executor, its stats and autoscaling actors, the raylet), 1 worker of every CPU,
+and one worker per CPU. The Ray cluster is started once beforehand (its start is reported, not
+timed in the jobs). Every run is timed end to end (for the jobs: planning, actor start with the
+model load, embedding, manifest); median of ``--repeats``. A job on a one-sentence corpus gives
+the fixed cost of a job (mostly starting Ray Data's actors and ours: fresh Pythons, torch in
+ours), reported on its own.
 
 Overhead per worker, for k workers of c CPUs each, against ``flair-elmo embed`` on c threads:
 ``1 - job tokens/s / (k * embed tokens/s)``; "steady" uses the job's time less the fixed cost.
+For k > 1 also against the k processes at once.
 
 Examples:
     python benchmarks/bench_corpus.py
@@ -26,13 +31,15 @@ import logging
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import corpora
 import torch
-from _common import DEFAULT_CACHE, RESULTS, log, machine_info, markdown_table, publish
+from _common import DEFAULT_CACHE, REPO, RESULTS, log, machine_info, markdown_table, publish
 
 from flair_elmo_modes.cli import main as flair_elmo
 from flair_elmo_modes.corpus import EmbedSettings, embed_corpus
@@ -63,14 +70,43 @@ def time_single(shards: list[Path], out: Path, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def time_job(inputs: list[Path], out: Path, workers: int) -> float:
+EMBED_IN_TURN = """
+import sys, torch
+from flair_elmo_modes.cli import main
+torch.set_num_threads(int(sys.argv[1]))
+for shard, output in zip(sys.argv[2::2], sys.argv[3::2]):
+    assert main(["embed", shard, output, "--model", "en-tiny", "--quiet"]) == 0
+"""
+
+
+def time_processes(shards: list[Path], out: Path, processes: int, threads: int) -> float:
+    """Seconds of ``processes`` fresh Python processes running at once, each ``flair-elmo embed`` on
+    every ``processes``-th shard in turn: what the machine gives independent processes, start included."""
+    start = time.perf_counter()
+    running = []
+    for k in range(processes):
+        pairs = [str(part) for shard in shards[k::processes] for part in (shard, out / f"{shard.stem}.hdf5")]
+        running.append(subprocess.Popen([sys.executable, "-c", EMBED_IN_TURN, str(threads), *pairs], cwd=REPO))
+    assert all(process.wait() == 0 for process in running)
+    return time.perf_counter() - start
+
+
+def time_job(inputs: list[Path], out: Path, workers: int, cpus_per_worker: int) -> float:
     """Seconds of one ``embed_corpus`` job into the empty directory ``out``."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    summary = embed_corpus(inputs, out, EmbedSettings(model=SHIPPED_MODEL), workers=workers, progress=False)
+    summary = embed_corpus(
+        inputs, out, EmbedSettings(model=SHIPPED_MODEL), workers=workers, cpus_per_worker=cpus_per_worker,
+        progress=False,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     assert not summary.failed and not summary.skipped
     return seconds
+
+
+def layouts(cpus: int) -> list[tuple[int, int]]:
+    """(workers, CPUs per worker): one worker that leaves Ray a CPU, one with every CPU, one per CPU."""
+    return list(dict.fromkeys([(1, max(1, cpus - 1)), (1, cpus), (cpus, 1)]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,15 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         cluster_start = time.perf_counter() - start
         runs: dict[str, list[float]] = {}
-        plans = [("embed", 1), ("embed", cpus), ("job", 1), ("job", cpus), ("fixed", 1), ("fixed", cpus)]
+        plans = [("embed", 1, threads) for threads in sorted({1, cpus})] + [("processes", cpus, 1)]
+        plans += [(kind, workers, per_worker) for workers, per_worker in layouts(cpus) for kind in ("job", "fixed")]
         for repeat in range(args.repeats):
-            for kind, count in plans:
-                name = f"{kind}-{count}"
+            for kind, count, threads in plans:
+                name = f"{kind}-{count}x{threads}"
                 log(f"repeat {repeat + 1}/{args.repeats}: {name}")
                 if kind == "embed":
-                    seconds = time_single(shards, root / "single", threads=count)
+                    seconds = time_single(shards, root / "single", threads)
+                elif kind == "processes":
+                    seconds = time_processes(shards, root / "single", count, threads)
                 else:
-                    seconds = time_job(shards if kind == "job" else [root / "one.txt"], root / name, workers=count)
+                    inputs = shards if kind == "job" else [root / "one.txt"]
+                    seconds = time_job(inputs, root / name, count, threads)
                 runs.setdefault(name, []).append(seconds)
         ray.shutdown()
     torch.set_num_threads(cpus)
@@ -112,35 +152,40 @@ def main(argv: list[str] | None = None) -> int:
         return tokens / seconds
 
     rows, results = [], []
-    for workers in (1, cpus):
-        per_worker = cpus // workers
-        job, fixed, single = median[f"job-{workers}"], median[f"fixed-{workers}"], median[f"embed-{per_worker}"]
+    for workers, per_worker in layouts(cpus):
+        job, fixed = median[f"job-{workers}x{per_worker}"], median[f"fixed-{workers}x{per_worker}"]
+        single = median[f"embed-1x{per_worker}"]
         overhead = 1 - rate(job) / (workers * rate(single))
         steady = 1 - rate(job - fixed) / (workers * rate(single))
-        results.append(
-            {
-                "workers": workers,
-                "cpus_per_worker": per_worker,
-                "job_seconds": job,
-                "job_tokens_per_s": rate(job),
-                "fixed_job_seconds": fixed,
-                "single_threads": per_worker,
-                "single_tokens_per_s": rate(single),
-                "overhead_per_worker": overhead,
-                "steady_overhead_per_worker": steady,
-            }
-        )
+        result = {
+            "workers": workers,
+            "cpus_per_worker": per_worker,
+            "cpus_left_to_ray": cpus - workers * per_worker,
+            "job_seconds": job,
+            "job_tokens_per_s": rate(job),
+            "fixed_job_seconds": fixed,
+            "single_threads": per_worker,
+            "single_tokens_per_s": rate(single),
+            "overhead_per_worker": overhead,
+            "steady_overhead_per_worker": steady,
+        }
+        processes = median.get(f"processes-{workers}x{per_worker}") if workers > 1 else None
+        if processes is not None:
+            result["processes_tokens_per_s"] = rate(processes)
+            result["overhead_vs_processes"] = 1 - rate(job) / rate(processes)
+        results.append(result)
         rows.append(
             [
-                f"{workers} x {per_worker} CPU",
+                f"{workers} x {per_worker} CPU ({cpus - workers * per_worker} left to Ray)",
                 f"{rate(job):,.0f}",
-                f"{rate(single):,.0f} ({per_worker} thread{'s' if per_worker > 1 else ''})",
+                f"{workers} x {rate(single):,.0f} ({per_worker} thread{'s' if per_worker > 1 else ''})",
                 f"{100 * overhead:.0f}%",
                 f"{fixed:.1f} s",
                 f"{100 * steady:.0f}%",
+                "" if processes is None else f"{rate(processes):,.0f} ({100 * result['overhead_vs_processes']:.0f}%)",
             ]
         )
-    singles = [[f"{threads} thread(s)", f"{rate(median[f'embed-{threads}']):,.0f}"] for threads in sorted({1, cpus})]
+    singles = [[f"{threads} thread(s)", f"{rate(median[f'embed-1x{threads}']):,.0f}"] for threads in sorted({1, cpus})]
     markdown = "\n\n".join(
         [
             f"`flair-elmo embed-corpus` (Ray Data, local cluster of {cpus} CPUs) vs `flair-elmo embed`, en-tiny, "
@@ -150,10 +195,11 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     "workers",
                     "job tokens/s",
-                    "embed tokens/s (same CPUs per process)",
+                    "k x embed tokens/s (same threads, one process)",
                     "overhead per worker",
                     "fixed job cost",
                     "steady overhead",
+                    "k embed processes at once (job's overhead vs them)",
                 ],
                 rows,
             ),
