@@ -386,14 +386,39 @@ def check_round_trip(case_dir: Path) -> None:
         assert all(v.dtype == torch.float32 for v in state.values()), file
 
 
+#: The model config of the released models (``configs/cnn_50_100_512_4096_sample.json`` of the package).
+RELEASED_CONFIG = Path(elmoformanylangs.__file__).parent / "configs" / "cnn_50_100_512_4096_sample.json"
+
+
+def write_released_size_model(model_dir: Path, chars: dict[str, int], words: dict[str, int], seed: int = 0) -> None:
+    """Write a model directory of the released shape (:data:`RELEASED_CONFIG`) into ``model_dir``.
+
+    EFML's own random init (``torch.manual_seed(seed)``, then their ``EmbeddingLayer`` and
+    ``biLM.Model``), saved by their ``save_model``; ``chars`` / ``words`` become char.dic / word.dic
+    (specials included by the caller); the config file is copied in and ``config.json`` names it.
+    """
+    config = json.loads(RELEASED_CONFIG.read_text())
+    torch.manual_seed(seed)
+    model = TrainingModel(
+        config,
+        EmbeddingLayer(config["token_embedder"]["word_dim"], words, fix_emb=False),
+        EmbeddingLayer(config["token_embedder"]["char_dim"], chars, fix_emb=False),
+        len(words),
+    )
+    model.save_model(str(model_dir), False)
+    del model
+    write_lexicon(model_dir / "char.dic", chars)
+    write_lexicon(model_dir / "word.dic", words)
+    shutil.copy(RELEASED_CONFIG, model_dir / RELEASED_CONFIG.name)
+    (model_dir / "config.json").write_text(json.dumps({**TRAIN_ARGS, "config_path": RELEASED_CONFIG.name}))
+
+
 def benchmark(n_sentences: int = 200, n_tokens: int = 25, batch_size: int = 32, threads: int = 2) -> dict[str, Any]:
     """Time ``sents2elmo`` on a released-size model (the package's cnn_50_100_512_4096_sample.json).
 
     Random weights, 2000 characters, 20000 words; sentences of random lowercase words, 25 tokens.
     """
     torch.set_num_threads(threads)
-    package_config = Path(elmoformanylangs.__file__).parent / "configs" / "cnn_50_100_512_4096_sample.json"
-    config = json.loads(package_config.read_text())
     rng = random.Random(7)
     letters = "abcdefghijklmnopqrstuvwxyzäöüéèàçñ"
     sentences = [
@@ -407,20 +432,7 @@ def benchmark(n_sentences: int = 200, n_tokens: int = 25, batch_size: int = 32, 
         chars[special] = len(chars)
     words = {w: i for i, w in enumerate(["<oov>", "<bos>", "<eos>", "<pad>", *[f"w{i}" for i in range(20000)]])}
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp)
-        torch.manual_seed(0)
-        model = TrainingModel(
-            config,
-            EmbeddingLayer(config["token_embedder"]["word_dim"], words, fix_emb=False),
-            EmbeddingLayer(config["token_embedder"]["char_dim"], chars, fix_emb=False),
-            len(words),
-        )
-        model.save_model(tmp, False)
-        del model
-        write_lexicon(model_dir / "char.dic", chars)
-        write_lexicon(model_dir / "word.dic", words)
-        shutil.copy(package_config, model_dir / package_config.name)
-        (model_dir / "config.json").write_text(json.dumps({**TRAIN_ARGS, "config_path": package_config.name}))
+        write_released_size_model(Path(tmp), chars, words, seed=0)
 
         # --- the snippet quoted in /tmp/brief/efml_facts.md ---
         embedder = Embedder(tmp, batch_size=batch_size)
@@ -434,7 +446,7 @@ def benchmark(n_sentences: int = 200, n_tokens: int = 25, batch_size: int = 32, 
         # --- end of snippet ---
     seconds = float(np.median(runs))
     return {
-        "config": package_config.name,
+        "config": RELEASED_CONFIG.name,
         "threads": threads,
         "batch_size": batch_size,
         "n_sentences": n_sentences,

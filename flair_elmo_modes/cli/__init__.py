@@ -1,4 +1,4 @@
-"""The ``flair-elmo`` command line: ``embed``, ``info``, ``demo`` and ``train``.
+"""The ``flair-elmo`` command line: ``embed``, ``embed-corpus``, ``info``, ``demo`` and ``train``.
 
 This package is the only part of flair_elmo_modes that reads the environment or prints.
 """
