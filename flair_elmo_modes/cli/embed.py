@@ -34,6 +34,7 @@ __all__ = [
     "Line",
     "add_command",
     "add_layer_arguments",
+    "add_output_arguments",
     "check_input",
     "read_lines",
     "run",
@@ -104,6 +105,23 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("output", metavar="OUTPUT", type=Path, help="HDF5 file to write (replaced on success)")
     add_model_arguments(parser, DEFAULT_MODEL)
     add_layer_arguments(parser)
+    add_output_arguments(parser, stateful=True)
+    parser.add_argument(
+        "--cuda-device", type=int, default=-1, metavar="N", help="GPU index, -1 for the CPU (default -1)"
+    )
+    parser.add_argument(
+        "--include-package",
+        action="append",
+        default=[],
+        metavar="PACKAGE",
+        help="accepted for allennlp command lines and ignored (with a warning): there are no plugins",
+    )
+    parser.set_defaults(func=run, mode=None)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, stateful: bool) -> None:
+    """The batching, output and progress flags of ``embed`` (and ``embed-corpus``); ``--stateful``
+    only where ``stateful``."""
     parser.add_argument(
         "--batch-size",
         type=positive_int,
@@ -117,19 +135,20 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         "and must not contain '/'); no sentence_to_index",
     )
     parser.add_argument("--forget-sentences", action="store_true", help="do not write sentence_to_index")
-    parser.add_argument(
-        "--stateful",
-        action="store_true",
-        help="carry LSTM state from batch to batch as allennlp does (vectors then depend on batch "
-        "order and size); by default every sentence starts from zero state",
-    )
+    if stateful:
+        parser.add_argument(
+            "--stateful",
+            action="store_true",
+            help="carry LSTM state from batch to batch as allennlp does (vectors then depend on batch "
+            "order and size); by default every sentence starts from zero state",
+        )
     parser.add_argument(
         "--sort-batches",
         type=positive_int,
         default=None,
         metavar="N",
         help="length-aware batching: batch every N * batch-size lines by length; the vectors do not change "
-        f"(default {DEFAULT_SORT_BATCHES}; 1 with --stateful, which cannot sort)",
+        f"(default {DEFAULT_SORT_BATCHES}" + ("; 1 with --stateful, which cannot sort)" if stateful else ")"),
     )
     parser.add_argument(
         "--vocab-path",
@@ -138,23 +157,12 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         help="a vocabulary, one token per line (the first field of each line): its character-CNN vectors "
         "are computed once instead of in every batch; the vectors do not change",
     )
-    parser.add_argument(
-        "--cuda-device", type=int, default=-1, metavar="N", help="GPU index, -1 for the CPU (default -1)"
-    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
     parser.add_argument(
         "--file-friendly-logging",
         action="store_true",
         help="progress as a line every few seconds instead of a bar (no carriage returns: for log files)",
     )
-    parser.add_argument(
-        "--include-package",
-        action="append",
-        default=[],
-        metavar="PACKAGE",
-        help="accepted for allennlp command lines and ignored (with a warning): there are no plugins",
-    )
-    parser.set_defaults(func=run, mode=None)
 
 
 def add_layer_arguments(parser: argparse.ArgumentParser) -> None:

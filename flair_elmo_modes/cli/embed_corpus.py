@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from flair_elmo_modes.cli.common import add_model_arguments, examples, positive_int
-from flair_elmo_modes.cli.embed import DEFAULT_BATCH_SIZE, DEFAULT_SORT_BATCHES, add_layer_arguments
+from flair_elmo_modes.cli.embed import add_layer_arguments, add_output_arguments
 from flair_elmo_modes.cli.interrupts import Interrupts
 from flair_elmo_modes.models import DEFAULT_MODEL
 
@@ -65,31 +65,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("output_dir", metavar="OUTPUT_DIR", type=Path, help="directory of the outputs (created)")
     add_model_arguments(parser, DEFAULT_MODEL)
     add_layer_arguments(parser)
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=DEFAULT_BATCH_SIZE,
-        help=f"sentences per batch (default {DEFAULT_BATCH_SIZE})",
-    )
-    parser.add_argument(
-        "--sort-batches",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help=f"batch every N * batch-size lines by length, as flair-elmo embed (default {DEFAULT_SORT_BATCHES})",
-    )
-    parser.add_argument(
-        "--use-sentence-keys",
-        action="store_true",
-        help="name each dataset by its sentence (distinct sentences, no '/'); no sentence_to_index",
-    )
-    parser.add_argument("--forget-sentences", action="store_true", help="do not write sentence_to_index")
-    parser.add_argument(
-        "--vocab-path",
-        type=Path,
-        metavar="FILE",
-        help="a vocabulary, one token per line: each worker computes its character-CNN vectors once",
-    )
+    add_output_arguments(parser, stateful=False)  # a worker embeds many shards: no state across them
     cluster = parser.add_argument_group("cluster")
     cluster.add_argument("--workers", type=positive_int, default=1, metavar="N", help="Ray actors (default 1)")
     cluster.add_argument(
@@ -117,12 +93,6 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         default=3,
         metavar="K",
         help="a shard whose worker died K times fails instead of being tried again (default 3)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
-    parser.add_argument(
-        "--file-friendly-logging",
-        action="store_true",
-        help="progress as a line every few seconds instead of a bar (no carriage returns: for log files)",
     )
     parser.add_argument("--ray-logs", action="store_true", help="show Ray's own progress bars and logs")
     parser.set_defaults(func=run, mode=None)
