@@ -187,8 +187,9 @@ def test_a_bad_shard_fails_by_name_and_the_good_ones_are_kept_and_resumable(ray_
 @pytest.mark.slow
 def test_the_command_joins_a_running_cluster_and_sigint_stops_it_resumably(ray_cluster: Any, tmp_path: Path) -> None:
     """--address: the command as a second driver on the test's cluster; SIGINT once a small shard is done,
-    while the large one (about 10 s) is still being embedded."""
-    write_corpus(tmp_path / "corpus", (2000, 20, 20))
+    while the large one is still being embedded (about 80 s of work: more than any worker's start, which
+    in a fresh venv compiles every module first; the job stops at the SIGINT, not after it)."""
+    write_corpus(tmp_path / "corpus", (20000, 20, 20))
     out = tmp_path / "out"
     address = ray_cluster.get_runtime_context().gcs_address
     command = [sys.executable, "-m", "flair_elmo_modes", "embed-corpus", str(tmp_path / "corpus"), str(out)]
