@@ -22,7 +22,7 @@ from flair_elmo_modes.training import distributed
 from flair_elmo_modes.training.config import LR_SCHEDULES, PRECISIONS, SMALL_OPTIONS, TrainConfig
 from flair_elmo_modes.training.export import describe_options
 from flair_elmo_modes.training.lm import SOFTMAX_KINDS
-from flair_elmo_modes.training.trainer import train_bilm
+from flair_elmo_modes.training.trainer import NOT_TRAINABLE, train_bilm
 
 logger = logging.getLogger(__name__)
 
@@ -225,8 +225,11 @@ def _check_against_init(model: str, replacements: dict[str, Any]) -> None:
     """Size flags given with ``--init-from`` must equal the model's options."""
     try:
         files = resolve_model(model)
-        if files.format != ALLENNLP:
-            raise ValueError("an ELMoForManyLangs model; training starts from AllenNLP-format models only")
+    except (ValueError, FileNotFoundError) as error:
+        raise ValueError(f"--init-from {model}: not a model ({error})") from error
+    if files.format != ALLENNLP:
+        raise ValueError(f"--init-from {model}: {NOT_TRAINABLE}")
+    try:
         options = ElmoOptions.from_json(files.options_file)
     except (ValueError, FileNotFoundError) as error:
         raise ValueError(f"--init-from {model}: not a model ({error})") from error

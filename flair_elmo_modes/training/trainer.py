@@ -294,6 +294,13 @@ def _start(config: TrainConfig) -> _Start:
     return _Start(options, reused_vocab or vocab, bilm, language_model)
 
 
+#: Why ``--init-from`` refuses an ELMoForManyLangs model.
+NOT_TRAINABLE = (
+    "an ELMoForManyLangs model; training starts from AllenNLP-format models only (byte-level characters, "
+    "no word vectors)"
+)
+
+
 def _load_pretrained(model: str, reuse_softmax: bool) -> tuple[ElmoBiLm, BiLanguageModel | None, Vocabulary | None]:
     """The biLM of ``model``; with ``reuse_softmax`` also its language model and vocabulary."""
     try:
@@ -301,10 +308,7 @@ def _load_pretrained(model: str, reuse_softmax: bool) -> tuple[ElmoBiLm, BiLangu
     except (ValueError, FileNotFoundError) as error:
         raise ValueError(f"--init-from {model}: not a model ({error})") from error
     if files.format != ALLENNLP:
-        raise ValueError(
-            f"--init-from {model}: an ELMoForManyLangs model; training starts from AllenNLP-format models only "
-            "(their byte-level characters)"
-        )
+        raise ValueError(f"--init-from {model}: {NOT_TRAINABLE}")
     if reuse_softmax:
         head = files.weight_file.parent / LM_HEAD_NAME
         if not head.is_file():

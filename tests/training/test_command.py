@@ -18,6 +18,7 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
+EFML = Path(__file__).parent.parent / "fixtures" / "efml" / "char_word"
 TINY = ("--char-dim", "4", "--filters", "1:4,2:8", "--cell-dim", "16", "--projection-dim", "8", "--no-progress")
 
 
@@ -110,6 +111,11 @@ def test_bad_input_is_one_error_line_before_anything_is_written(
         ([str(bad_shard)], "bad.txt, line 3: not UTF-8 (byte 1 of the line)"),
         ([train_file, "--vocab", str(no_specials)], "vocab.txt: the first lines are ['the', 'cat']"),
         ([train_file, "--init-from", str(tmp_path / "nothing")], "--init-from"),
+        ([train_file, "--init-from", str(EFML)], f"--init-from {EFML}: an ELMoForManyLangs model; training starts"),
+        (
+            [train_file, "--init-from", str(EFML), "--cell-dim", "32"],
+            f"--init-from {EFML}: an ELMoForManyLangs model; training starts",
+        ),
         (
             [train_file, "--init-from", str(base / "model"), "--cell-dim", "32"],
             f"--init-from {base / 'model'} fixes the architecture: --cell-dim 32 vs 16",
