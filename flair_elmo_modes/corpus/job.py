@@ -372,10 +372,16 @@ def _run(
 
 
 def _pump(dataset: Any, results: queue.Queue[tuple[str, Any]]) -> None:
-    """Move the dataset's rows (one per shard, as they finish) to ``results``; then ``end`` or ``error``."""
+    """Move the dataset's rows (one per shard, as they finish) to ``results``; then ``end`` or ``error``.
+
+    Without prefetching: ``iter_rows`` (prefetching one block) held a finished shard's row back until
+    the next shard finished, so the manifest lagged behind the files, and an interrupt lost entries.
+    """
     try:
-        for row in dataset.iter_rows():
-            results.put(("row", row))
+        for batch in dataset.iter_batches(batch_size=None, prefetch_batches=0, batch_format="numpy"):
+            columns = list(batch)
+            for values in zip(*(batch[name].tolist() for name in columns), strict=True):  # as Python values
+                results.put(("row", dict(zip(columns, values, strict=True))))
     except BaseException as error:
         results.put(("error", error))
     else:
