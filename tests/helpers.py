@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import io
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,3 +113,10 @@ def full_disk(monkeypatch: pytest.MonkeyPatch, capacity: int, only: Callable[[Pa
         return FullDisk(handle, capacity) if "b" in mode and "+" in mode and chosen else handle
 
     monkeypatch.setattr(atomic, "open", opening, raising=False)
+
+
+def default_signals() -> None:
+    """``preexec_fn`` of a child that is sent signals: a child of a non-interactive shell or of nohup
+    may inherit ignored signals, and Python keeps them ignored."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)

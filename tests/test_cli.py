@@ -28,7 +28,7 @@ from flair_elmo_modes.cli import demo, embed, errors, info, main, train
 from flair_elmo_modes.cli.embed import DEFAULT_SORT_BATCHES
 from flair_elmo_modes.models import ModelDownloadError
 from flair_elmo_modes.runner import BiLmRunner
-from tests.helpers import cache_as_published, full_disk, write_random_model
+from tests.helpers import cache_as_published, default_signals, full_disk, write_random_model
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -909,12 +909,6 @@ def test_train_without_the_training_module(capsys: pytest.CaptureFixture[str], m
 SHIPPED_OPTIONS = models.SHIPPED_DIR / models.SHIPPED_MODEL / "options.json"
 needs_shipped_model = pytest.mark.skipif(not SHIPPED_OPTIONS.is_file(), reason="shipped model not built yet")
 posix_signals = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-
-
-def default_signals() -> None:
-    """A child of a non-interactive shell or of nohup may inherit ignored signals; Python keeps them ignored."""
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
 
 
 def start_cli(*argv: str | Path, **kwargs: object) -> subprocess.Popen[str]:

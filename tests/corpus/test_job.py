@@ -22,6 +22,7 @@ from flair_elmo_modes.corpus.worker import ShardWorker
 from flair_elmo_modes.models import SHIPPED_MODEL
 from tests.corpus.conftest import write_corpus
 from tests.corpus.helpers import assert_same_file, embed_reference, temp_files
+from tests.helpers import default_signals
 
 pytest.importorskip("ray")
 
@@ -198,7 +199,9 @@ def test_the_command_joins_a_running_cluster_and_sigint_stops_it_resumably(ray_c
     command += ["--model", SHIPPED_MODEL, "--workers", "2", "--address", address, "--file-friendly-logging"]
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr_file:
-        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr_file, text=True)
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr_file, text=True, preexec_fn=default_signals
+        )
         deadline = time.monotonic() + 120
         while "embedding: " not in log.read_text() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
