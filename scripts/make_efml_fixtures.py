@@ -1,11 +1,11 @@
 """Write ELMoForManyLangs (EFML) model directories with random weights, and their golden outputs.
 
 The oracle is HIT-SCIR's own code (``elmoformanylangs`` 0.0.4.post2): this script never imports
-``flair_elmo_modes``. It needs the oracle venv (``bash /work/shared/tools/allennlp-oracle-venv.sh DIR``
+``flair_elmo_modes``. It needs the oracle venv (``bash ../shared/tools/allennlp-oracle-venv.sh DIR``
 installs ``elmoformanylangs`` next to AllenNLP). From the repository root::
 
-    /tmp/oracle/bin/python scripts/make_efml_fixtures.py            # (re)write tests/fixtures/efml/
-    /tmp/oracle/bin/python scripts/make_efml_fixtures.py --benchmark  # also time a released-size model
+    ORACLE/bin/python scripts/make_efml_fixtures.py            # (re)write tests/fixtures/efml/
+    ORACLE/bin/python scripts/make_efml_fixtures.py --benchmark  # also time a released-size model
 
 Each case in ``CASES`` becomes ``tests/fixtures/efml/<case>/``, laid out as EFML's training code
 (``python -m elmoformanylangs.biLM train``) leaves a model directory:
