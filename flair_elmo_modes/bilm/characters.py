@@ -8,7 +8,7 @@ id is shifted by +1 so that 0 can pad a batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -58,11 +58,19 @@ def batch_to_ids(sentences: Sequence[Sequence[str]], max_characters: int = MAX_C
         ``(batch, timesteps, max_characters)`` int64 ids; ``timesteps`` is the longest sentence, shorter
         sentences are padded with 0 (as AllenNLP's ``batch_to_ids``).
     """
+    return sentences_to_ids(sentences, max_characters, lambda token: token_to_ids(token, max_characters))
+
+
+def sentences_to_ids(
+    sentences: Sequence[Sequence[str]], width: int, token_ids: Callable[[str], list[int]]
+) -> torch.Tensor:
+    """``(batch, timesteps, width)`` int64 ids of tokenized sentences, ``token_ids`` giving each distinct
+    token's ``width`` ids once per batch; shorter sentences are padded with rows of 0."""
     timesteps = max((len(sentence) for sentence in sentences), default=0)
-    ids = torch.zeros((len(sentences), timesteps, max_characters), dtype=torch.long)
+    ids = torch.zeros((len(sentences), timesteps, width), dtype=torch.long)
     cache: dict[str, list[int]] = {}
     for row, sentence in enumerate(sentences):
         if sentence:
-            rows = [cache[t] if t in cache else cache.setdefault(t, token_to_ids(t, max_characters)) for t in sentence]
+            rows = [cache[t] if t in cache else cache.setdefault(t, token_ids(t)) for t in sentence]
             ids[row, : len(sentence)] = torch.tensor(rows, dtype=torch.long)
     return ids

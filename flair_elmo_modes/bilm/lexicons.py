@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from flair_elmo_modes.bilm.characters import sentences_to_ids
 from flair_elmo_modes.bilm.errors import ElmoFileError
 
 ID_OFFSET = 1
@@ -140,16 +141,7 @@ class Lexicons:
     def batch_to_ids(self, sentences: Sequence[Sequence[str]], max_characters: int) -> torch.Tensor:
         """``(batch, timesteps, row_width)`` int64 ids of tokenized sentences, 0-padded."""
         width = self.row_width(max_characters)
-        timesteps = max((len(sentence) for sentence in sentences), default=0)
-        ids = torch.zeros((len(sentences), timesteps, width), dtype=torch.long)
-        cache: dict[str, list[int]] = {}
-        for row, sentence in enumerate(sentences):
-            if sentence:
-                rows = [
-                    cache[t] if t in cache else cache.setdefault(t, self.token_ids(t, max_characters)) for t in sentence
-                ]
-                ids[row, : len(sentence)] = torch.tensor(rows, dtype=torch.long)
-        return ids
+        return sentences_to_ids(sentences, width, lambda token: self.token_ids(token, max_characters))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready lexicons and word size (for Flair's ``to_params``)."""
