@@ -74,8 +74,8 @@ ALLENNLP = "allennlp"
 MANYLANGS = "manylangs"
 #: Model formats: AllenNLP's files, an ELMoForManyLangs directory.
 FORMATS = (ALLENNLP, MANYLANGS)
-# What makes a directory an ELMoForManyLangs model (as bilm.manylangs.MODEL_FILES; not imported
-# from there so that resolving a model needs no torch). Its lexicons are checked when it is read.
+# What makes a directory an ELMoForManyLangs model (bilm.manylangs reads it; its names are not
+# imported from there so that resolving a model needs no torch). Its lexicons are checked when read.
 _MANYLANGS_FILES = ("config.json", "token_embedder.pkl", "encoder.pkl")
 
 
@@ -246,8 +246,7 @@ def _directory_files(directory: Path, format: str | None) -> ModelFiles:
         raise FileNotFoundError(
             f"{directory} is not an ELMo model directory: expected AllenNLP's options.json and weights.hdf5 "
             f"(or '*options*.json' and '*weights*.hdf5'), or ELMoForManyLangs' {', '.join(_MANYLANGS_FILES)} and "
-            "char.dic "
-            f"(missing {', '.join(manylangs_missing)})"
+            f"char.dic (missing {', '.join(manylangs_missing)})"
         )
     return ModelFiles(
         directory.name, _find_one(directory, "options", ".json"), _find_one(directory, "weights", ".hdf5")

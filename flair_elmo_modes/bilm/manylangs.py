@@ -39,9 +39,6 @@ CHAR_LEXICON_NAME = "char.dic"
 WORD_LEXICON_NAME = "word.dic"
 TOKEN_EMBEDDER_NAME = "token_embedder.pkl"
 ENCODER_NAME = "encoder.pkl"
-#: The files that make a directory an ELMoForManyLangs model; it also needs ``char.dic`` (and
-#: ``word.dic`` with word vectors), checked when it is read.
-MODEL_FILES = (CONFIG_NAME, TOKEN_EMBEDDER_NAME, ENCODER_NAME)
 
 _RELEASED = {
     "encoder": {"name": "elmo", "projection_dim": 512, "cell_clip": 3, "proj_clip": 3, "dim": 4096, "n_layers": 2},
