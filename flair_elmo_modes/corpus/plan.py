@@ -46,9 +46,9 @@ def resolve_corpus(inputs: Sequence[str | Path], output_dir: Path) -> list[Shard
     if not inputs:
         raise UsageError("no input given: expected text files, directories or globs")
     try:
-        paths = resolve_shards(inputs)
+        paths = resolve_shards(inputs, what="input")
     except FileNotFoundError as error:
-        raise UsageError(str(error).replace("training text", "input")) from None
+        raise UsageError(str(error)) from None
     except TrainingDataError as error:
         raise UsageError(str(error)) from None
     shards: dict[str, Shard] = {}

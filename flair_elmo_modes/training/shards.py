@@ -28,18 +28,19 @@ logger = logging.getLogger(__name__)
 LENGTH_POOL_BATCHES = 50
 
 
-def resolve_shards(patterns: Sequence[str | Path]) -> list[Path]:
+def resolve_shards(patterns: Sequence[str | Path], what: str = "training text") -> list[Path]:
     """The shard files of ``patterns``, in order, each once.
 
     A pattern is a file, a directory (its non-hidden files, sorted by name) or a glob such as
-    ``data/train-*.txt`` (``**`` spans directories; matches sorted by name).
+    ``data/train-*.txt`` (``**`` spans directories; matches sorted by name). ``what`` names the
+    text in messages.
 
     Raises:
         FileNotFoundError: a path (not a glob) names nothing.
         TrainingDataError: no pattern, a glob matching no file, or a directory without files.
     """
     if not patterns:
-        raise TrainingDataError("no training text given")
+        raise TrainingDataError(f"no {what} given")
     shards: dict[Path, None] = {}
     for pattern in patterns:
         path = Path(pattern)
@@ -54,7 +55,7 @@ def resolve_shards(patterns: Sequence[str | Path]) -> list[Path]:
             if not found:
                 raise TrainingDataError(f"{pattern}: the pattern matches no file")
         else:
-            raise FileNotFoundError(f"training text not found: {path}")
+            raise FileNotFoundError(f"{what} not found: {path}")
         shards.update(dict.fromkeys(found))
     return list(shards)
 
