@@ -31,6 +31,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, save_bilm  # noqa: E402
+from flair_elmo_modes.system import cpu_model, system_info  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Random weights, downloads (Brown, WNUT-16), and the scripts' text splits and training runs,
@@ -231,25 +232,18 @@ class RssSampler:
         self.peak = max(self.peak, current_rss_mb())
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
 def machine_info() -> dict[str, Any]:
+    """The machine block of every benchmark JSON: ``flair-elmo info --system``'s data under ``system``,
+    with the date, the load and the flat fields earlier results have (``cpu_model``, ...)."""
     import numpy
 
     info: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "system": system_info(),
         "cpu_model": cpu_model(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -55,6 +55,28 @@ PUBLISHED_MODELS: dict[str, tuple[str, str]] = {
     ),
 }
 
+#: bilm-tf's naming of published files: 2x4096_512_2048cnn_2xhighway = 2 layers of 4096 cells,
+#: projection 512, 2048 CNN channels, 2 highway layers.
+_ARCHITECTURE_NAME = re.compile(r"(\d+)x(\d+)_(\d+)_(\d+)cnn_(\d+)xhighway")
+
+
+@dataclass(frozen=True)
+class NamedArchitecture:
+    """What a published model's file name says of its architecture (known without a download)."""
+
+    lstm_layers: int
+    cell_dim: int
+    projection_dim: int
+    n_filters: int
+    n_highway: int
+
+
+def published_architecture(name: str) -> NamedArchitecture | None:
+    """The architecture in published model ``name``'s file name; None if the name does not say (``pt``)."""
+    match = _ARCHITECTURE_NAME.search(PUBLISHED_MODELS[ALIASES.get(name, name)][0])
+    return NamedArchitecture(*(int(group) for group in match.groups())) if match else None
+
+
 #: Other names Flair's legacy class accepts.
 ALIASES = {"large": "original5.5B", "5.5B": "original5.5B", "portuguese": "pt"}
 

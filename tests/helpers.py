@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import errno
 import io
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -58,16 +61,100 @@ def write_random_model(directory: Path, options: ElmoOptions = TINY_OPTIONS, see
     return save_bilm(directory, random_bilm(options, seed))
 
 
-def float32_error(values: torch.Tensor, exact: torch.Tensor) -> float:
+#: float32's machine epsilon: one rounding changes a value ``x`` by at most ``FLOAT32_EPS / 2 * |x|``.
+FLOAT32_EPS = torch.finfo(torch.float32).eps
+
+#: The project's accuracy rule for float32 paths (the kernel rule of issue 21): a path qualifies
+#: when its float32 error against a float64 evaluation of the same inputs is within this factor of
+#: the plain float32 path's error, in mean and in max. Two float32 evaluations that sum in another
+#: order round differently but alike in size; 3x leaves room for the spread of a maximum over
+#: finitely many elements, and an error that is wrong code (a mask, a lost row) is orders larger.
+ACCURACY_FACTOR = 3.0
+
+#: Weight scale at which the random test LSTMs contract: their float32 error stays a few ulps of
+#: the values (2-3 eps relative for ALIGNED_OPTIONS). At random_bilm's default 0.6 ALIGNED_OPTIONS
+#: is chaotic: over 70 steps float32 and float64 diverge completely (error 6 on values of 10), and
+#: no float32 tolerance means anything there.
+CONTRACTING_SCALE = 0.2
+
+Values = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
+
+
+def _flat64(values: Values) -> torch.Tensor:
+    """Every element of ``values`` (one array, or a sequence of them such as sentences of different
+    lengths) as one float64 vector."""
+    if isinstance(values, torch.Tensor | np.ndarray):
+        values = [values]
+    parts = [torch.as_tensor(v).detach().to(torch.float64).reshape(-1) for v in values]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def float32_error(values: Values, exact: Values) -> float:
     """Largest absolute difference of float32 ``values`` from a float64 computation ``exact``."""
-    return float((values.detach().double() - exact).abs().max())
+    return float((_flat64(values) - _flat64(exact)).abs().max())
 
 
-def assert_as_accurate(candidate: torch.Tensor, baseline: torch.Tensor, exact: torch.Tensor) -> None:
-    """``candidate`` (a fast float32 path) is within float32 rounding of ``exact`` (float64): at most
-    twice as far from it as ``baseline``, the straightforward float32 path, plus 1e-6."""
-    worst, reference = float32_error(candidate, exact), float32_error(baseline, exact)
-    assert worst <= 2 * reference + 1e-6, f"fast path error {worst:.3g} vs straightforward {reference:.3g}"
+def assert_as_accurate(candidate: Values, baseline: Values, exact: Values) -> None:
+    """``candidate`` (a float32 path) is within float32 rounding of ``exact`` (a float64 evaluation of
+    the same inputs): its mean and max abs error are at most ``ACCURACY_FACTOR`` times those of
+    ``baseline``, the plain float32 path on the same inputs, pooled over all elements.
+
+    An error never has to be smaller than ``FLOAT32_EPS * |exact|`` (two half-ulp roundings): where
+    the baseline happens to be exact, that is the floor. The baseline itself must keep more than half
+    of float32's digits (error <= sqrt(eps) * max |exact|): otherwise the model amplifies rounding
+    (a chaotic recurrence) and the comparison says nothing; use ``CONTRACTING_SCALE``.
+    """
+    got, plain, want = _flat64(candidate), _flat64(baseline), _flat64(exact)
+    assert got.shape == plain.shape == want.shape, (got.shape, plain.shape, want.shape)
+    if want.numel() == 0:
+        return
+    floor = FLOAT32_EPS * want.abs()
+    got_error, plain_error = (got - want).abs(), (plain - want).abs()
+    assert float(plain_error.max()) <= FLOAT32_EPS**0.5 * float(want.abs().max()), (
+        f"the float32 baseline is {float(plain_error.max()):.3g} from float64 on values up to "
+        f"{float(want.abs().max()):.3g}: this model amplifies rounding, no float32 bound applies"
+    )
+    for statistic in (torch.max, torch.mean):
+        worst, reference = float(statistic(got_error)), max(float(statistic(plain_error)), float(statistic(floor)))
+        assert worst <= ACCURACY_FACTOR * reference, (
+            f"{statistic.__name__} abs error {worst:.3g} vs the plain float32 path's {reference:.3g} "
+            f"(allowed {ACCURACY_FACTOR:g}x)"
+        )
+
+
+def float32_tolerance(bilm: ElmoBiLm, sentences: Sequence[Sequence[str]]) -> float:
+    """The largest abs difference allowed between two float32 evaluations of ``bilm`` on ``sentences``
+    that may round differently (other batches, kernels, thread counts): each may be
+    ``ACCURACY_FACTOR`` times as far from a float64 evaluation as the plain float32 path, measured
+    here on the same sentences, so they may differ by twice that (at least two float32 roundings of
+    the largest value). Sentences are evaluated one at a time, without state.
+    """
+    from flair_elmo_modes import ElmoEmbedder
+    from flair_elmo_modes.bilm.fast_paths import fast_paths
+
+    sentences = [list(s) for s in sentences if len(s)]
+    exact = ElmoEmbedder(bilm=copy.deepcopy(bilm).double()).embed_batch(sentences)
+    embedder = ElmoEmbedder(bilm=copy.deepcopy(bilm))  # a copy: ElmoEmbedder freezes its biLM
+    with fast_paths(enabled=False):
+        plain = [embedder.embed_sentence(s) for s in sentences]
+    error = float32_error(plain, exact)
+    largest = float(_flat64(exact).abs().max()) if sentences else 0.0
+    assert error <= FLOAT32_EPS**0.5 * largest, (
+        f"float32 error {error:.3g} on values up to {largest:.3g}: chaotic model"
+    )
+    return 2 * ACCURACY_FACTOR * max(error, FLOAT32_EPS * largest)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """``torch.set_num_threads(count)`` inside the block: MKL's float32 products may round differently
+    for another thread count (AMD EPYC), so bitwise comparisons need the same count on both sides."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cache_as_published(cache_root: Path, name: str, files: tuple[Path, Path]) -> tuple[Path, Path]:

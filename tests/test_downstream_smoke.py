@@ -102,10 +102,13 @@ def test_smoke_run_writes_the_report(tmp_path: Path, brown_dir: Path, wnut_file:
     split = {"train": ["ca01", "ca02", "ca03", "cb01"], "dev": ["ca04"], "test": ["ca05", "cb02", "cb03"]}
     (model_dir / "split.json").write_text(json.dumps(split), encoding="utf-8")
     out = tmp_path / "results"
-    code = run.main(["--smoke", "--model", str(model_dir), "--brown-dir", str(brown_dir),
+    threads = torch.get_num_threads()
+    code = run.main(["--smoke", "--model", str(model_dir), "--brown-dir", str(brown_dir), "--threads", "3",
                      "--wnut-file", str(wnut_file), "--out", str(out), "--max-test-sentences", "8"])  # fmt: skip
     assert code == 0
     result = json.loads((out / "downstream.json").read_text(encoding="utf-8"))
+    # it ran with --threads and restored the caller's count
+    assert result["hardware"]["torch_threads"] == 3 and torch.get_num_threads() == threads
     assert (out / "downstream.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (out / "downstream.md").read_text(encoding="utf-8")
 

@@ -65,8 +65,9 @@ def test_help_imports_no_torch(argv: list[str]) -> None:
     assert heavy_modules("-m", *argv) == set()
 
 
-def test_info_on_the_shipped_model_leaves_flair_out() -> None:
-    assert not heavy_modules("-m", "info", flair_elmo_modes.SHIPPED_MODEL) & {"flair", "transformers"}
+@pytest.mark.parametrize("model", [flair_elmo_modes.SHIPPED_MODEL, "--system"])
+def test_info_leaves_flair_out(model: str) -> None:
+    assert not heavy_modules("-m", "info", model) & {"flair", "transformers"}
 
 
 def test_embed_with_the_shipped_model_leaves_flair_out(tmp_path: Path) -> None:

@@ -89,6 +89,7 @@ from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.layer_cache import LayerCache
 from flair_elmo_modes.models import SHIPPED_MODEL, resolve_model
+from flair_elmo_modes.system import cpu_model, system_info
 
 log = logging.getLogger("downstream")
 
@@ -435,22 +436,17 @@ def code_state() -> dict[str, Any]:
 
 
 def hardware(threads: int) -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The machine block of the report: ``flair-elmo info --system``'s data under ``system``, and the
+    flat fields earlier reports have."""
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "torch_threads": threads,
         "torch": torch.__version__,
         "flair": flair.__version__,
         "python": platform.python_version(),
         "device": str(flair.device),
+        "system": system_info(),
     }
 
 
@@ -563,9 +559,19 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
-    started = time.perf_counter()
+    """Train and evaluate every configuration, seed and task of ``args``; torch's thread count is
+    ``--threads`` during the run and restored afterwards (tests call this in-process)."""
     settings = settings_from(args)
+    threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
+    try:
+        return _run_experiment(args, settings)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_experiment(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    started = time.perf_counter()
     files = resolve_model(args.model)
     model_dir = files.options_file.parent
     tasks: list[TaskData] = []
@@ -623,7 +629,7 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         },
         "settings": dataclasses.asdict(settings),
         "data": {task.name: task.info for task in tasks},
-        "hardware": hardware(settings.threads),
+        "hardware": hardware(torch.get_num_threads()),  # the threads in force while it ran
         "code": code_state(),
         "cache": cache_info,
         "cache_hits": elmo.cache.hits - hits_before,

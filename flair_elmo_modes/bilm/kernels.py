@@ -207,8 +207,34 @@ def clip_in_place(lstm: BidirectionalLstm, hidden: torch.Tensor) -> torch.Tensor
     return hidden
 
 
+def kernel_name(cell_dim: int, projection_dim: int, batch: int, like: torch.Tensor, grad: bool = False) -> str:
+    """Which kernel an LSTM layer of ``cell_dim`` cells projected to ``projection_dim`` takes for a
+    forward of ``batch`` rows on tensors like ``like`` (device, dtype), under the ``fast_paths`` in
+    force: ``"TorchKernel"`` (out of place), ``"TorchKernel:in_place"``, ``"MklKernel"`` or
+    ``"OneDnnKernel"``. A pure function of shapes, so ``flair-elmo info --system`` can report it
+    without building a model.
+
+    Args:
+        grad: whether autograd must see the steps.
+    """
+    paths = fast_paths.current()
+    if grad or not paths.allows("in_place"):
+        return "TorchKernel"
+    if paths.allows("batch_invariant"):
+        if paths.allows("onednn") and onednn.usable(like):
+            return "OneDnnKernel"
+    elif (
+        paths.allows("mkl_packed")
+        and batch >= mkl.MIN_ROWS
+        and 4 * cell_dim * projection_dim >= mkl.MIN_RECURRENT_WEIGHT
+        and mkl.usable(like)
+    ):
+        return "MklKernel"
+    return "TorchKernel:in_place"
+
+
 def choose_kernel(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: int, grad: bool) -> Kernel:
-    """The kernel for layer ``k`` of one forward.
+    """The kernel for layer ``k`` of one forward (the one :func:`kernel_name` names).
 
     Args:
         lstm: the stack.
@@ -217,17 +243,9 @@ def choose_kernel(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: 
         batch: rows of the batch.
         grad: whether autograd must see the steps.
     """
-    paths = fast_paths.current()
-    if grad or not paths.allows("in_place"):
-        return TorchKernel(lstm, k, batch, in_place=False)
-    if paths.allows("batch_invariant"):
-        if paths.allows("onednn") and onednn.usable(inputs):
-            return OneDnnKernel(lstm, k, batch)
-    elif (
-        paths.allows("mkl_packed")
-        and batch >= mkl.MIN_ROWS
-        and 4 * lstm.cell_dim * lstm.projection_dim >= mkl.MIN_RECURRENT_WEIGHT
-        and mkl.usable(inputs)
-    ):
+    name = kernel_name(lstm.cell_dim, lstm.projection_dim, batch, inputs, grad)
+    if name == "OneDnnKernel":
+        return OneDnnKernel(lstm, k, batch)
+    if name == "MklKernel":
         return MklKernel(lstm, k, batch)
-    return TorchKernel(lstm, k, batch, in_place=True)
+    return TorchKernel(lstm, k, batch, in_place=name == "TorchKernel:in_place")

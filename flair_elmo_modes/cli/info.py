@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,15 +16,11 @@ from flair_elmo_modes.models import (
     PUBLISHED_MODELS,
     WEIGHTS_NAME,
     cached_location,
+    published_architecture,
 )
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.options import ElmoOptions
-
-
-#: bilm-tf's naming of published files: 2x4096_512_2048cnn_2xhighway = 2 layers of 4096 cells,
-#: projection 512, 2048 CNN channels, 2 highway layers.
-_ARCHITECTURE_NAME = re.compile(r"(\d+)x(\d+)_(\d+)_(\d+)cnn_(\d+)xhighway")
 
 
 def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -41,6 +36,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
             "flair-elmo info original --json",
             "flair-elmo info path/to/model_dir",
             "flair-elmo info path/to/options.json",
+            "flair-elmo info --system",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -53,6 +49,13 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         f"(default {DEFAULT_MODEL!r}, the model embed uses by default)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--system",
+        action="store_true",
+        help="describe this machine instead of a model: versions, CPU and its bf16 support, the ISA torch uses, "
+        "BLAS and oneDNN, threads, CUDA devices, the LSTM kernel of each published model at batch 1 and 32 "
+        "(what a bug report needs)",
+    )
     parser.set_defaults(func=run, writes_files=False)
 
 
@@ -122,21 +125,20 @@ def describe_model(spec: str) -> dict[str, Any]:
         if options_path.is_file():
             options = ElmoOptions.from_json(options_path)
         else:
-            match = _ARCHITECTURE_NAME.search(options_url)
+            named = published_architecture(name)
             info["architecture"] = None
-            if match:
-                layers, cells, projection, channels, highway = (int(group) for group in match.groups())
+            if named is not None:
                 info["architecture"] = {
                     "source": "file name",
-                    "n_filters": channels,
-                    "n_highway": highway,
-                    "lstm_layers": layers,
-                    "cell_dim": cells,
-                    "projection_dim": projection,
+                    "n_filters": named.n_filters,
+                    "n_highway": named.n_highway,
+                    "lstm_layers": named.lstm_layers,
+                    "cell_dim": named.cell_dim,
+                    "projection_dim": named.projection_dim,
                 }
-                info["output_layers"] = layers + 1
-                info["layer_dim"] = 2 * projection
-                info["embedding_length"] = _embedding_lengths(layers, projection)
+                info["output_layers"] = named.lstm_layers + 1
+                info["layer_dim"] = 2 * named.projection_dim
+                info["embedding_length"] = _embedding_lengths(named.lstm_layers, named.projection_dim)
             info["parameters"] = None
             return info
     else:
@@ -273,6 +275,12 @@ def format_info(info: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``flair-elmo info``."""
+    if args.system:
+        from flair_elmo_modes.system import format_system_info, system_info
+
+        info = system_info()
+        print(json.dumps(info, indent=2) if args.json else format_system_info(info))
+        return 0
     info = describe_model(args.model)
     # Options refuse NaN and infinities, so allow_nan=False only guards against a future field.
     print(json.dumps(info, indent=2, allow_nan=False) if args.json else format_info(info))

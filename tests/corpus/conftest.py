@@ -29,10 +29,16 @@ def write_corpus(directory: Path, sizes: tuple[int, ...]) -> list[Path]:
     return [write_shard(directory / f"part-{i}.txt", size, seed=i) for i, size in enumerate(sizes)]
 
 
+#: CPUs of the tests' Ray cluster, and the workers most tests run: embed_corpus gives each worker
+#: CLUSTER_CPUS // WORKERS CPUs, and as many torch threads.
+CLUSTER_CPUS = 2
+WORKERS = 2
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """A local Ray cluster with 2 CPUs, started once: ``embed_corpus`` uses the one this process has."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(num_cpus=CLUSTER_CPUS, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()

@@ -8,11 +8,19 @@ import h5py
 
 from flair_elmo_modes.cli import main
 from flair_elmo_modes.models import SHIPPED_MODEL
+from tests.corpus.conftest import CLUSTER_CPUS, WORKERS
+from tests.helpers import torch_threads
+
+#: torch threads of a worker of a job of WORKERS workers on the tests' cluster (embed_corpus's default).
+WORKER_THREADS = CLUSTER_CPUS // WORKERS
 
 
-def embed_reference(shard: Path, output: Path, *flags: str) -> Path:
-    """``flair-elmo embed SHARD OUTPUT --model en-tiny FLAGS``: what the corpus job must write for ``shard``."""
-    assert main(["embed", str(shard), str(output), "--model", SHIPPED_MODEL, "--quiet", *flags]) == 0
+def embed_reference(shard: Path, output: Path, *flags: str, threads: int = WORKER_THREADS) -> Path:
+    """``flair-elmo embed SHARD OUTPUT --model en-tiny FLAGS`` with ``threads`` torch threads: what a
+    corpus worker with as many threads must write for ``shard``, bit for bit (MKL's float32 products
+    may round differently for another thread count, e.g. on AMD EPYC)."""
+    with torch_threads(threads):
+        assert main(["embed", str(shard), str(output), "--model", SHIPPED_MODEL, "--quiet", *flags]) == 0
     return output
 
 

@@ -14,15 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h5py
+import numpy as np
 import pytest
 
 from flair_elmo_modes.cli import main
 from flair_elmo_modes.corpus import MANIFEST_NAME, EmbedSettings, ShardsFailed, embed_corpus
 from flair_elmo_modes.corpus.worker import ShardWorker
-from flair_elmo_modes.models import SHIPPED_MODEL
+from flair_elmo_modes.models import SHIPPED_MODEL, load_model, resolve_model
 from tests.corpus.conftest import write_corpus
 from tests.corpus.helpers import assert_same_file, embed_reference, temp_files
-from tests.helpers import default_signals
+from tests.helpers import default_signals, float32_tolerance
 
 pytest.importorskip("ray")
 
@@ -66,6 +68,22 @@ def test_outputs_equal_flair_elmo_embed(ray_cluster: Any, tmp_path: Path, flags:
         reference = embed_reference(shard, tmp_path / f"reference-{shard.stem}.hdf5", *flags)
         assert_same_file(out / entry["output"], reference)
     assert temp_files(out) == []
+
+
+def test_other_thread_counts_agree_to_float32_rounding(ray_cluster: Any, tmp_path: Path) -> None:
+    # One worker with both CPUs runs 2 torch threads: bitwise embed's output at 2 threads, and
+    # within float32 rounding (measured against float64 on the same sentences) of embed's at 1 thread.
+    (shard,) = write_corpus(tmp_path / "corpus", (30,))
+    summary = embed_corpus([shard], tmp_path / "out", TINY, workers=1, cpus_per_worker=2, progress=False)
+    assert summary.embedded == ["part-0.hdf5"]
+    output = tmp_path / "out" / "part-0.hdf5"
+    assert_same_file(output, embed_reference(shard, tmp_path / "two.hdf5", threads=2))
+    one_thread = embed_reference(shard, tmp_path / "one.hdf5", threads=1)
+    sentences = [line.split() for line in shard.read_text(encoding="utf-8").splitlines()]
+    tolerance = float32_tolerance(load_model(resolve_model(SHIPPED_MODEL)), sentences)
+    with h5py.File(output, "r") as got, h5py.File(one_thread, "r") as want:
+        for i in range(len(sentences)):
+            np.testing.assert_allclose(got[str(i)][()], want[str(i)][()], rtol=0, atol=tolerance)
 
 
 class CrashOnce(ShardWorker):

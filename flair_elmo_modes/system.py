@@ -1,0 +1,187 @@
+"""What a bug report or a benchmark needs to know about the machine: versions, CPU, math libraries,
+threads, GPUs, and the LSTM kernel each published configuration takes here.
+
+``flair-elmo info --system`` prints it; every benchmark JSON records it. Reads no model weights and
+imports no Flair (package versions come from their metadata).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flair_elmo_modes.bilm.kernels import kernel_name
+from flair_elmo_modes.models import PUBLISHED_MODELS, published_architecture
+
+#: Packages whose versions decide the numbers (ray only where installed).
+PACKAGES = ("torch", "numpy", "flair", "h5py", "ray")
+
+#: Environment variables that change which kernels or how many threads the math libraries use.
+ENVIRONMENT = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "ATEN_CPU_CAPABILITY",
+    "OPENBLAS_CORETYPE",
+    "CUDA_VISIBLE_DEVICES",
+)
+
+#: CPU flags (Linux ``/proc/cpuinfo`` names) of native bf16 arithmetic: AVX-512 BF16 (AMD Zen 4+,
+#: Intel Cooper Lake+), AMX-BF16 (Intel Sapphire Rapids+), and Arm's BF16 extension.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+#: Flags shown in the report: the vector ISAs the float32 and bf16 kernels choose between.
+SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "asimd", "sve", "bf16")
+
+#: Row counts at which the kernel of each published configuration is reported.
+REPORTED_BATCHES = (1, 32)
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo``'s ``model name``), else what ``platform`` knows."""
+    for line in _cpuinfo():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags() -> frozenset[str] | None:
+    """The first CPU's feature flags (``flags`` on x86, ``Features`` on Arm); None where unknown."""
+    for line in _cpuinfo():
+        if line.startswith(("flags", "Features")):
+            return frozenset(line.split(":", 1)[1].split())
+    return None
+
+
+def native_bf16(flags: frozenset[str] | None) -> bool | None:
+    """Whether the CPU computes bf16 products natively (None: flags unknown on this platform)."""
+    return None if flags is None else any(flag in flags for flag in BF16_FLAGS)
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of :data:`PACKAGES` (None: not installed), and Python's."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["torch"] = torch.__version__  # the imported build (e.g. "+cpu"), not just the wheel's metadata
+    return versions
+
+
+def _config_line(config: str, pattern: str) -> str | None:
+    match = re.search(pattern, config, flags=re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def math_libraries() -> dict[str, Any]:
+    """torch's BLAS and oneDNN, as its build configuration reports them."""
+    config = torch.__config__.show()
+    return {
+        "blas": _config_line(config, r"BLAS_INFO=([^,\n]+)"),
+        "mkl": torch.backends.mkl.is_available(),
+        "mkl_version": _config_line(config, r"Math Kernel Library Version ([\d.]+)"),
+        "onednn": torch.backends.mkldnn.is_available(),
+        "onednn_version": _config_line(config, r"MKL-DNN v([\d.]+)"),
+        "openmp": _config_line(config, r"(OpenMP \d+)"),
+    }
+
+
+def cuda_devices() -> list[dict[str, Any]]:
+    """Every CUDA device torch sees: name, compute capability, memory, bf16 support."""
+    if not torch.cuda.is_available():
+        return []
+    devices = []
+    for index in range(torch.cuda.device_count()):
+        properties = torch.cuda.get_device_properties(index)
+        devices.append(
+            {
+                "index": index,
+                "name": properties.name,
+                "capability": f"{properties.major}.{properties.minor}",
+                "memory_gib": round(properties.total_memory / 2**30, 1),
+                "bf16": torch.cuda.is_bf16_supported(),
+            }
+        )
+    return devices
+
+
+def kernel_plan() -> dict[str, dict[str, str]]:
+    """The LSTM kernel each published configuration takes here in float32 CPU inference, at each
+    of :data:`REPORTED_BATCHES` rows (under the ``fast_paths`` in force)."""
+    like = torch.zeros(0)
+    plan: dict[str, dict[str, str]] = {}
+    for name in PUBLISHED_MODELS:
+        architecture = published_architecture(name)
+        if architecture is not None:
+            plan[name] = {
+                str(batch): kernel_name(architecture.cell_dim, architecture.projection_dim, batch, like)
+                for batch in REPORTED_BATCHES
+            }
+    return plan
+
+
+def system_info() -> dict[str, Any]:
+    """Everything this module knows, as plain data (JSON-serialisable)."""
+    flags = cpu_flags()
+    return {
+        "versions": package_versions(),
+        "platform": platform.platform(),
+        "cpu": {
+            "model": cpu_model(),
+            "logical_cpus": os.cpu_count(),
+            "flags": None if flags is None else [flag for flag in SHOWN_FLAGS if flag in flags],
+            "native_bf16": native_bf16(flags),
+            "torch_capability": torch.backends.cpu.get_cpu_capability(),
+        },
+        "math": math_libraries(),
+        "threads": {"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads()},
+        "environment": {name: os.environ[name] for name in ENVIRONMENT if name in os.environ},
+        "cuda": cuda_devices(),
+        "kernels": kernel_plan(),
+    }
+
+
+def format_system_info(info: dict[str, Any]) -> str:
+    """The text form of :func:`system_info`'s result."""
+    versions = ", ".join(f"{name} {version or 'not installed'}" for name, version in info["versions"].items())
+    cpu, math = info["cpu"], info["math"]
+    bf16 = {True: "yes", False: "no", None: "unknown"}[cpu["native_bf16"]]
+    flags = "unknown" if cpu["flags"] is None else " ".join(cpu["flags"]) or "none of interest"
+    rows = [
+        ("versions", versions),
+        ("platform", info["platform"]),
+        ("cpu", f"{cpu['model']}, {cpu['logical_cpus']} logical CPUs"),
+        ("cpu flags", flags),
+        ("native bf16", bf16),
+        ("torch ISA", cpu["torch_capability"]),
+        ("blas", f"{math['blas']}" + (f" (MKL {math['mkl_version']})" if math["mkl_version"] else "")),
+        ("onednn", f"v{math['onednn_version']}" if math["onednn_version"] else ("yes" if math["onednn"] else "absent")),
+        ("threads", f"torch {info['threads']['torch']}, inter-op {info['threads']['interop']}"),
+        ("environment", ", ".join(f"{k}={v}" for k, v in info["environment"].items()) or "(none set)"),
+        (
+            "cuda",
+            "; ".join(f"{d['index']}: {d['name']} (sm {d['capability']}, {d['memory_gib']} GiB)" for d in info["cuda"])
+            or "no devices",
+        ),
+    ]
+    for name, kernels in info["kernels"].items():
+        rows.append((f"kernel {name}", ", ".join(f"batch {batch}: {kernel}" for batch, kernel in kernels.items())))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
