@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from flair.data import Corpus, Sentence
-from flair.datasets import SentenceDataset
+from flair.datasets import FlairDatapointDataset
 from flair.embeddings import OneHotEmbeddings, StackedEmbeddings
 from flair.embeddings.base import load_embeddings
 
@@ -88,7 +88,9 @@ def test_stacked_with_one_hot_and_two_modes(tiny_model_files) -> None:
     directory = tiny_model_files[0].parent
     top = ELMoEmbeddings(directory, embedding_type="top")
     everything = ELMoEmbeddings(directory, embedding_type="all")
-    corpus = Corpus(train=SentenceDataset([Sentence(TEXT)]), dev=SentenceDataset([]), test=SentenceDataset([]))
+    corpus = Corpus(
+        train=FlairDatapointDataset([Sentence(TEXT)]), dev=FlairDatapointDataset([]), test=FlairDatapointDataset([])
+    )
     one_hot = OneHotEmbeddings.from_corpus(corpus, min_freq=1, embedding_length=5)
     stack = StackedEmbeddings([one_hot, top, everything])
     assert stack.embedding_length == 5 + 16 + 48
