@@ -20,6 +20,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from flair_elmo_modes.bilm.errors import require_directory, require_file
+
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.model import ElmoBiLm
     from flair_elmo_modes.bilm.options import ElmoOptions
@@ -54,6 +56,11 @@ PUBLISHED_MODELS: dict[str, tuple[str, str]] = {
         f"{_S3}/contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_weights_PubMed_only.hdf5",
     ),
 }
+
+#: SHA-256 of each published model's (options, weights) files, checked once, right after a download.
+#: Unknown to this release (it was built without network access), so None: no check. Fill them in
+#: from a trusted download to have every later download verified.
+PUBLISHED_SHA256: dict[str, tuple[str | None, str | None]] = {name: (None, None) for name in PUBLISHED_MODELS}
 
 #: bilm-tf's naming of published files: 2x4096_512_2048cnn_2xhighway = 2 layers of 4096 cells,
 #: projection 512, 2048 CNN channels, 2 highway layers.
@@ -235,15 +242,16 @@ def resolve_model(
         return ModelFiles(name, _fetch(str(options_file)), weights)
     if model is None:
         raise ValueError("no model given: pass a model name, a directory, or options_file and weight_file")
-    directory = Path(model)
-    if directory.is_dir():  # a local directory wins over a model of the same name
+    directory = require_directory(model, "model directory")
+    if directory is not None:  # a local directory wins over a model of the same name
         return _directory_files(directory, format)
     name = ALIASES.get(str(model), str(model))
     if format == MANYLANGS:
         raise FileNotFoundError(f"ELMoForManyLangs model directory not found: {model}")
     if name in PUBLISHED_MODELS:
         options_url, weights_url = PUBLISHED_MODELS[name]
-        return ModelFiles(name, _fetch(options_url, name), _fetch(weights_url, name))
+        options_sha256, weights_sha256 = PUBLISHED_SHA256[name]
+        return ModelFiles(name, _fetch(options_url, name, options_sha256), _fetch(weights_url, name, weights_sha256))
     if name in shipped_models():
         return ModelFiles(name, SHIPPED_DIR / name / OPTIONS_NAME, SHIPPED_DIR / name / WEIGHTS_NAME)
     raise ValueError(
@@ -286,13 +294,11 @@ def _find_one(directory: Path, stem: str, suffix: str) -> Path:
     return found[0]
 
 
-def _fetch(url_or_path: str, model: str | None = None) -> Path:
-    """A local path as is, a URL through Flair's cache (see :func:`cached_location`)."""
+def _fetch(url_or_path: str, model: str | None = None, sha256: str | None = None) -> Path:
+    """A local path as is, a URL through Flair's cache (see :func:`cached_location`); a file it
+    downloads is checked against ``sha256`` when given (a mismatch is deleted and refused)."""
     if "://" not in url_or_path:
-        path = Path(url_or_path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ELMo file not found: {path}")
-        return path
+        return require_file(url_or_path, "ELMo file")
     # Flair's get_from_cache returns a cached file as is, without a request: so do we, without Flair.
     location = cached_location(url_or_path, model)
     if location.is_file():
@@ -300,8 +306,19 @@ def _fetch(url_or_path: str, model: str | None = None) -> Path:
     from flair.file_utils import cached_path
 
     location = cached_location(url_or_path, model)  # importing Flair may have set its cache root
+    label = f"ELMo model {model!r}" if model else "ELMo file"
     try:
-        return cached_path(url_or_path, cache_dir=location.parent)
+        downloaded = cached_path(url_or_path, cache_dir=location.parent)
     except Exception as error:  # requests, OSError, HTTP errors: all mean "not downloadable now"
-        label = f"ELMo model {model!r}" if model else "ELMo file"
         raise ModelDownloadError(f"could not download {label} from {url_or_path}: {error}") from error
+    if sha256 is not None:
+        from flair_elmo_modes.checksums import file_sha256
+
+        found = file_sha256(downloaded)
+        if found != sha256:
+            downloaded.unlink()  # never leave it in the cache, where the next call would take it as is
+            raise ModelDownloadError(
+                f"the download of {label} from {url_or_path} has SHA-256 {found}, expected {sha256}: "
+                "damaged in transit or changed at the source; it was deleted, try again"
+            )
+    return Path(downloaded)

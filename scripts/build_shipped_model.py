@@ -10,7 +10,7 @@ The default corpus is ``free`` (WordNet 3.0 glosses + Python 3.11 docs, see ``fr
 evaluation.
 
 Everything downloaded or trained stays in ``--cache-dir`` (text splits, ``run-<corpus>/checkpoint.pt``);
-only ``options.json``, ``weights.hdf5``, ``lm_head.hdf5`` and ``split.json`` are written into
+only ``options.json``, ``weights.hdf5``, ``lm_head.hdf5``, their ``SHA256SUMS`` and ``split.json`` are written into
 ``flair_elmo_modes/models/en-tiny/``, atomically. Running it again resumes an interrupted
 training run from its checkpoint.
 """

@@ -1,4 +1,10 @@
-"""Errors raised for bad ELMo files."""
+"""Errors raised for bad ELMo files, and the one check that a path is a readable file."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
 
 
 class ElmoFileError(ValueError):
@@ -6,3 +12,38 @@ class ElmoFileError(ValueError):
 
     The message names the file, the field or dataset, what was expected and what was found.
     """
+
+
+def not_a_file(path: Path, what: str) -> OSError | ElmoFileError:
+    """The error for ``path`` (described as ``what``, e.g. "ELMo weight file") not being a file,
+    saying why: a symlink loop (:class:`ElmoFileError`), a directory (:class:`IsADirectoryError`),
+    or nothing there, a dangling link included (:class:`FileNotFoundError`)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return ElmoFileError(f"{what} {path}: symlink loop (a link that points back at itself)")
+        return FileNotFoundError(f"{what} not found: {path}")
+    if path.is_dir():
+        return IsADirectoryError(f"{what} {path} is a directory; expected a file")
+    return FileNotFoundError(f"{what} not found: {path} (not a regular file)")
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` as a :class:`Path` if it is a file (or a link to one); else :func:`not_a_file`'s error."""
+    path = Path(path)
+    if not path.is_file():
+        raise not_a_file(path, what)
+    return path
+
+
+def require_directory(path: str | Path, what: str) -> Path | None:
+    """``path`` if it is a directory, None if nothing is there; a symlink loop is an :class:`ElmoFileError`."""
+    path = Path(path)
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ElmoFileError(f"{what} {path}: symlink loop (a link that points back at itself)") from None
+        return None
+    return path if path.is_dir() else None

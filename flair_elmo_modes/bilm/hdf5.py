@@ -7,16 +7,15 @@ This is the only module that imports h5py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
 import numpy as np
 import torch
 
+from flair_elmo_modes import checksums
 from flair_elmo_modes.atomic import atomic_file, atomic_write_json, hdf5_errors, hdf5_file
-from flair_elmo_modes.bilm.errors import ElmoFileError
+from flair_elmo_modes.bilm.errors import ElmoFileError, require_file
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
 
@@ -63,18 +62,6 @@ def _describe(options: ElmoOptions) -> str:
     )
 
 
-@contextmanager
-def _open_hdf5(path: Path) -> Iterator[h5py.File]:
-    if not path.is_file():
-        raise FileNotFoundError(f"ELMo weight file not found: {path}")
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise ElmoFileError(f"{path}: not a readable HDF5 file ({error})") from error
-    with handle:
-        yield handle
-
-
 def read_weights(path: str | Path, options: ElmoOptions, options_name: str = "options") -> dict[str, np.ndarray]:
     """Read every dataset of an official weight file, checking it against ``options``.
 
@@ -90,40 +77,60 @@ def read_weights(path: str | Path, options: ElmoOptions, options_name: str = "op
         ElmoFileError: not HDF5, truncated, or a dataset missing, of the wrong shape or dtype, or
             not finite; the message names the file, the dataset, what was found and what was expected.
     """
-    path = Path(path)
+    path = require_file(path, "ELMo weight file")
     shapes = expected_shapes(options)
-    with _open_hdf5(path) as handle:
-        for name, shape in shapes.items():
-            dataset = handle.get(name)
-            if not isinstance(dataset, h5py.Dataset):
-                raise ElmoFileError(
-                    f"{path}: dataset '{name}' is missing; {options_name} "
-                    f"({_describe(options)}) expects one of shape {shape}"
-                )
-            if dataset.shape != shape:
-                raise ElmoFileError(
-                    f"{path}: '{name}' has shape {dataset.shape}; {options_name} ({_describe(options)}) expects {shape}"
-                )
-            if dataset.dtype.kind != "f":  # 'i'/'u' integers, 'b' bool, 'c' complex, strings, compounds
-                raise ElmoFileError(f"{path}: '{name}' has dtype {dataset.dtype}; expected floating point (float32)")
-        arrays = {}
-        for name in shapes:
-            try:
-                with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
-                    arrays[name] = np.asarray(handle[name][...], dtype=np.float32)
-            except (OSError, ValueError) as error:
-                raise ElmoFileError(
-                    f"{path}: cannot read dataset '{name}' (truncated or corrupt file: {error})"
-                ) from error
-            finite = np.isfinite(arrays[name])
-            if not finite.all():
-                bad = np.argwhere(~finite)
-                first = tuple(int(i) for i in bad[0])
-                raise ElmoFileError(
-                    f"{path}: '{name}' holds {len(bad)} non-finite value(s) (first: {arrays[name][first]} at index "
-                    f"{first}, in float32); expected finite weights"
-                )
+    name = None
+    try:
+        try:
+            handle = h5py.File(path, "r")
+        except OSError as error:
+            raise ElmoFileError(f"{path}: not a readable HDF5 file ({error})") from error
+        with handle:
+            for name, shape in shapes.items():
+                _check_dataset(path, handle.get(name), name, shape, options, options_name)
+            arrays = {}
+            for name in shapes:
+                arrays[name] = _read_finite(path, handle[name], name)
+    except ElmoFileError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        # h5py and numpy errors of a damaged file (a corrupt type descriptor, an unreadable chunk)
+        # name neither the file nor the dataset: say both.
+        where = f"dataset '{name}'" if name is not None else "the file's structure"
+        raise ElmoFileError(f"{path}: cannot read {where} (truncated or corrupt file: {error})") from error
     return arrays
+
+
+def _check_dataset(
+    path: Path, dataset: object, name: str, shape: tuple[int, ...], options: ElmoOptions, options_name: str
+) -> None:
+    """``dataset`` exists as a floating-point dataset of ``shape``, or an :class:`ElmoFileError` says why."""
+    if not isinstance(dataset, h5py.Dataset):
+        raise ElmoFileError(
+            f"{path}: dataset '{name}' is missing; {options_name} ({_describe(options)}) expects one of shape {shape}"
+        )
+    if dataset.shape != shape:
+        raise ElmoFileError(
+            f"{path}: '{name}' has shape {dataset.shape}; {options_name} ({_describe(options)}) expects {shape}"
+        )
+    if dataset.dtype.kind != "f":  # 'i'/'u' integers, 'b' bool, 'c' complex, strings, compounds
+        raise ElmoFileError(f"{path}: '{name}' has dtype {dataset.dtype}; expected floating point (float32)")
+
+
+def _read_finite(path: Path, dataset: h5py.Dataset, name: str) -> np.ndarray:
+    """``dataset`` as float32, refused if a value is not finite (NaN or an infinity would only
+    surface as NaN vectors)."""
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, refused below
+        array = np.asarray(dataset[...], dtype=np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        first = tuple(int(i) for i in bad[0])
+        raise ElmoFileError(
+            f"{path}: '{name}' holds {len(bad)} non-finite value(s) (first: {array[first]} at index "
+            f"{first}, in float32); expected finite weights"
+        )
+    return array
 
 
 def tf_to_state_dict(arrays: dict[str, np.ndarray], options: ElmoOptions) -> dict[str, torch.Tensor]:
@@ -221,7 +228,14 @@ def _reorder_gates(values: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
 
 
 def load_bilm(options_file: str | Path, weight_file: str | Path) -> ElmoBiLm:
-    """Build an :class:`ElmoBiLm` from official ``options.json`` and ``weights.hdf5`` files."""
+    """Build an :class:`ElmoBiLm` from official ``options.json`` and ``weights.hdf5`` files.
+
+    A file listed in a ``SHA256SUMS`` beside it (as ``flair-elmo train`` exports) is verified
+    first: a damaged or changed file is refused (:class:`~flair_elmo_modes.checksums.ChecksumError`).
+    """
+    for path in (Path(options_file), Path(weight_file)):
+        if path.is_file():  # a missing file gets its own error from the reader
+            checksums.verify(path)
     options = ElmoOptions.from_json(options_file)
     arrays = read_weights(weight_file, options, options_name=str(options_file))
     bilm = ElmoBiLm(options)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from flair_elmo_modes.bilm.characters import sentences_to_ids
-from flair_elmo_modes.bilm.errors import ElmoFileError
+from flair_elmo_modes.bilm.errors import ElmoFileError, not_a_file
 
 ID_OFFSET = 1
 BOS, EOS, OOV, PAD, BOW, EOW = "<bos>", "<eos>", "<oov>", "<pad>", "<bow>", "<eow>"
@@ -55,8 +55,8 @@ def read_lexicon(path: str | Path) -> dict[str, int]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ElmoFileError(f"{path}: lexicon not found") from None
+    except OSError:
+        raise ElmoFileError(str(not_a_file(path, "lexicon"))) from None
     except UnicodeDecodeError as error:
         raise ElmoFileError(f"{path}: not UTF-8 ({error})") from None
     lexicon: dict[str, int] = {}

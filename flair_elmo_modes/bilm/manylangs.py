@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from flair_elmo_modes.bilm.errors import ElmoFileError
+from flair_elmo_modes.bilm.errors import ElmoFileError, not_a_file
 from flair_elmo_modes.bilm.lexicons import ID_OFFSET, Lexicons, read_lexicon
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions, FieldReader
@@ -250,7 +250,7 @@ def _check_shapes(tensors: Mapping[str, torch.Tensor], expected: Mapping[str, tu
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """A state dict of tensors only: ``weights_only=True`` refuses every other class."""
     if not path.is_file():
-        raise ElmoFileError(f"{path}: not found")
+        raise ElmoFileError(str(not_a_file(path, "ELMoForManyLangs weights")))
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -272,7 +272,7 @@ def _read_json(path: Path) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
-    except FileNotFoundError:
-        raise ElmoFileError(f"{path}: not found") from None
+    except OSError:
+        raise ElmoFileError(str(not_a_file(path, "ELMoForManyLangs configuration"))) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ElmoFileError(f"{path}: not valid JSON ({error})") from None

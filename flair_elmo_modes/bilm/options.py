@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flair_elmo_modes.bilm.errors import ElmoFileError
+from flair_elmo_modes.bilm.errors import ElmoFileError, require_file
 
 ACTIVATIONS = ("tanh", "relu")
 #: The fewest character slots a token can have: begin-of-word, one character (or a sentence
@@ -160,9 +160,7 @@ class ElmoOptions:
             FileNotFoundError: the file does not exist.
             ElmoFileError: the file is not valid JSON or misses a field.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ELMo options file not found: {path}")
+        path = require_file(path, "ELMo options file")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:

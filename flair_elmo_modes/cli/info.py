@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flair_elmo_modes import checksums
 from flair_elmo_modes.cli.common import examples
 from flair_elmo_modes.cli.errors import UsageError
 from flair_elmo_modes.models import (
@@ -163,6 +164,7 @@ def describe_model(spec: str) -> dict[str, Any]:
             )
         info["options_file"] = _file_info(options_path)
         info["weight_file"] = _file_info(weights_path)
+        info["checksums"] = checksums.status(path for path in (options_path, weights_path) if path is not None)
         options = ElmoOptions.from_json(options_path)
     info["architecture"] = _architecture(options)
     info["output_layers"] = options.num_output_layers
@@ -265,12 +267,26 @@ def format_info(info: dict[str, Any]) -> str:
     if "output_layers" in info:
         layers = info["output_layers"]
         rows.append(("output", f"{layers} layers (0 = characters, 1..{layers - 1} = LSTM) of {info['layer_dim']}"))
+    if "checksums" in info:
+        rows.append(("checksums", _checksum_text(info["checksums"])))
     parameters = info.get("parameters")
     rows.append(("parameters", f"{parameters:,}" if parameters is not None else "unknown until downloaded"))
     if "embedding_length" in info:
         rows.append(("embedding length", ", ".join(f"{m}={n}" for m, n in info["embedding_length"].items())))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+def _checksum_text(status: dict[str, list[str]]) -> str:
+    parts = []
+    if status["mismatch"]:
+        changed = ", ".join(status["mismatch"])
+        parts.append(f"MISMATCH: {changed} (bytes differ from {checksums.SUMS_NAME}: damaged or changed)")
+    if status["verified"]:
+        parts.append(f"verified against {checksums.SUMS_NAME}: {', '.join(status['verified'])}")
+    if status["unchecked"]:
+        parts.append(f"not verified (no {checksums.SUMS_NAME} entry): {', '.join(status['unchecked'])}")
+    return "; ".join(parts) or "no files to verify"
 
 
 def run(args: argparse.Namespace) -> int:

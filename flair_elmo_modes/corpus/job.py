@@ -398,6 +398,7 @@ def _record(row: dict[str, Any], pending: dict[str, ShardEntry], manifest: Manif
     if row["status"] == OK:
         entry.status, entry.error = COMPLETE, None
         entry.tokens = int(row["tokens"])
+        entry.output_sha256 = str(row["output_sha256"])
         entry.datasets = expected_datasets(
             entry.lines, entry.flags["use_sentence_keys"], entry.flags["forget_sentences"]
         )

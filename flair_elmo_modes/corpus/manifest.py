@@ -8,9 +8,11 @@ Layout (JSON)::
          "model": {"name": "en-tiny", "format": "allennlp", "files": {"options.json": "<sha256>", ...}},
          "mode": "all", "flags": {"batch_size": 64, ...}, "package_version": "0.1.0",
          "status": "complete" | "failed" | "pending", "error": "...", "output": "shard.hdf5",
-         "datasets": 1001, "tokens": 23456, "attempts": 1, "finished_at": "2026-01-01T12:00:00+00:00"}}}
+         "datasets": 1001, "tokens": 23456, "output_sha256": "...", "attempts": 1,
+         "finished_at": "2026-01-01T12:00:00+00:00"}}}
 
-``datasets`` counts every dataset of the output (``sentence_to_index`` included). The file is
+``datasets`` counts every dataset of the output (``sentence_to_index`` included);
+``output_sha256`` is the SHA-256 of the complete output file (HDF5 keeps no checksum of its data). The file is
 rewritten atomically after every shard, so an interrupted job leaves a valid manifest.
 """
 
@@ -47,6 +49,7 @@ class ShardEntry:
     error: str | None = None
     datasets: int | None = None
     tokens: int | None = None
+    output_sha256: str | None = None
     attempts: int = 0
     finished_at: str | None = None
 

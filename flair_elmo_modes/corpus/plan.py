@@ -3,19 +3,18 @@ and which shards a rerun can skip. No Ray here."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flair_elmo_modes import checksums
 from flair_elmo_modes.cli.errors import UsageError
 from flair_elmo_modes.corpus.manifest import COMPLETE, MANIFEST_NAME, ShardEntry
 from flair_elmo_modes.models import ALLENNLP, ModelFiles
 
 OUTPUT_SUFFIX = ".hdf5"
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -74,14 +73,10 @@ def file_sha256(path: Path) -> str:
     Raises:
         UsageError: the file cannot be read.
     """
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+        return checksums.file_sha256(path)
     except OSError as error:
         raise UsageError(f"input file {path}: {error.strerror or error}") from None
-    return digest.hexdigest()
 
 
 def model_identity(files: ModelFiles) -> dict[str, Any]:
@@ -119,7 +114,8 @@ def redo_reason(old: ShardEntry | None, new: ShardEntry, output_dir: Path) -> st
     """Why a shard must be embedded (again), or ``None`` if its output can be kept.
 
     Kept only if the manifest says complete for the same input bytes, model files, mode, flags
-    and package version, and the output file exists with the recorded number of datasets.
+    and package version, and the output file exists with the recorded number of datasets and the
+    recorded SHA-256 (a damaged or edited output is embedded again).
     """
     if old is None:
         return "new"
@@ -140,4 +136,11 @@ def redo_reason(old: ShardEntry | None, new: ShardEntry, output_dir: Path) -> st
         return "output missing or unreadable"
     if found != datasets or old.datasets != datasets:
         return f"output holds {found} datasets, expected {datasets}"
+    if old.output_sha256 is None:
+        return "no output checksum recorded"
+    try:
+        if checksums.file_sha256(output_dir / old.output) != old.output_sha256:
+            return "output changed since it was written (its SHA-256 differs)"
+    except OSError:
+        return "output missing or unreadable"
     return None

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from flair_elmo_modes.checksums import file_sha256
 from flair_elmo_modes.corpus.settings import EmbedSettings
 
 #: Seconds between two progress reports of a worker (each one also asks whether the job was cancelled).
@@ -133,10 +134,12 @@ class ShardWorker:
         attempt, cancelled = ray.get(self.board.begin.remote(shard))
         start = time.perf_counter()
 
-        def row(status: str, error: str = "", sentences: int = 0, tokens: int = 0) -> dict[str, Any]:
+        def row(
+            status: str, error: str = "", sentences: int = 0, tokens: int = 0, output_sha256: str = ""
+        ) -> dict[str, Any]:
             seconds = time.perf_counter() - start
             return dict(shard=shard, status=status, error=error, sentences=sentences, tokens=tokens,
-                        attempts=attempt, seconds=seconds)  # fmt: skip
+                        attempts=attempt, seconds=seconds, output_sha256=output_sha256)  # fmt: skip
 
         if cancelled:
             return row(CANCELLED)
@@ -176,7 +179,8 @@ class ShardWorker:
         except Exception as error:  # any failure is this shard's; the other shards go on
             return row(FAILED, _describe(path, error), sentences=done)
         self.board.report.remote(shard, summary.sentences)
-        return row(OK, sentences=summary.sentences, tokens=summary.tokens)
+        # HDF5 keeps no checksum: the manifest records the output's, and a rerun redoes a changed file
+        return row(OK, sentences=summary.sentences, tokens=summary.tokens, output_sha256=file_sha256(output))
 
     def batch_done(self, shard: str, done: int) -> None:
         """Called after every batch written: ``done`` sentences of ``shard`` are in its file.

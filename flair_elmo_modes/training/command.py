@@ -168,6 +168,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             raise TypeError(f"TrainConfig.{name} must default to True to be switched off by {flag}")
         switches.add_argument(flag, dest=name, action="store_false", help=help_text)
     switches.add_argument(
+        "--allow-changed-text",
+        action="store_true",
+        help="resume even though a shard or the vocabulary file changed since the checkpoint (warns; the "
+        "checkpoint's vocabulary and batch plan then meet the new text)",
+    )
+    switches.add_argument(
         "--quiet", action="store_true", help="no progress bar and no log lines (dev perplexity, resume, export)"
     )
 
@@ -184,6 +190,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {name: getattr(args, name) for name in fields}
     values["cutoffs"] = _parse_ints(args.cutoffs, "--cutoffs")
     values["reuse_softmax"] = args.reuse_softmax
+    values["allow_changed_text"] = args.allow_changed_text
     if getattr(args, "quiet", False):
         values["progress"] = False
     return TrainConfig(

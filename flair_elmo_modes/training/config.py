@@ -65,6 +65,8 @@ class TrainConfig:
         max_minutes: stop after this much training time, counted across resumes (None: no limit).
         checkpoint_every: also checkpoint every this many steps (0: only after each epoch).
         resume: continue from ``output_dir/checkpoint.pt`` when it exists.
+        allow_changed_text: resume even if a shard or the vocabulary file changed since the checkpoint
+            (a warning names them): the checkpoint's vocabulary and batch plan then meet other text.
         num_threads: ``torch.set_num_threads`` during training (None: leave as is).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (None: CUDA when available, else CPU; each
             process of a distributed CUDA run takes the GPU of its local rank).
@@ -103,6 +105,7 @@ class TrainConfig:
     max_minutes: float | None = None
     checkpoint_every: int = 500
     resume: bool = True
+    allow_changed_text: bool = False
     num_threads: int | None = None
     device: str | None = None
     precision: str = "fp32"
@@ -156,15 +159,14 @@ class TrainConfig:
             if not ok:
                 raise ValueError(message)
 
-    def model_dict(self, shards: list[Path], options: ElmoOptions) -> dict[str, Any]:
-        """What defines the model and its steps; a resumed run must match it.
+    def model_dict(self, options: ElmoOptions) -> dict[str, Any]:
+        """What defines the model and its steps; a resumed run must match it. (The text itself, its
+        shards and their bytes, is checked separately: ``shards.text_identity``.)
 
         Args:
-            shards: the training shards the patterns resolved to.
             options: the architecture in use (``options`` or that of ``init_from``).
         """
         return {
-            "train_shards": [str(shard.resolve()) for shard in shards],
             "options": options.to_dict(),
             "vocab_file": None if self.vocab_file is None else str(self.vocab_file.resolve()),
             "init_from": self.init_from,

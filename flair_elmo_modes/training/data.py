@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from flair_elmo_modes.bilm.characters import BOS_TOKEN, EOS_TOKEN, MAX_CHARACTERS_PER_TOKEN, token_to_ids
+from flair_elmo_modes.bilm.errors import require_file
 from flair_elmo_modes.training.lm import IGNORE_INDEX
 
 UNK_TOKEN = "<UNK>"
@@ -36,9 +37,7 @@ def read_sentences(path: str | Path) -> list[list[str]]:
     """
     from flair_elmo_modes.training.shards import shard_sentences  # shards builds on this module
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training text not found: {path}")
+    path = require_file(path, "training text")
     sentences = list(shard_sentences(path))
     if not sentences:
         raise TrainingDataError(f"{path}: no tokens found; expected one whitespace-tokenized sentence per line")
@@ -131,9 +130,7 @@ class Vocabulary:
             TrainingDataError: not UTF-8, the special tokens are not the first three lines, a line
                 holds whitespace inside a word, or a word occurs twice.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"vocabulary file not found: {path}")
+        path = require_file(path, "vocabulary file")
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except UnicodeDecodeError as error:

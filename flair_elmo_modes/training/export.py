@@ -24,13 +24,17 @@ import h5py
 import numpy as np
 import torch
 
+from flair_elmo_modes import checksums
 from flair_elmo_modes.atomic import WriteError, atomic_file, atomic_write_json, hdf5_errors, hdf5_file, temp_path
+from flair_elmo_modes.bilm.errors import ElmoFileError, require_file
 from flair_elmo_modes.bilm.hdf5 import load_bilm, save_bilm
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.training.data import Vocabulary
 from flair_elmo_modes.training.lm import BiLanguageModel, Softmax
 
 LM_HEAD_NAME = "lm_head.hdf5"
+#: The files an export writes, and its SHA256SUMS lists.
+EXPORTED_FILES = ("options.json", "weights.hdf5", LM_HEAD_NAME)
 
 
 def export_model(
@@ -58,6 +62,8 @@ def export_model(
                     shutil.copy2(path, staging / path.name)
         save_bilm(staging, model.bilm)
         write_lm_head(staging / LM_HEAD_NAME, model, vocab)
+        # HDF5 keeps no checksum of its data: the sidecar lets loading (and sha256sum -c) catch damage.
+        checksums.write_sums(staging, EXPORTED_FILES)
         # A model directory is meant to be shared, whatever the umask made of the new entries.
         staging.chmod(0o755)
         for path in staging.iterdir():
@@ -113,18 +119,23 @@ def load_language_model(directory: str | Path) -> tuple[BiLanguageModel, Vocabul
     directory = Path(directory)
     bilm = load_bilm(directory / "options.json", directory / "weights.hdf5")
     head_path = directory / LM_HEAD_NAME
-    if not head_path.is_file():
-        raise FileNotFoundError(f"language-model head not found: {head_path} (written by flair-elmo train)")
-    with h5py.File(head_path, "r") as handle:
-        kind = str(handle.attrs["softmax"])
-        cutoffs = tuple(int(c) for c in handle.attrs["cutoffs"])
-        share = bool(handle.attrs["share_softmax"])
-        div_value = float(handle.attrs["div_value"])
-        words = tuple(np.asarray(handle["vocab"][...], dtype=np.uint8).tobytes().decode("utf-8").split("\n"))
-        states = {
-            group: {name: torch.from_numpy(np.asarray(data[...])) for name, data in _datasets(handle[group])}
-            for group in (("forward",) if share else ("forward", "backward"))
-        }
+    require_file(head_path, "language-model head (written by flair-elmo train)")
+    checksums.verify(head_path)
+    try:
+        with h5py.File(head_path, "r") as handle:
+            kind = str(handle.attrs["softmax"])
+            cutoffs = tuple(int(c) for c in handle.attrs["cutoffs"])
+            share = bool(handle.attrs["share_softmax"])
+            div_value = float(handle.attrs["div_value"])
+            words = tuple(np.asarray(handle["vocab"][...], dtype=np.uint8).tobytes().decode("utf-8").split("\n"))
+            states = {
+                group: {name: torch.from_numpy(np.asarray(data[...])) for name, data in _datasets(handle[group])}
+                for group in (("forward",) if share else ("forward", "backward"))
+            }
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:  # h5py's, numpy's, UTF-8's
+        raise ElmoFileError(
+            f"{head_path}: not a readable language-model head (damaged or truncated: {error})"
+        ) from error
     vocab = Vocabulary(words)
     model = BiLanguageModel(
         bilm.options, len(vocab), kind, cutoffs, share_softmax=share, dropout=0.0, div_value=div_value or 4.0

@@ -41,7 +41,14 @@ from flair_elmo_modes.training.data import (
 from flair_elmo_modes.training.distributed import World
 from flair_elmo_modes.training.export import LM_HEAD_NAME, export_model, load_language_model, write_json
 from flair_elmo_modes.training.lm import BiLanguageModel
-from flair_elmo_modes.training.shards import ShardedText, TextStats, count_batches, epoch_batches
+from flair_elmo_modes.training.shards import (
+    ShardedText,
+    TextStats,
+    count_batches,
+    epoch_batches,
+    text_changes,
+    text_identity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +186,7 @@ class _Run:
     world: World
     device: torch.device
     text: ShardedText
+    text_identity: dict[str, Any]  # shards.text_identity of the text: what checkpoints record
     vocab: Vocabulary
     dev: EncodedCorpus | None
     batches_per_epoch: int
@@ -226,10 +234,12 @@ def _train(config: TrainConfig, check: Callable[[], None], world: World, device:
     text = ShardedText.from_patterns(config.train_files, config.max_sentence_tokens)
     dev = _read_dev(config)
     start = _start(config)
+    identity = text_identity(text.shards, config.vocab_file)
     checkpoint_path = config.output_dir / CHECKPOINT_NAME
     checkpoint = None
     if config.resume and checkpoint_path.is_file():
-        checkpoint = _load_checkpoint(checkpoint_path, config.model_dict(list(text.shards), start.options), world)
+        checkpoint = _load_checkpoint(checkpoint_path, config.model_dict(start.options), world)
+        _check_same_text(checkpoint_path, checkpoint["text"], identity, config.allow_changed_text)
     _check_same_checkpoint(world, checkpoint, checkpoint_path)
     stats = text.scan(count_words=checkpoint is None and start.vocab is None)
     if checkpoint is not None:
@@ -239,12 +249,35 @@ def _train(config: TrainConfig, check: Callable[[], None], world: World, device:
     config.output_dir.mkdir(parents=True, exist_ok=True)
     if world.is_main:
         _remove_stale_temps(config.output_dir)
-    run = _build_run(config, world, device, text, stats, vocab, dev, start, check)
+    run = _build_run(config, world, device, text, identity, stats, vocab, dev, start, check)
     if checkpoint is not None:
         _resume(run, checkpoint)
     stopped_by = _train_epochs(run)
     train_loss = _finish(run, stopped_by)
     return _export(run, stopped_by, train_loss)
+
+
+def _check_same_text(path: Path, recorded: dict[str, Any], current: dict[str, Any], allow_changed: bool) -> None:
+    """A checkpoint resumes only on the bytes it was trained on (see ``shards.text_identity``).
+
+    Raises:
+        TrainingDataError: a shard or the vocabulary file changed, was added or removed (unless
+            ``allow_changed``, which logs a warning instead).
+    """
+    changes = text_changes(recorded, current)
+    if not changes:
+        return
+    more = f" (and {len(changes) - 1} more change(s))" if len(changes) > 1 else ""
+    if allow_changed:
+        logger.warning(
+            "resuming on changed text: %s%s since %s; its vocabulary and batch plan were made for the old text",
+            changes[0], more, path,
+        )  # fmt: skip
+        return
+    raise TrainingDataError(
+        f"{changes[0]}{more} since {path} was written: its vocabulary and batch plan belong to the old text; "
+        "train into a new --output to start over, or pass --allow-changed-text to continue knowingly"
+    )
 
 
 def _check_same_checkpoint(world: World, checkpoint: dict[str, Any] | None, path: Path) -> None:
@@ -333,6 +366,7 @@ def _build_run(
     world: World,
     device: torch.device,
     text: ShardedText,
+    identity: dict[str, Any],
     stats: TextStats,
     vocab: Vocabulary,
     dev_sentences: list[list[str]] | None,
@@ -390,6 +424,7 @@ def _build_run(
         world,
         device,
         text,
+        identity,
         vocab,
         dev,
         batches_per_epoch,
@@ -622,7 +657,8 @@ def _format_record(record: dict[str, Any]) -> str:
 def _save_checkpoint(run: _Run, rng_states: list[dict[str, torch.Tensor]]) -> None:
     """Write the run's checkpoint (:func:`write_checkpoint`); ``rng_states``: every process's, in rank order."""
     state = {
-        "config": run.config.model_dict(list(run.text.shards), run.model.bilm.options),
+        "config": run.config.model_dict(run.model.bilm.options),
+        "text": run.text_identity,
         "world_size": run.world.size,
         "vocab": list(run.vocab.words),
         "model": run.model.state_dict(),
@@ -665,6 +701,7 @@ _CHECKPOINT_TYPES: dict[str, type] = {
     "scaler": dict,
     "progress": dict,
     "rng_states": list,
+    "text": dict,
     "world_size": int,
 }
 
