@@ -193,3 +193,5 @@ def test_symlink_loops_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     source.write_text("a b\n", encoding="utf-8")
     assert main(["embed", str(source), str(tmp_path / "out.hdf5"), "--model", str(loop), "--quiet"]) == 2
     assert "symlink loop" in capsys.readouterr().err
+    assert main(["info", str(loop)]) == 2
+    assert "symlink loop" in capsys.readouterr().err

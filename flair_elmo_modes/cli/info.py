@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flair_elmo_modes import checksums
+from flair_elmo_modes.bilm.errors import require_directory
 from flair_elmo_modes.cli.common import examples
 from flair_elmo_modes.cli.errors import UsageError
 from flair_elmo_modes.models import (
@@ -144,7 +145,7 @@ def describe_model(spec: str) -> dict[str, Any]:
             return info
     else:
         path = Path(spec)
-        if name in shipped_models() or path.is_dir():
+        if name in shipped_models() or require_directory(path, "model directory") is not None:
             files = resolve_model(spec)
             info["model"] = files.name
             info["kind"] = "shipped" if name in shipped_models() else "local"
