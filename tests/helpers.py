@@ -64,6 +64,9 @@ def write_random_model(directory: Path, options: ElmoOptions = TINY_OPTIONS, see
 #: float32's machine epsilon: one rounding changes a value ``x`` by at most ``FLOAT32_EPS / 2 * |x|``.
 FLOAT32_EPS = torch.finfo(torch.float32).eps
 
+#: float64's machine epsilon (2.2e-16), ``FLOAT32_EPS / 2**29``.
+FLOAT64_EPS = torch.finfo(torch.float64).eps
+
 #: The project's accuracy rule for float32 paths (the kernel rule of issue 21): a path qualifies
 #: when its float32 error against a float64 evaluation of the same inputs is within this factor of
 #: the plain float32 path's error, in mean and in max. Two float32 evaluations that sum in another
@@ -87,6 +90,15 @@ def _flat64(values: Values) -> torch.Tensor:
         values = [values]
     parts = [torch.as_tensor(v).detach().to(torch.float64).reshape(-1) for v in values]
     return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+
+
+def assert_within(actual: torch.Tensor, expected: torch.Tensor, bound: torch.Tensor) -> None:
+    """``|actual - expected| <= bound`` element by element, for a rounding bound derived per element
+    (such as a few roundings of the magnitudes summed into each element)."""
+    assert actual.shape == expected.shape == bound.shape, (actual.shape, expected.shape, bound.shape)
+    excess = (actual.double() - expected.double()).abs() - bound.double()
+    beyond = int((excess > 0).sum())
+    assert beyond == 0, f"{beyond} elements beyond their bound, by up to {float(excess.max()):.3g}"
 
 
 def float32_error(values: Values, exact: Values) -> float:
@@ -122,12 +134,44 @@ def assert_as_accurate(candidate: Values, baseline: Values, exact: Values) -> No
         )
 
 
+def rounding_tolerance(float32: Values, exact: Values) -> float:
+    """The largest abs difference allowed between two float32 evaluations of a computation that may
+    round differently (other batches, kernels, implementations), or between one of them and
+    ``exact``: each may be ``ACCURACY_FACTOR`` times as far from ``exact``, a float64 evaluation, as
+    ``float32``, the plain float32 evaluation, so ``2 * ACCURACY_FACTOR`` times the plain error (at
+    least ``FLOAT32_EPS * max |exact|``, two half-ulp roundings of the largest value). Checks that
+    float32 keeps more than half of its digits: otherwise the computation amplifies rounding
+    (chaotic) and no rounding bound applies."""
+    error = float32_error(float32, exact)
+    flat = _flat64(exact)
+    largest = float(flat.abs().max()) if flat.numel() else 0.0
+    assert error <= FLOAT32_EPS**0.5 * largest, (
+        f"float32 error {error:.3g} on values up to {largest:.3g}: this computation amplifies rounding "
+        "(chaotic), no rounding bound applies"
+    )
+    return 2 * ACCURACY_FACTOR * max(error, FLOAT32_EPS * largest)
+
+
+def float64_tolerance(float32: Values, exact: Values) -> float:
+    """The largest abs difference allowed between two float64 evaluations of one computation that may
+    round differently (other summation order, batch, algorithm), derived as :func:`float32_tolerance`
+    from ``float32``, a float32 evaluation of the same computation on the same inputs, and ``exact``,
+    a float64 one: the float32 error measures how much the computation amplifies its roundings, and
+    float64 roundings are amplified alike (while float32 keeps more than half of its digits the
+    propagation is linear), only ``FLOAT64_EPS / FLOAT32_EPS = 2**-29`` the size. Two float64
+    evaluations may then differ by ``2 * ACCURACY_FACTOR`` such errors, at least
+    ``2 * ACCURACY_FACTOR * FLOAT64_EPS * max |exact|``. A wrong result (a mask, a gate, a lost row)
+    is orders of magnitude larger. Unlike a constant such as 1e-12, the bound follows the values'
+    magnitude and the computation's conditioning, on any CPU.
+    """
+    return rounding_tolerance(float32, exact) * FLOAT64_EPS / FLOAT32_EPS
+
+
 def float32_tolerance(bilm: ElmoBiLm, sentences: Sequence[Sequence[str]]) -> float:
     """The largest abs difference allowed between two float32 evaluations of ``bilm`` on ``sentences``
-    that may round differently (other batches, kernels, thread counts): each may be
-    ``ACCURACY_FACTOR`` times as far from a float64 evaluation as the plain float32 path, measured
-    here on the same sentences, so they may differ by twice that (at least two float32 roundings of
-    the largest value). Sentences are evaluated one at a time, without state.
+    that may round differently (other batches, kernels, thread counts): :func:`rounding_tolerance` of
+    the plain float32 path, measured here on the same sentences against a float64 evaluation.
+    Sentences are evaluated one at a time, without state.
     """
     from flair_elmo_modes import ElmoEmbedder
     from flair_elmo_modes.bilm.fast_paths import fast_paths
@@ -137,12 +181,7 @@ def float32_tolerance(bilm: ElmoBiLm, sentences: Sequence[Sequence[str]]) -> flo
     embedder = ElmoEmbedder(bilm=copy.deepcopy(bilm))  # a copy: ElmoEmbedder freezes its biLM
     with fast_paths(enabled=False):
         plain = [embedder.embed_sentence(s) for s in sentences]
-    error = float32_error(plain, exact)
-    largest = float(_flat64(exact).abs().max()) if sentences else 0.0
-    assert error <= FLOAT32_EPS**0.5 * largest, (
-        f"float32 error {error:.3g} on values up to {largest:.3g}: chaotic model"
-    )
-    return 2 * ACCURACY_FACTOR * max(error, FLOAT32_EPS * largest)
+    return rounding_tolerance(plain, exact)
 
 
 @contextmanager

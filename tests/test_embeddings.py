@@ -13,9 +13,10 @@ from flair.embeddings import OneHotEmbeddings, StackedEmbeddings
 from flair.embeddings.base import load_embeddings
 
 from flair_elmo_modes import ElmoEmbedder
+from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.embeddings import ELMoEmbeddings
 from flair_elmo_modes.layers import parse_mode, select_layers
-from tests.helpers import write_random_model
+from tests.helpers import FLOAT32_EPS, assert_as_accurate, assert_within, write_random_model
 
 TEXT = "He went to the prison cell with his cell phone to extract blood cell samples from inmates"
 MODES = ["all", "top", "average", "bottom", 1, -2, [2, 0], "0,1", "mix"]
@@ -38,8 +39,15 @@ def test_every_mode_is_the_function_of_the_embedder_layers(tiny_model_files, mod
     parsed = parse_mode(mode, 3)
     expected = layers.mean(dim=0) if parsed.kind == "mix" else select_layers(layers, parsed)
     (sentence,) = embed(embeddings, TEXT)
-    torch.testing.assert_close(vectors(sentence), expected, rtol=0, atol=1e-6)
     assert embeddings.embedding_length == expected.shape[-1] == parsed.embedding_length(16)
+    if parsed.kind != "mix":
+        # the same biLM run (one sentence, same kernels) and the same selection: bitwise
+        torch.testing.assert_close(vectors(sentence), expected, rtol=0, atol=0)
+        return
+    # A new mix is fl(1/3) * each layer, summed: fl(1/3), the products and two sums put it within
+    # 4/3 half-ulps of S = |h0| + |h1| + |h2| of (h0 + h1 + h2) / 3, and the mean as well (two sums and
+    # a division): apart by less than 2 * FLOAT32_EPS * S (test_layers.py checks the same in isolation)
+    assert_within(vectors(sentence), expected, 2 * FLOAT32_EPS * layers.abs().sum(dim=0))
 
 
 @pytest.mark.parametrize("mode", ["all", "top", "average"])
@@ -49,12 +57,21 @@ def test_modes_on_the_allennlp_golden_arrays(mode: str) -> None:
     embeddings = ELMoEmbeddings(golden, embedding_type=mode)
     flair_sentences = [Sentence(tokens) for tokens in sentences[:4]]  # plain, emoji, CJK, RTL
     embeddings.embed(flair_sentences)
+
+    def reference(layers: np.ndarray) -> torch.Tensor:
+        layers = torch.from_numpy(layers)
+        return {"all": torch.cat(list(layers), -1), "top": layers[-1], "average": layers.mean(0)}[mode]
+
+    got, theirs_f32, theirs_f64 = [], [], []
     with np.load(golden / "expected.npz") as expected:
         for i, sentence in enumerate(flair_sentences):
             assert [t.text for t in sentence] == sentences[i]
-            layers = torch.from_numpy(expected[f"f32_{i}"])
-            reference = {"all": torch.cat(list(layers), -1), "top": layers[-1], "average": layers.mean(0)}[mode]
-            torch.testing.assert_close(vectors(sentence), reference, rtol=0, atol=1e-5)
+            got.append(vectors(sentence))
+            theirs_f32.append(reference(expected[f"f32_{i}"]))
+            theirs_f64.append(reference(expected[f"f64_{i}"]))
+            assert got[i].shape == theirs_f32[i].shape
+    # as accurate as AllenNLP's own float32 run, both measured against its float64 run
+    assert_as_accurate(got, theirs_f32, theirs_f64)
 
 
 def test_flair_embedding_type_stays_word_level(tiny_model_files) -> None:
@@ -99,10 +116,12 @@ def test_stacked_with_one_hot_and_two_modes(tiny_model_files) -> None:
     for token in sentence:
         full = token.get_embedding()
         assert full.shape == (69,)
-        torch.testing.assert_close(full[5:21], token.get_embedding([top.name]))
-        torch.testing.assert_close(full[21:], token.get_embedding([everything.name]))
+        # the stack concatenates the stored vectors: bitwise
+        torch.testing.assert_close(full[5:21], token.get_embedding([top.name]), rtol=0, atol=0)
+        torch.testing.assert_close(full[21:], token.get_embedding([everything.name]), rtol=0, atol=0)
     separately = embed(ELMoEmbeddings(directory, embedding_type="all"), TEXT)[0]
-    torch.testing.assert_close(vectors(sentence, everything.name), vectors(separately))
+    # the same sentence alone in both, the same biLM run: bitwise
+    torch.testing.assert_close(vectors(sentence, everything.name), vectors(separately), rtol=0, atol=0)
 
 
 def test_to_params_has_no_paths_and_reloads_without_files(tmp_path: Path) -> None:
@@ -147,7 +166,8 @@ def test_mix_weights_are_readable(tiny_model_files) -> None:
     directory = tiny_model_files[0].parent
     mix = ELMoEmbeddings(directory, embedding_type="mix", mix_weights=[0.0, 0.0, 2.0])
     weights, gamma = mix.mix_weights()
-    assert weights[2] == pytest.approx(np.exp(2) / (2 + np.exp(2))) and gamma == 1.0
+    # a float32 softmax: exp (within an ulp), a sum and a division, a few roundings of weights[2]
+    assert weights[2] == pytest.approx(np.exp(2) / (2 + np.exp(2)), rel=4 * FLOAT32_EPS) and gamma == 1.0
     assert not mix.static_embeddings
     with pytest.raises(ValueError, match="not 'mix'"):
         ELMoEmbeddings(directory, embedding_type="top").mix_weights()
@@ -189,17 +209,23 @@ def test_same_vectors_whatever_the_batch(tiny_model_files) -> None:
     texts = [TEXT, "I ate an apple for breakfast", "x", " ".join(f"w{i}" for i in range(40))]
     alone = [vectors(embed(embeddings, text)[0]) for text in texts]
     together = [vectors(s) for s in embed(embeddings, *texts[::-1])][::-1]
-    for a, b in zip(alone, together, strict=True):
-        torch.testing.assert_close(b, a, rtol=0, atol=1e-4)  # float32 rounding only
+    # float32 rounding only: both as accurate as the plain path alone, against a float64 evaluation
+    exact = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="all").double()
+    with fast_paths(enabled=False):
+        plain = [vectors(embed(embeddings, text)[0]) for text in texts]
+    expected = [vectors(embed(exact, text)[0]) for text in texts]
+    assert_as_accurate(alone, plain, expected)
+    assert_as_accurate(together, plain, expected)
 
 
 def test_stateful_carries_state(tiny_model_files) -> None:
     embeddings = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="top", stateful=True)
     first = vectors(embed(embeddings, TEXT)[0])
     second = vectors(embed(embeddings, TEXT)[0])
-    assert (first - second).abs().max() > 1e-3
+    assert (first - second).abs().max() > 1e-3  # the carried state: O(0.1), float32 rounding ~1e-6
     embeddings.reset_states()
-    torch.testing.assert_close(vectors(embed(embeddings, TEXT)[0]), first)
+    # zero state again, the same batch and kernels: the first call's computation, bitwise
+    torch.testing.assert_close(vectors(embed(embeddings, TEXT)[0]), first, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("mode", ["all", "mix"])
@@ -211,8 +237,11 @@ def test_layer_cache_gives_the_uncached_vectors(tiny_model_files, mode: str) -> 
     first = [vectors(s) for s in embed(cached, *texts)]
     again = [vectors(s) for s in embed(cached, *texts[::-1])][::-1]
     assert len(cached.layer_cache) == 3 and cached.layer_cache.hits == 4  # all of the second call
-    for a, b, c in zip(plain, first, again, strict=True):
-        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+    # the cache ran the 3 distinct sentences as one batch, the plain embedding all 4: float32
+    # rounding only, against a float64 evaluation; then the cached layers again: bitwise
+    exact = ELMoEmbeddings(directory, embedding_type=mode).double()
+    assert_as_accurate(first, plain, [vectors(s) for s in embed(exact, *texts)])
+    for b, c in zip(first, again, strict=True):
         torch.testing.assert_close(c, b, rtol=0, atol=0)
 
 
@@ -234,6 +263,7 @@ def test_layer_cache_is_dropped_when_the_bilm_changes(tiny_model_files) -> None:
     with torch.no_grad():
         cached.bilm.lstm.bias_l1.add_(0.5)  # as an optimiser step or load_state_dict would
     after = vectors(embed(cached, TEXT)[0])
+    # the bias change moves the layers by O(0.1); a stale cache would give them unchanged
     assert (after - before).abs().max() > 1e-3 and cached.layer_cache.hits == 0
     cached.double()
     assert vectors(embed(cached, TEXT)[0]).dtype == torch.float64 and cached.layer_cache.hits == 0

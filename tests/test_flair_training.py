@@ -70,6 +70,8 @@ def test_sequence_tagger_round_trip(tmp_path: Path, mode: str) -> None:
     )
     if mode == "mix":
         weights, gamma = tagger.embeddings.mix_weights()
+        # The mix trained: it starts at weights fl(1/3) (within 2e-8 of 1/3) and gamma exactly 1; 10
+        # epochs at learning rate 0.1 move them by far more than the 1e-6 asked, 50x that rounding.
         assert weights != pytest.approx([1 / 3] * 3, abs=1e-6) or gamma != pytest.approx(1.0, abs=1e-6)
     expected = predict(tagger)
     assert len({tag for tags in expected for tag in tags}) > 1, "the tagger learned nothing"
@@ -92,7 +94,8 @@ def test_sequence_tagger_round_trip(tmp_path: Path, mode: str) -> None:
             tagger.embeddings.mix_weights(),
             reloaded.embeddings.mix_weights(),
         )
-        assert reloaded_weights == pytest.approx(weights) and reloaded_gamma == pytest.approx(gamma)
+        # the saved parameters are the trained ones, bitwise; the same softmax of them: bitwise
+        assert reloaded_weights == weights and reloaded_gamma == gamma
 
 
 def test_text_classifier_over_document_pool_trains_and_saves(tmp_path: Path) -> None:
@@ -119,4 +122,6 @@ def test_text_classifier_over_document_pool_trains_and_saves(tmp_path: Path) -> 
     again = Sentence("the cat likes a dog")
     reloaded.predict(again)
     assert again.get_label("topic").value == sentence.get_label("topic").value
-    assert again.get_label("topic").score == pytest.approx(sentence.get_label("topic").score, abs=1e-6)
+    # the saved classifier's parameters, bitwise, on the same sentence alone, with the same kernels
+    # and threads: the same computation, so bitwise the same score
+    assert again.get_label("topic").score == sentence.get_label("topic").score

@@ -237,3 +237,21 @@ def test_the_command_joins_a_running_cluster_and_sigint_stops_it_resumably(ray_c
             assert_same_file(out / name, embed_reference(shard, tmp_path / f"ref-{name}"))
         else:
             assert entries[name]["status"] == "pending" and not (out / name).exists()
+
+
+def test_the_manifest_records_each_outputs_sha256_and_a_rerun_redoes_a_damaged_output(
+    ray_cluster: Any, tmp_path: Path
+) -> None:
+    shards = write_corpus(tmp_path / "corpus", (12, 10))
+    out = tmp_path / "out"
+    embed_corpus([tmp_path / "corpus"], out, TINY, workers=2, progress=False)
+    for name, entry in manifest(out).items():
+        assert entry["output_sha256"] == hashlib.sha256((out / name).read_bytes()).hexdigest()
+    # change one value of part-0's first vector in place: same datasets, so only the checksum can tell
+    with h5py.File(out / "part-0.hdf5", "a") as handle:
+        handle["0"][0, 0, 0] += 1.0
+    kept = (out / "part-1.hdf5").stat().st_mtime_ns
+    summary = embed_corpus([tmp_path / "corpus"], out, TINY, workers=2, progress=False)
+    assert summary.embedded == ["part-0.hdf5"] and summary.skipped == ["part-1.hdf5"]
+    assert (out / "part-1.hdf5").stat().st_mtime_ns == kept
+    assert_same_file(out / "part-0.hdf5", embed_reference(shards[0], tmp_path / "ref-0.hdf5"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ from flair_elmo_modes.cli import main
 from flair_elmo_modes.cli.errors import UsageError
 from flair_elmo_modes.corpus import MANIFEST_NAME, EmbedSettings, ShardsFailed, embed_corpus
 from flair_elmo_modes.corpus.manifest import COMPLETE, Manifest, ShardEntry
-from flair_elmo_modes.corpus.plan import model_identity, output_name, redo_reason, resolve_corpus
+from flair_elmo_modes.corpus.plan import count_datasets, model_identity, output_name, redo_reason, resolve_corpus
 from flair_elmo_modes.models import SHIPPED_MODEL, resolve_model
 from tests.corpus.conftest import write_corpus
 
@@ -120,10 +121,10 @@ def test_model_identity_changes_with_the_weights_bytes_not_the_path(tmp_path: Pa
 
 
 def _complete_entry(output_dir: Path, lines: int = 3) -> ShardEntry:
-    """A complete entry whose output has ``lines`` datasets plus ``sentence_to_index``."""
+    """A complete entry whose output has ``lines`` datasets plus ``sentence_to_index``, with its SHA-256."""
     with h5py.File(output_dir / "s.hdf5", "w") as handle:
         for i in range(lines):
-            handle.create_dataset(str(i), data=[0.0])
+            handle.create_dataset(str(i), data=[float(i) + 0.5])
         handle.create_dataset("sentence_to_index", data=["{}"], dtype=h5py.string_dtype())
     return ShardEntry(
         input="/data/s.txt",
@@ -136,6 +137,7 @@ def _complete_entry(output_dir: Path, lines: int = 3) -> ShardEntry:
         output="s.hdf5",
         status=COMPLETE,
         datasets=lines + 1,
+        output_sha256=hashlib.sha256((output_dir / "s.hdf5").read_bytes()).hexdigest(),
     )
 
 
@@ -170,6 +172,18 @@ def test_a_shard_is_redone_if_its_output_is_missing_damaged_or_short(tmp_path: P
     assert redo_reason(old, new, tmp_path) == "output missing or unreadable"
     (tmp_path / "s.hdf5").unlink()
     assert redo_reason(old, new, tmp_path) == "output missing or unreadable"
+
+
+def test_a_shard_is_redone_if_its_output_bytes_changed_or_were_never_hashed(tmp_path: Path) -> None:
+    old = _complete_entry(tmp_path)
+    new = dataclasses.replace(old, status="pending")
+    # a value changed in place: the same datasets, so only the checksum can tell
+    with h5py.File(tmp_path / "s.hdf5", "a") as handle:
+        handle["1"][0] = 7.25
+    assert count_datasets(tmp_path / "s.hdf5") == old.datasets
+    assert redo_reason(old, new, tmp_path) == "output changed since it was written (its SHA-256 differs)"
+    # a manifest entry of an earlier release, without the output's checksum, cannot vouch for the file
+    assert redo_reason(dataclasses.replace(old, output_sha256=None), new, tmp_path) == "no output checksum recorded"
 
 
 def test_the_manifest_round_trips(tmp_path: Path) -> None:
