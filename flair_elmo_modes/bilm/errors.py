@@ -47,3 +47,15 @@ def require_directory(path: str | Path, what: str) -> Path | None:
             raise ElmoFileError(f"{what} {path}: symlink loop (a link that points back at itself)") from None
         return None
     return path if path.is_dir() else None
+
+
+def weights_only_refusal(error: Exception) -> str:
+    """What ``torch.load(weights_only=True)`` refused, from its ``UnpicklingError``, without the advice
+    to turn the guard off. torch 2.4 and later put it on a line of its own; torch 2.3 puts it after
+    ``WeightsUnpickler error:`` on the line that mentions ``weights_only``."""
+    text = str(error)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        return text.split(marker, 1)[1].strip().splitlines()[0]
+    lines = [line for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    return lines[0].strip() if lines else "not tensors and plain data"

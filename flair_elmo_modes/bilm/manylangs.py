@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from flair_elmo_modes.bilm.errors import ElmoFileError, not_a_file
+from flair_elmo_modes.bilm.errors import ElmoFileError, not_a_file, weights_only_refusal
 from flair_elmo_modes.bilm.lexicons import ID_OFFSET, Lexicons, read_lexicon
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions, FieldReader
@@ -254,10 +254,9 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ElmoFileError(
             f"{path}: refused: not a plain state dict of tensors, loading it would run code from the file "
-            f"(torch.load weights_only=True: {first})"
+            f"(torch.load weights_only=True: {weights_only_refusal(error)})"
         ) from None
     except (OSError, RuntimeError, EOFError) as error:
         raise ElmoFileError(f"{path}: not a PyTorch weights file ({error})") from None

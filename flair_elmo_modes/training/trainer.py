@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from flair_elmo_modes.atomic import atomic_file, remove_stale_temps
+from flair_elmo_modes.bilm.errors import weights_only_refusal
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
@@ -748,9 +749,7 @@ def _load_checkpoint(path: Path, expected: dict[str, Any], world: World) -> dict
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        # torch's message suggests turning the weights-only guard off; keep only the line naming what was refused.
-        lines = [line for line in str(error).splitlines() if line.strip() and "weights_only" not in line]
-        reason = lines[0] if lines else "not tensors and plain data"
+        reason = weights_only_refusal(error)
         raise unreadable(f"it holds more than tensors and plain data: {reason}") from error
     except Exception as error:  # zip, EOF and torch errors all mean "not a usable checkpoint"
         raise unreadable(str(error)) from error
