@@ -3,6 +3,7 @@ what HDF5 cannot, and a directory or a symlink loop is called what it is."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -18,7 +19,10 @@ from flair_elmo_modes.bilm.hdf5 import read_weights
 from flair_elmo_modes.checksums import SUMS_NAME, ChecksumError
 from flair_elmo_modes.cli import main
 from flair_elmo_modes.models import ModelDownloadError
-from tests.helpers import write_random_model
+from flair_elmo_modes.training import TrainConfig, train_bilm
+from flair_elmo_modes.training.export import LM_HEAD_NAME, load_language_model
+from tests.helpers import TINY_OPTIONS, write_random_model
+from tests.training.conftest import write_corpus
 
 
 def metadata_offsets(weights: Path) -> list[int]:
@@ -195,3 +199,21 @@ def test_symlink_loops_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "symlink loop" in capsys.readouterr().err
     assert main(["info", str(loop)]) == 2
     assert "symlink loop" in capsys.readouterr().err
+
+
+def test_a_damaged_language_model_head_is_refused_or_named(tmp_path: Path) -> None:
+    text = write_corpus(tmp_path / "train.txt", 40, seed=0)
+    config = TrainConfig(
+        train_files=(str(text),), output_dir=tmp_path / "run", options=TINY_OPTIONS, cutoffs=(8,), max_steps=1
+    )
+    model_dir = train_bilm(dataclasses.replace(config, progress=False)).model_dir
+    head = model_dir / LM_HEAD_NAME
+    data = bytearray(head.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside the softmax weights: HDF5 would read another number
+    head.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match=rf"{head}: SHA-256"):
+        load_language_model(model_dir)
+    (model_dir / SUMS_NAME).unlink()
+    head.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))  # an HDF5 signature and nothing readable after it
+    with pytest.raises(ElmoFileError, match=rf"{head}: not a readable language-model head"):
+        load_language_model(model_dir)
