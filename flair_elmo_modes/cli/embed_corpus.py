@@ -20,7 +20,8 @@ from flair_elmo_modes.models import DEFAULT_MODEL
 DESCRIPTION = """\
 Embed a corpus: every input shard (a text file, one whitespace-tokenized sentence per line)
 becomes OUTPUT_DIR/<shard name without extension>.hdf5 in exactly the layout of
-`flair-elmo embed` (same flags, and on the CPU the same vectors, bit for bit), written by a
+`flair-elmo embed` (same flags, and on the CPU the same vectors: bit for bit with as many torch
+threads per worker as the embed run, to float32 rounding otherwise), written by a
 pool of Ray Data actors that each load the biLM once. Needs: pip install 'flair-elmo-modes[ray]'.
 
 Without --address the command starts a local Ray cluster for the job; with --address it joins

@@ -3,7 +3,9 @@
 One call embeds one shard with :func:`~flair_elmo_modes.hdf5_output.write_embeddings`, the
 function ``flair-elmo embed`` writes with, into ``OUTPUT_DIR/<stem>.hdf5`` (written beside and
 renamed when complete). The batches are therefore exactly those of ``flair-elmo embed`` on the
-same shard, and so are the vectors, bit for bit on the CPU.
+same shard, and so are the vectors: bit for bit on the CPU when the actor runs as many torch
+threads as the ``embed`` run (MKL's float32 products may round differently for another thread
+count, e.g. on AMD EPYC), and to float32 rounding otherwise.
 
 Nothing here imports Ray at module level: :class:`ProgressBoard` becomes a Ray actor in
 :mod:`flair_elmo_modes.corpus.job`, and :class:`ShardWorker` is the callable class Ray Data
