@@ -10,7 +10,8 @@ Rounding: oneDNN adds the terms of a dot product in one chain, in order. Up to a
 that is bitwise what MKL's ``addmm`` gives; for longer products MKL sums blocks of terms separately
 and is more accurate (measured at 2048 terms: 1.5x on average on an Intel Xeon, 2x on average and
 2.75x at the maximum on an AMD EPYC), a difference of float32 rounding only. In exchange every
-row's result is independent of the other rows and of how many there are, so a sentence's float32 vectors are bitwise the same in any batch.
+row's result is independent of the other rows and of how many there are, so a sentence's float32
+vectors are bitwise the same in any batch.
 
 Used only for float32 CPU tensors without autograd, and only when this torch build has oneDNN's
 linear ops (x86 builds): for the LSTM steps of workloads with enough rows per step
