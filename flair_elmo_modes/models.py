@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from flair_elmo_modes.bilm.errors import require_directory, require_file
+from flair_elmo_modes.checksums import file_sha256
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.model import ElmoBiLm
@@ -312,8 +313,6 @@ def _fetch(url_or_path: str, model: str | None = None, sha256: str | None = None
     except Exception as error:  # requests, OSError, HTTP errors: all mean "not downloadable now"
         raise ModelDownloadError(f"could not download {label} from {url_or_path}: {error}") from error
     if sha256 is not None:
-        from flair_elmo_modes.checksums import file_sha256
-
         found = file_sha256(downloaded)
         if found != sha256:
             downloaded.unlink()  # never leave it in the cache, where the next call would take it as is

@@ -1,8 +1,8 @@
 """What a bug report or a benchmark needs to know about the machine: versions, CPU, math libraries,
 threads, GPUs, and the LSTM kernel each published configuration takes here.
 
-``flair-elmo info --system`` prints it; every benchmark JSON records it. Reads no model weights and
-imports no Flair (package versions come from their metadata).
+``flair-elmo info --system`` prints it (the text form is ``cli/info.py``'s); every benchmark JSON
+records it. Reads no model weights and imports no Flair (package versions come from their metadata).
 """
 
 from __future__ import annotations
@@ -156,32 +156,3 @@ def system_info() -> dict[str, Any]:
         "cuda": cuda_devices(),
         "kernels": kernel_plan(),
     }
-
-
-def format_system_info(info: dict[str, Any]) -> str:
-    """The text form of :func:`system_info`'s result."""
-    versions = ", ".join(f"{name} {version or 'not installed'}" for name, version in info["versions"].items())
-    cpu, math = info["cpu"], info["math"]
-    bf16 = {True: "yes", False: "no", None: "unknown"}[cpu["native_bf16"]]
-    flags = "unknown" if cpu["flags"] is None else " ".join(cpu["flags"]) or "none of interest"
-    rows = [
-        ("versions", versions),
-        ("platform", info["platform"]),
-        ("cpu", f"{cpu['model']}, {cpu['logical_cpus']} logical CPUs"),
-        ("cpu flags", flags),
-        ("native bf16", bf16),
-        ("torch ISA", cpu["torch_capability"]),
-        ("blas", f"{math['blas']}" + (f" (MKL {math['mkl_version']})" if math["mkl_version"] else "")),
-        ("onednn", f"v{math['onednn_version']}" if math["onednn_version"] else ("yes" if math["onednn"] else "absent")),
-        ("threads", f"torch {info['threads']['torch']}, inter-op {info['threads']['interop']}"),
-        ("environment", ", ".join(f"{k}={v}" for k, v in info["environment"].items()) or "(none set)"),
-        (
-            "cuda",
-            "; ".join(f"{d['index']}: {d['name']} (sm {d['capability']}, {d['memory_gib']} GiB)" for d in info["cuda"])
-            or "no devices",
-        ),
-    ]
-    for name, kernels in info["kernels"].items():
-        rows.append((f"kernel {name}", ", ".join(f"batch {batch}: {kernel}" for batch, kernel in kernels.items())))
-    width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)

@@ -38,15 +38,15 @@ def require_file(path: str | Path, what: str) -> Path:
 
 
 def require_directory(path: str | Path, what: str) -> Path | None:
-    """``path`` if it is a directory, None if nothing is there; a symlink loop is an :class:`ElmoFileError`."""
+    """``path`` if it is a directory, None if it is not (nothing there, or a file); a symlink loop is
+    :func:`not_a_file`'s :class:`ElmoFileError`."""
     path = Path(path)
-    try:
-        os.stat(path)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise ElmoFileError(f"{what} {path}: symlink loop (a link that points back at itself)") from None
-        return None
-    return path if path.is_dir() else None
+    if path.is_dir():
+        return path
+    problem = not_a_file(path, what)
+    if isinstance(problem, ElmoFileError):
+        raise problem
+    return None
 
 
 def weights_only_refusal(error: Exception) -> str:

@@ -274,6 +274,39 @@ def format_info(info: dict[str, Any]) -> str:
     rows.append(("parameters", f"{parameters:,}" if parameters is not None else "unknown until downloaded"))
     if "embedding_length" in info:
         rows.append(("embedding length", ", ".join(f"{m}={n}" for m, n in info["embedding_length"].items())))
+    return _aligned(rows)
+
+
+def format_system_info(info: dict[str, Any]) -> str:
+    """The text form of :func:`~flair_elmo_modes.system.system_info`'s result."""
+    versions = ", ".join(f"{name} {version or 'not installed'}" for name, version in info["versions"].items())
+    cpu, math = info["cpu"], info["math"]
+    bf16 = {True: "yes", False: "no", None: "unknown"}[cpu["native_bf16"]]
+    flags = "unknown" if cpu["flags"] is None else " ".join(cpu["flags"]) or "none of interest"
+    rows = [
+        ("versions", versions),
+        ("platform", info["platform"]),
+        ("cpu", f"{cpu['model']}, {cpu['logical_cpus']} logical CPUs"),
+        ("cpu flags", flags),
+        ("native bf16", bf16),
+        ("torch ISA", cpu["torch_capability"]),
+        ("blas", f"{math['blas']}" + (f" (MKL {math['mkl_version']})" if math["mkl_version"] else "")),
+        ("onednn", f"v{math['onednn_version']}" if math["onednn_version"] else ("yes" if math["onednn"] else "absent")),
+        ("threads", f"torch {info['threads']['torch']}, inter-op {info['threads']['interop']}"),
+        ("environment", ", ".join(f"{k}={v}" for k, v in info["environment"].items()) or "(none set)"),
+        (
+            "cuda",
+            "; ".join(f"{d['index']}: {d['name']} (sm {d['capability']}, {d['memory_gib']} GiB)" for d in info["cuda"])
+            or "no devices",
+        ),
+    ]
+    for name, kernels in info["kernels"].items():
+        rows.append((f"kernel {name}", ", ".join(f"batch {batch}: {kernel}" for batch, kernel in kernels.items())))
+    return _aligned(rows)
+
+
+def _aligned(rows: list[tuple[str, str]]) -> str:
+    """``label  value`` lines, the values aligned."""
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
@@ -293,7 +326,7 @@ def _checksum_text(status: dict[str, list[str]]) -> str:
 def run(args: argparse.Namespace) -> int:
     """``flair-elmo info``."""
     if args.system:
-        from flair_elmo_modes.system import format_system_info, system_info
+        from flair_elmo_modes.system import system_info
 
         info = system_info()
         print(json.dumps(info, indent=2) if args.json else format_system_info(info))
