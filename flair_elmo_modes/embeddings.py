@@ -58,6 +58,9 @@ class ELMoEmbeddings(TokenEmbeddings):
         lexicons: with ``options``, an ELMoForManyLangs model's lexicons (as ``to_params`` keeps them).
         format: ``"allennlp"`` or ``"manylangs"``: read the ``model`` directory as that format
             only (by default told by its files).
+        precision: of the frozen biLM's products: ``"fp32"`` (default), ``"bf16"`` (CPUs with
+            avx512_bf16 or amx_bf16, GPUs) or ``"fp16"`` (CUDA only); the vectors are float32 in
+            each (see ``ElmoEmbedder``). Fine-tuning trains in float32.
 
     ``self.embedding_type`` stays Flair's ``"word-level"``; the chosen mode is
     ``self.layer_mode``.
@@ -80,6 +83,7 @@ class ELMoEmbeddings(TokenEmbeddings):
         options: dict[str, Any] | None = None,
         lexicons: dict[str, Any] | None = None,
         format: str | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
         if embedding_type is not None and embedding_mode is not None:
@@ -114,7 +118,10 @@ class ELMoEmbeddings(TokenEmbeddings):
         self.mix_layer_norm = mix_layer_norm
         self.fine_tune = fine_tune
         self.stateful = stateful
-        self.runner = BiLmRunner(bilm, stateful)
+        if fine_tune and precision != "fp32":
+            raise ValueError(f"precision={precision!r} serves a frozen biLM; fine_tune=True trains in float32")
+        self.runner = BiLmRunner(bilm.to(flair.device), stateful, precision)
+        self.precision = self.runner.precision
         if layer_cache_size and (fine_tune or stateful):
             raise ValueError("layer_cache_size needs a frozen, stateless biLM (fine_tune=False, stateful=False)")
         self.layer_cache = LayerCache(layer_cache_size)
@@ -193,7 +200,10 @@ class ELMoEmbeddings(TokenEmbeddings):
         return layers, mask
 
     def extra_repr(self) -> str:
-        return f"model={self.model_name!r}, embedding_type={self.layer_mode.spec!r}, fine_tune={self.fine_tune}"
+        return (
+            f"model={self.model_name!r}, embedding_type={self.layer_mode.spec!r}, fine_tune={self.fine_tune}, "
+            f"precision={self.precision!r}"
+        )
 
     def __str__(self) -> str:
         return self.name
@@ -211,6 +221,7 @@ class ELMoEmbeddings(TokenEmbeddings):
             "mix_layer_norm": self.mix_layer_norm,
             "name": self.name,
             "layer_cache_size": self.layer_cache.max_sentences,
+            "precision": self.precision,
         }
 
     @classmethod

@@ -14,6 +14,7 @@ from typing import TypeVar
 import torch
 
 from flair_elmo_modes.bilm.model import BiLmOutput, ElmoBiLm
+from flair_elmo_modes.bilm.precision import Precision, check_precision, computing_in
 from flair_elmo_modes.bilm.state import CarriedState
 
 T = TypeVar("T")
@@ -61,11 +62,17 @@ class BiLmRunner:
         bilm: the biLM (its device is the device of its parameters).
         stateful: carry each batch row's LSTM state to the next call, as AllenNLP does; by
             default every sentence starts from zero state.
+        precision: of the biLM's inference products (see :mod:`flair_elmo_modes.bilm.precision`):
+            ``"fp32"`` (default), ``"bf16"`` or ``"fp16"`` (CUDA). Layers are float32 in each.
+
+    Raises:
+        ValueError: a precision the biLM's device cannot serve (see ``check_precision``).
     """
 
-    def __init__(self, bilm: ElmoBiLm, stateful: bool = False) -> None:
+    def __init__(self, bilm: ElmoBiLm, stateful: bool = False, precision: str = "fp32") -> None:
         self.bilm = bilm
         self.stateful = stateful
+        self.precision: Precision = check_precision(precision, self.device)
         self._carried = CarriedState()
 
     def reset_states(self) -> None:
@@ -89,12 +96,14 @@ class BiLmRunner:
             the final state (see :class:`~flair_elmo_modes.bilm.model.BiLmOutput`).
         """
         token_lists = as_token_lists(sentences)
+        if self.precision != "fp32":
+            check_precision(self.precision, self.device)  # the biLM may have moved since
         char_ids = self.bilm.token_ids(token_lists).to(self.device)
         initial = self._carried.initial(len(token_lists)) if self.stateful else None
         if grad and torch.is_grad_enabled():
-            output = self.bilm(char_ids, initial)
+            output = self.bilm(char_ids, initial)  # autograd computes in the weights' dtype
         else:
-            with torch.no_grad():
+            with torch.no_grad(), computing_in(self.precision):
                 output = self.bilm(char_ids, initial)
         if self.stateful:
             self._carried.update(output.state)

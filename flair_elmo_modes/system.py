@@ -11,11 +11,11 @@ import importlib.metadata
 import os
 import platform
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from flair_elmo_modes.bilm.cpu import cpu_flags, cpu_model, native_bf16
 from flair_elmo_modes.bilm.kernels import kernel_name
 from flair_elmo_modes.models import PUBLISHED_MODELS, published_architecture
 
@@ -34,43 +34,11 @@ ENVIRONMENT = (
     "CUDA_VISIBLE_DEVICES",
 )
 
-#: CPU flags (Linux ``/proc/cpuinfo`` names) of native bf16 arithmetic: AVX-512 BF16 (AMD Zen 4+,
-#: Intel Cooper Lake+), AMX-BF16 (Intel Sapphire Rapids+), and Arm's BF16 extension.
-BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
-
 #: Flags shown in the report: the vector ISAs the float32 and bf16 kernels choose between.
 SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "asimd", "sve", "bf16")
 
 #: Row counts at which the kernel of each published configuration is reported.
 REPORTED_BATCHES = (1, 32)
-
-
-def _cpuinfo() -> list[str]:
-    try:
-        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return []
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo``'s ``model name``), else what ``platform`` knows."""
-    for line in _cpuinfo():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def cpu_flags() -> frozenset[str] | None:
-    """The first CPU's feature flags (``flags`` on x86, ``Features`` on Arm); None where unknown."""
-    for line in _cpuinfo():
-        if line.startswith(("flags", "Features")):
-            return frozenset(line.split(":", 1)[1].split())
-    return None
-
-
-def native_bf16(flags: frozenset[str] | None) -> bool | None:
-    """Whether the CPU computes bf16 products natively (None: flags unknown on this platform)."""
-    return None if flags is None else any(flag in flags for flag in BF16_FLAGS)
 
 
 def package_versions() -> dict[str, str | None]:

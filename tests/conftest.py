@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,11 @@ import torch
 from flair_elmo_modes.bilm import fast_paths
 from tests.corpus_samples import write_brown, write_wnut
 from tests.helpers import write_random_model
+
+# The tests measure kernel plans of their own (not the user's ~/.cache ones): a directory of this
+# run, set before any test starts a process (Ray workers, torchrun ranks inherit it), so that every
+# process of the run reads the plan the first one measured, as on a user's machine.
+os.environ["FLAIR_ELMO_MODES_KERNEL_PLANS"] = tempfile.mkdtemp(prefix="flair-elmo-plans-")
 
 
 @pytest.fixture(scope="session")

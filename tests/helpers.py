@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from flair_elmo_modes import atomic, models
-from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, save_bilm
+from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, kernel_plan, save_bilm
 
 TINY_OPTIONS = ElmoOptions(
     char_embedding_dim=4,
@@ -72,7 +72,7 @@ FLOAT64_EPS = torch.finfo(torch.float64).eps
 #: the plain float32 path's error, in mean and in max. Two float32 evaluations that sum in another
 #: order round differently but alike in size; 3x leaves room for the spread of a maximum over
 #: finitely many elements, and an error that is wrong code (a mask, a lost row) is orders larger.
-ACCURACY_FACTOR = 3.0
+ACCURACY_FACTOR = kernel_plan.ACCURACY_FACTOR
 
 #: Weight scale at which the random test LSTMs contract: their float32 error stays a few ulps of
 #: the values (2-3 eps relative for ALIGNED_OPTIONS). At random_bilm's default 0.6 ALIGNED_OPTIONS
@@ -106,30 +106,33 @@ def float32_error(values: Values, exact: Values) -> float:
     return float((_flat64(values) - _flat64(exact)).abs().max())
 
 
-def assert_as_accurate(candidate: Values, baseline: Values, exact: Values) -> None:
+def assert_as_accurate(candidate: Values, baseline: Values, exact: Values, dtype: torch.dtype = torch.float32) -> None:
     """``candidate`` (a float32 path) is within float32 rounding of ``exact`` (a float64 evaluation of
     the same inputs): its mean and max abs error are at most ``ACCURACY_FACTOR`` times those of
-    ``baseline``, the plain float32 path on the same inputs, pooled over all elements.
+    ``baseline``, the plain float32 path on the same inputs, pooled over all elements. With
+    ``dtype=torch.bfloat16`` (or float16): the same for paths whose products round to that type,
+    against the plain path of that precision.
 
-    An error never has to be smaller than ``FLOAT32_EPS * |exact|`` (two half-ulp roundings): where
+    An error never has to be smaller than ``eps * |exact|`` (two half-ulp roundings): where
     the baseline happens to be exact, that is the floor. The baseline itself must keep more than half
-    of float32's digits (error <= sqrt(eps) * max |exact|): otherwise the model amplifies rounding
+    of the type's digits (error <= sqrt(eps) * max |exact|): otherwise the model amplifies rounding
     (a chaotic recurrence) and the comparison says nothing; use ``CONTRACTING_SCALE``.
     """
     got, plain, want = _flat64(candidate), _flat64(baseline), _flat64(exact)
     assert got.shape == plain.shape == want.shape, (got.shape, plain.shape, want.shape)
     if want.numel() == 0:
         return
-    floor = FLOAT32_EPS * want.abs()
+    eps = torch.finfo(dtype).eps
+    floor = eps * want.abs()
     got_error, plain_error = (got - want).abs(), (plain - want).abs()
-    assert float(plain_error.max()) <= FLOAT32_EPS**0.5 * float(want.abs().max()), (
-        f"the float32 baseline is {float(plain_error.max()):.3g} from float64 on values up to "
-        f"{float(want.abs().max()):.3g}: this model amplifies rounding, no float32 bound applies"
+    assert float(plain_error.max()) <= eps**0.5 * float(want.abs().max()), (
+        f"the {dtype} baseline is {float(plain_error.max()):.3g} from float64 on values up to "
+        f"{float(want.abs().max()):.3g}: this model amplifies rounding, no {dtype} bound applies"
     )
     for statistic in (torch.max, torch.mean):
         worst, reference = float(statistic(got_error)), max(float(statistic(plain_error)), float(statistic(floor)))
         assert worst <= ACCURACY_FACTOR * reference, (
-            f"{statistic.__name__} abs error {worst:.3g} vs the plain float32 path's {reference:.3g} "
+            f"{statistic.__name__} abs error {worst:.3g} vs the plain {dtype} path's {reference:.3g} "
             f"(allowed {ACCURACY_FACTOR:g}x)"
         )
 

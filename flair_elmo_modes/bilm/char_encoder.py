@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flair_elmo_modes.bilm import fast_paths, onednn
+from flair_elmo_modes.bilm import fast_paths, onednn, precision
 from flair_elmo_modes.bilm.characters import ID_OFFSET, PADDING
 from flair_elmo_modes.bilm.derived import DerivedTensors, apply_and_drop, clear_derived
 from flair_elmo_modes.bilm.lexicons import Lexicons
@@ -280,7 +280,8 @@ class TokenCache:
             parts = [encoder.encode_distinct(chunk) for chunk in chunks]
             return torch.cat(parts) if parts else weight.new_zeros(0, encoder.options.projection_dim)
 
-        return self._derived.get("vectors", list(encoder.parameters()), compute)
+        # one entry per precision: bf16 vectors must never answer a float32 forward
+        return self._derived.get(f"vectors.{precision.current()}", list(encoder.parameters()), compute)
 
 
 def unique_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

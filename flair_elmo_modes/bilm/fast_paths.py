@@ -8,6 +8,8 @@ benchmark::
         plain = bilm(char_ids)
     with fast_paths(onednn=False):       # only oneDNN off
         ...
+    with fast_paths(kernel="OneDnnKernel"):  # one LSTM kernel throughout (tests, benchmarks)
+        ...
 
 The setting is a context variable: it applies to the current thread (and asyncio task) only.
 """
@@ -35,11 +37,17 @@ class FastPaths:
         distinct_tokens: the character encoder encodes each distinct token of a batch once.
         trimmed_windows: the character encoder convolves only the windows that touch a real
             character (the others read the same padding for every token).
-        batch_invariant: on x86 CPUs in float32, run every product through oneDNN, whose result
-            for a row does not depend on the other rows, so that a sentence's vectors are bitwise
-            the same in any batch. Off by default: the kernels are then chosen for speed and
-            accuracy per workload, and a sentence's vectors in different batches differ by float32
-            rounding only (each as close to a float64 evaluation as the plain path).
+        batch_invariant: on x86 CPUs, run every product through oneDNN, whose result for a row
+            does not depend on the other rows, so that a sentence's vectors are bitwise the same in
+            any batch. Off by default: the kernels are then chosen for speed per workload, and a
+            sentence's vectors in different batches differ by float32 rounding only (each kernel
+            as close to a float64 evaluation as the plain path, within ``kernel_plan.ACCURACY_FACTOR``).
+        planned: choose each LSTM layer's inference kernel by measuring the candidates on this
+            machine (:mod:`~flair_elmo_modes.bilm.kernel_plan`); off: a fixed rule
+            (:func:`~flair_elmo_modes.bilm.kernels.kernel_name`).
+        kernel: run every LSTM inference step with this kernel (a name of
+            :func:`~flair_elmo_modes.bilm.kernels.candidates`, e.g. ``"OneDnnKernel"``): for tests
+            and benchmarks. None: planned or by rule.
     """
 
     enabled: bool = True
@@ -49,6 +57,8 @@ class FastPaths:
     distinct_tokens: bool = True
     trimmed_windows: bool = True
     batch_invariant: bool = False
+    planned: bool = True
+    kernel: str | None = None
 
     def allows(self, name: str) -> bool:
         """Whether shortcut ``name`` (a field other than ``enabled``) is on."""
@@ -65,7 +75,7 @@ def current() -> FastPaths:
 
 
 @contextmanager
-def fast_paths(**changes: bool) -> Iterator[FastPaths]:
+def fast_paths(**changes: bool | str | None) -> Iterator[FastPaths]:
     """Change some fields of :class:`FastPaths` inside a ``with`` block (nested blocks compose).
 
     Raises:

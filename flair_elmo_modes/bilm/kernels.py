@@ -11,7 +11,12 @@ step loop; :func:`choose_kernel` picks, once per forward, the kernel its steps c
   pre-packed weights (float32 CPU inference of LSTMs with large recurrent weights, see
   :mod:`flair_elmo_modes.bilm.mkl`).
 - :class:`OneDnnKernel`: float32 CPU inference with oneDNN's pre-packed weights, whose result for
-  a row does not depend on the other rows: batch-invariant mode (see ``fast_paths``).
+  a row does not depend on the other rows (batch-invariant mode, see ``fast_paths``).
+- :class:`ReducedKernel`: inference with bf16 or fp16 products (``precision``), through ``bmm``
+  or oneDNN's pre-packed weights; gates, memory and outputs stay float32.
+
+Which one an inference forward takes is measured on the machine (:mod:`flair_elmo_modes.bilm.kernel_plan`)
+among the kernels of :func:`candidates`, or, with planning off, :func:`kernel_name`'s fixed rule.
 
 Shapes: ``n`` rows run at a step (rows sorted by decreasing length); ``cell`` and ``proj`` are the
 cell and projection sizes; dim 0 of every tensor is the direction ([forward, backward]).
@@ -24,15 +29,16 @@ from typing import TYPE_CHECKING
 import torch
 
 from flair_elmo_modes.bilm import fast_paths, mkl, onednn
+from flair_elmo_modes.bilm.precision import product_dtype
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.lstm import BidirectionalLstm
 
-# Default inference takes MKL's products (TorchKernel, or MklKernel for large recurrent weights at
-# many rows per step). oneDNN's pre-packed products are no faster than MKL's packed ones, and they
-# sum long dot products in one chain, which made the float32 error of "original" at batch 32 1.28x
-# AllenNLP's (mean; MKL: 0.96-1.01x) in benchmarks/bench_shapes.py. So oneDNN serves
-# batch-invariant mode only.
+# Kernel names: what kernel_name and the plan return, and what a kernel's `name` says.
+TORCH = "TorchKernel"  # out of place: autograd, and the plain path
+TORCH_IN_PLACE = "TorchKernel:in_place"
+MKL = "MklKernel"
+ONEDNN = "OneDnnKernel"
 
 
 class TorchKernel:
@@ -48,6 +54,7 @@ class TorchKernel:
     def __init__(self, lstm: BidirectionalLstm, k: int, batch: int, in_place: bool) -> None:
         self.lstm = lstm
         self.in_place = in_place
+        self.name = TORCH_IN_PLACE if in_place else TORCH
         self.weight_ih = getattr(lstm, f"weight_ih_l{k}").transpose(1, 2)  # (2, input_dim, 4 * cell)
         self.weight_hh = getattr(lstm, f"weight_hh_l{k}").transpose(1, 2)  # (2, proj, 4 * cell)
         self.weight_hr = getattr(lstm, f"weight_hr_l{k}").transpose(1, 2)  # (2, cell, proj)
@@ -103,6 +110,7 @@ class MklKernel(TorchKernel):
 
     def __init__(self, lstm: BidirectionalLstm, k: int, batch: int) -> None:
         super().__init__(lstm, k, batch, in_place=True)
+        self.name = MKL
         self.recurrent = [getattr(lstm, f"weight_hh_l{k}")[d] for d in (0, 1)]  # (4 * cell, proj) each
         self.projection = [getattr(lstm, f"weight_hr_l{k}")[d] for d in (0, 1)]  # (proj, cell) each
         self.recurrent_packed = self._packed(f"weight_hh_l{k}")
@@ -140,6 +148,7 @@ class OneDnnKernel:
     """
 
     in_place = True
+    name = ONEDNN
 
     def __init__(self, lstm: BidirectionalLstm, k: int, batch: int) -> None:
         self.lstm = lstm
@@ -171,7 +180,73 @@ class OneDnnKernel:
         return clip_in_place(self.lstm, hidden), memory
 
 
-Kernel = TorchKernel | MklKernel | OneDnnKernel
+class ReducedKernel:
+    """Layer ``k``'s steps with bf16 or fp16 products, in place: each product takes its inputs and
+    weights in ``dtype`` (float32 accumulation inside the GEMM), and its result joins float32
+    tensors: the input projections plus bias, the gates, the memory, the hidden state. So only the
+    products round to ``dtype``, and the recurrence carries float32 state.
+
+    Args:
+        lstm: the stack.
+        k: the layer.
+        batch: rows of the batch (sizes the in-place buffer).
+        dtype: ``torch.bfloat16`` or ``torch.float16``.
+        packed: multiply by oneDNN's pre-packed weights (CPU bf16, see :mod:`~flair_elmo_modes.bilm.onednn`;
+            a row's result then does not depend on the other rows); else ``bmm`` by copies of the
+            weights in ``dtype``.
+    """
+
+    in_place = True
+
+    def __init__(self, lstm: BidirectionalLstm, k: int, batch: int, dtype: torch.dtype, packed: bool) -> None:
+        self.lstm = lstm
+        self.dtype = dtype
+        self.packed = packed
+        self.name = reduced_name(ONEDNN if packed else TORCH, dtype)
+        self.weights = [self._weight(f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "weight_hr")]
+        self.bias = getattr(lstm, f"bias_l{k}").unsqueeze(1)  # (2, 1, 4 * cell), float32
+        self._cell_outputs = self.bias.new_empty(2, batch, lstm.cell_dim)
+
+    def _weight(self, name: str) -> list[torch.Tensor] | torch.Tensor:
+        """Direction-wise packed copies, or one ``(2, in, out)`` copy in ``dtype`` for ``bmm``."""
+        weight = getattr(self.lstm, name)  # (2, out, in)
+        tag = str(self.dtype).removeprefix("torch.")
+        if self.packed:
+            return [
+                self.lstm.derived.get(f"{tag}.{name}.{d}", [weight], lambda d=d: onednn.pack(weight[d].to(self.dtype)))
+                for d in (0, 1)
+            ]
+        return self.lstm.derived.get(f"{tag}.{name}", [weight], lambda: weight.to(self.dtype).transpose(1, 2))
+
+    def _product(self, inputs: torch.Tensor, which: int, step: bool) -> torch.Tensor:
+        """``(2, n, in)`` float32 inputs times weight ``which`` (ih, hh, hr): ``(2, n, out)`` in ``dtype``."""
+        low = inputs.to(self.dtype)
+        weight = self.weights[which]
+        if self.packed:
+            return torch.stack([onednn.linear(low[d], weight[d], step=step) for d in (0, 1)])
+        return torch.bmm(low, weight)  # type: ignore[arg-type]
+
+    def project(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(2, rows, input_dim)`` -> ``(2, rows, 4 * cell)`` float32 input projections plus bias."""
+        return torch.add(self._product(inputs, 0, step=False), self.bias)
+
+    def step(
+        self, projected: torch.Tensor, previous: torch.Tensor, memory: torch.Tensor, out: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`TorchKernel.step` in place."""
+        assert out is not None
+        gates = projected.add_(self._product(previous, 1, step=True))  # (2, n, 4 * cell), float32
+        cell_output = cell_in_place(self.lstm, gates, memory, self._cell_outputs[:, : gates.shape[1]])
+        out.copy_(self._product(cell_output, 2, step=True))
+        return clip_in_place(self.lstm, out), memory
+
+
+Kernel = TorchKernel | MklKernel | OneDnnKernel | ReducedKernel
+
+
+def reduced_name(base: str, dtype: torch.dtype) -> str:
+    """``"OneDnnKernel:bf16"``, ``"TorchKernel:fp16"``: the name of a :class:`ReducedKernel`."""
+    return f"{base}:{ {torch.bfloat16: 'bf16', torch.float16: 'fp16'}[dtype] }"
 
 
 def cell_in_place(
@@ -207,45 +282,75 @@ def clip_in_place(lstm: BidirectionalLstm, hidden: torch.Tensor) -> torch.Tensor
     return hidden
 
 
+def candidates(cell_dim: int, projection_dim: int, like: torch.Tensor) -> list[str]:
+    """The inference kernels that can serve an LSTM layer on tensors like ``like`` (device, dtype)
+    under the ``fast_paths`` and precision in force, the precision's plain kernel first.
+
+    float32: ``TorchKernel:in_place``, ``MklKernel`` (large recurrent weights, see
+    :mod:`~flair_elmo_modes.bilm.mkl`), ``OneDnnKernel``. bf16/fp16: ``TorchKernel:bf16``,
+    ``OneDnnKernel:bf16`` (CPU), then the float32 kernels (where reduced products lose, the
+    plan falls back to float32 per kernel: more accurate and faster).
+    """
+    paths = fast_paths.current()
+    fp32 = [TORCH_IN_PLACE]
+    if paths.allows("mkl_packed") and 4 * cell_dim * projection_dim >= mkl.MIN_RECURRENT_WEIGHT and mkl.usable(like):
+        fp32.append(MKL)
+    if paths.allows("onednn") and onednn.usable(like):
+        fp32.append(ONEDNN)
+    dtype = product_dtype(like)
+    if dtype is None:
+        return fp32
+    reduced = [reduced_name(TORCH, dtype)]
+    if dtype == torch.bfloat16 and paths.allows("onednn") and onednn.usable(like):
+        reduced.append(reduced_name(ONEDNN, dtype))
+    return reduced + fp32
+
+
 def kernel_name(cell_dim: int, projection_dim: int, batch: int, like: torch.Tensor, grad: bool = False) -> str:
-    """Which kernel an LSTM layer of ``cell_dim`` cells projected to ``projection_dim`` takes for a
-    forward of ``batch`` rows on tensors like ``like`` (device, dtype), under the ``fast_paths`` in
-    force: ``"TorchKernel"`` (out of place), ``"TorchKernel:in_place"``, ``"MklKernel"`` or
-    ``"OneDnnKernel"``. A pure function of shapes, so ``flair-elmo info --system`` can report it
-    without building a model.
+    """The kernel an LSTM layer of ``cell_dim`` cells projected to ``projection_dim`` takes for a
+    forward of ``batch`` rows on tensors like ``like`` (device, dtype) under the ``fast_paths`` and
+    precision in force, without the measured plan: the fixed rule. A pure function of shapes.
+
+    - autograd, or ``in_place`` off: ``TorchKernel`` (out of place);
+    - ``fast_paths(kernel=NAME)``: that kernel (a ``ValueError`` where it cannot run);
+    - batch-invariant mode: the oneDNN kernel of the precision (rows independent of each other);
+    - reduced precision: ``OneDnnKernel:bf16`` on CPUs, else ``TorchKernel:<precision>``;
+    - float32: ``MklKernel`` for large recurrent weights at ``mkl.MIN_ROWS`` rows or more, else
+      ``TorchKernel:in_place``.
 
     Args:
         grad: whether autograd must see the steps.
     """
     paths = fast_paths.current()
     if grad or not paths.allows("in_place"):
-        return "TorchKernel"
+        return TORCH
+    usable = candidates(cell_dim, projection_dim, like)
+    if paths.enabled and paths.kernel is not None:
+        if paths.kernel not in usable:
+            raise ValueError(
+                f"fast_paths(kernel={paths.kernel!r}) cannot run here; kernels that can: {', '.join(usable)}"
+            )
+        return paths.kernel
     if paths.allows("batch_invariant"):
-        if paths.allows("onednn") and onednn.usable(like):
-            return "OneDnnKernel"
-    elif (
-        paths.allows("mkl_packed")
-        and batch >= mkl.MIN_ROWS
-        and 4 * cell_dim * projection_dim >= mkl.MIN_RECURRENT_WEIGHT
-        and mkl.usable(like)
-    ):
-        return "MklKernel"
-    return "TorchKernel:in_place"
+        invariant = [name for name in usable if name.startswith(ONEDNN)]
+        return invariant[0] if invariant else usable[0]
+    dtype = product_dtype(like)
+    if dtype is not None:
+        packed = reduced_name(ONEDNN, dtype)
+        return packed if packed in usable else reduced_name(TORCH, dtype)
+    if MKL in usable and batch >= mkl.MIN_ROWS:
+        return MKL
+    return TORCH_IN_PLACE
 
 
-def choose_kernel(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: int, grad: bool) -> Kernel:
-    """The kernel for layer ``k`` of one forward (the one :func:`kernel_name` names).
-
-    Args:
-        lstm: the stack.
-        k: the layer.
-        inputs: the layer's inputs (their device and dtype decide).
-        batch: rows of the batch.
-        grad: whether autograd must see the steps.
-    """
-    name = kernel_name(lstm.cell_dim, lstm.projection_dim, batch, inputs, grad)
-    if name == "OneDnnKernel":
+def build_kernel(name: str, lstm: BidirectionalLstm, k: int, batch: int) -> Kernel:
+    """The kernel called ``name`` for layer ``k`` of a forward of ``batch`` rows."""
+    if name == ONEDNN:
         return OneDnnKernel(lstm, k, batch)
-    if name == "MklKernel":
+    if name == MKL:
         return MklKernel(lstm, k, batch)
-    return TorchKernel(lstm, k, batch, in_place=name == "TorchKernel:in_place")
+    if name in (TORCH, TORCH_IN_PLACE):
+        return TorchKernel(lstm, k, batch, in_place=name == TORCH_IN_PLACE)
+    base, _, precision = name.partition(":")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return ReducedKernel(lstm, k, batch, dtype, packed=base == ONEDNN)

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from flair_elmo_modes.bilm.derived import DerivedTensors, apply_and_drop
-from flair_elmo_modes.bilm.kernels import Kernel, choose_kernel
+from flair_elmo_modes.bilm.kernel_plan import choose_kernel
+from flair_elmo_modes.bilm.kernels import Kernel
 from flair_elmo_modes.bilm.options import ElmoOptions
 
 # Packed rows per input-projection matmul: large enough for an efficient GEMM, small enough

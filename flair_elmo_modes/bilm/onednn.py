@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from flair_elmo_modes.bilm import fast_paths
+from flair_elmo_modes.bilm.precision import product_dtype
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.derived import DerivedTensors
@@ -122,11 +123,40 @@ def packed_linear(
     bias: torch.Tensor | None,
     sources: Sequence[torch.Tensor],
 ) -> torch.Tensor:
-    """``inputs @ weight.T + bias`` for ``(n, in)`` inputs: through oneDNN with a packed copy of
-    ``weight`` (kept in ``derived`` under ``name``, rebuilt when ``sources`` change) in
-    batch-invariant mode, else ``torch.nn.functional.linear`` (MKL on CPUs, which sums long dot
-    products more accurately).
+    """``inputs @ weight.T + bias`` for ``(n, in)`` inputs, the character encoder's products.
+
+    Under a reduced precision (bf16, fp16) without autograd: the product in that type (see
+    :func:`reduced_linear`). In float32: through oneDNN with a packed copy of ``weight`` (kept in
+    ``derived`` under ``name``, rebuilt when ``sources`` change) in batch-invariant mode, else
+    ``torch.nn.functional.linear`` (MKL on CPUs, which sums long dot products more accurately).
     """
+    dtype = product_dtype(inputs)
+    if dtype is not None and not (torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *sources))):
+        return reduced_linear(derived, name, inputs, weight, bias, sources, dtype)
     if fast_paths.current().allows("batch_invariant") and applies(inputs, *sources):
         return linear(inputs, derived.get(name, sources, lambda: pack(weight)), bias)
     return torch.nn.functional.linear(inputs, weight, bias)
+
+
+def reduced_linear(
+    derived: DerivedTensors,
+    name: str,
+    inputs: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    sources: Sequence[torch.Tensor],
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """``inputs @ weight.T + bias`` with the product in ``dtype`` (bf16 or fp16): float32 ``(n, in)``
+    inputs and ``weight`` rounded to ``dtype``, float32 accumulation inside the GEMM, the bias
+    added in float32; a float32 ``(n, out)`` result. The copy of ``weight`` in ``dtype`` (packed
+    for oneDNN on CPUs, whose rows are then independent of each other) is kept in ``derived``.
+    """
+    tag = str(dtype).removeprefix("torch.")
+    if usable(inputs):  # float32 on a CPU with oneDNN
+        packed = derived.get(f"{name}.{tag}", sources, lambda: pack(weight.to(dtype)))
+        product = linear(inputs.to(dtype), packed)
+    else:
+        low = derived.get(f"{name}.{tag}", sources, lambda: weight.detach().to(dtype))
+        product = torch.nn.functional.linear(inputs.to(dtype), low)
+    return product.float() if bias is None else torch.add(product, bias)

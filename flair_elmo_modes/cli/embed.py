@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flair_elmo_modes import hdf5_output
+from flair_elmo_modes.bilm.precision import PRECISIONS
 from flair_elmo_modes.cli.common import add_model_arguments, examples, positive_int, resolve_model_files
 from flair_elmo_modes.cli.errors import CLIError, UsageError
 from flair_elmo_modes.cli.interrupts import Interrupts
@@ -157,6 +158,13 @@ def add_output_arguments(parser: argparse.ArgumentParser, stateful: bool) -> Non
         help="a vocabulary, one token per line (the first field of each line): its character-CNN vectors "
         "are computed once instead of in every batch; the vectors do not change",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="of the biLM's products: fp32 (default), bf16 (faster on CPUs with avx512_bf16 or amx_bf16, "
+        "and GPUs; see the README for its error) or fp16 (CUDA only); the output is float32 in each",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stderr")
     parser.add_argument(
         "--file-friendly-logging",
@@ -277,7 +285,11 @@ def _load(args: argparse.Namespace) -> tuple[ElmoEmbedder, LayerMode]:
     vocabulary = read_vocabulary(args.vocab_path) if args.vocab_path is not None else None
     files = resolve_model_files(args, DEFAULT_MODEL)
     mode = _layer_mode(args, model_options(files))
-    embedder = ElmoEmbedder(bilm=load_model(files), cuda_device=cuda_device, stateful=args.stateful)
+    bilm = load_model(files)
+    try:
+        embedder = ElmoEmbedder(bilm=bilm, cuda_device=cuda_device, stateful=args.stateful, precision=args.precision)
+    except ValueError as error:  # a precision this device cannot serve
+        raise UsageError(f"--precision {args.precision}: {error}") from None
     if vocabulary is not None:
         embedder.cache_tokens(vocabulary)
     return embedder, mode

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flair_elmo_modes.bilm.precision import PRECISIONS
 from flair_elmo_modes.cli.embed import DEFAULT_BATCH_SIZE
 from flair_elmo_modes.cli.errors import UsageError
 from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES
@@ -29,6 +30,7 @@ class EmbedSettings:
         use_sentence_keys: name datasets by their sentence; no ``sentence_to_index``.
         forget_sentences: do not write ``sentence_to_index``.
         vocab_path: a vocabulary whose character-CNN vectors each actor computes once.
+        precision: of the biLM's products (``--precision``: fp32, bf16, fp16).
     """
 
     model: str | None = None
@@ -42,6 +44,7 @@ class EmbedSettings:
     use_sentence_keys: bool = False
     forget_sentences: bool = False
     vocab_path: Path | None = None
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.mode is not None and self.layers is not None:
@@ -50,6 +53,8 @@ class EmbedSettings:
             raise UsageError(f"layer mode {self.mode!r}: expected 'all', 'top' or 'average' (or layers)")
         if self.layers is not None and not self.layers:
             raise UsageError("layers: expected at least one layer index")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         for name in ("batch_size", "sort_batches"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -70,6 +75,7 @@ class EmbedSettings:
             use_sentence_keys=args.use_sentence_keys,
             forget_sentences=args.forget_sentences,
             vocab_path=args.vocab_path,
+            precision=args.precision,
         )
 
     def embed_arguments(self, cuda_device: int = -1) -> argparse.Namespace:
@@ -87,6 +93,7 @@ class EmbedSettings:
             use_sentence_keys=self.use_sentence_keys,
             forget_sentences=self.forget_sentences,
             vocab_path=self.vocab_path,
+            precision=self.precision,
             stateful=False,
             cuda_device=cuda_device,
         )
@@ -95,9 +102,11 @@ class EmbedSettings:
         """The flags besides model and mode that decide an output file's bytes (for the manifest).
 
         Batch size and sort window are among them: they change which sentences share a batch,
-        and so the last bits of the vectors (see the README's "Determinism").
+        and so the last bits of the vectors (see the README's "Determinism"); the precision
+        changes them more.
         """
         return {
+            "precision": self.precision,
             "batch_size": self.batch_size,
             "sort_batches": self.sort_batches,
             "use_sentence_keys": self.use_sentence_keys,

@@ -16,11 +16,12 @@ import pickle
 import pytest
 import torch
 
-from flair_elmo_modes.bilm import batch_to_ids, kernels, mkl, onednn
+from flair_elmo_modes.bilm import batch_to_ids, kernel_plan, kernels, mkl, onednn
 from flair_elmo_modes.bilm.char_encoder import CharacterEncoder, unique_rows
 from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState, PackedLayout
 from flair_elmo_modes.bilm.model import ElmoBiLm
+from flair_elmo_modes.bilm.precision import Precision, computing_in
 from tests.helpers import assert_as_accurate, float64_tolerance, random_bilm, tiny_options
 
 TOKENS = [
@@ -395,11 +396,11 @@ def run_without_onednn(lstm: BidirectionalLstm, *args: torch.Tensor) -> tuple[to
 def kernels_taken(lstm: BidirectionalLstm, *args: torch.Tensor) -> list[str]:
     """The kernel class of each layer in one inference forward."""
     taken: list[str] = []
-    original = kernels.choose_kernel
+    original = kernel_plan.choose_kernel
 
     def recording(*a: object, **k: object) -> kernels.Kernel:
         kernel = original(*a, **k)  # type: ignore[arg-type]
-        taken.append(type(kernel).__name__ + (":in_place" if kernel.in_place else ""))
+        taken.append(kernel.name)
         return kernel
 
     with pytest.MonkeyPatch.context() as patch, torch.inference_mode():
@@ -413,17 +414,21 @@ def test_the_kernel_follows_autograd_and_the_switch() -> None:
     lstm = random_bilm(seed=13).lstm
     one_row = (torch.randn(1, 3, 8), torch.tensor([3]))
     many_rows = (torch.randn(16, 2, 8), torch.full((16,), 2))
-    # inference: MKL's products, in place (as accurate as AllenNLP's; oneDNN's are not, see kernels.py)
-    assert kernels_taken(lstm, *one_row) == ["TorchKernel:in_place"] * 2
-    assert kernels_taken(lstm, *many_rows) == ["TorchKernel:in_place"] * 2
+    with fast_paths(planned=False):  # the fixed rule: MKL's products, in place
+        assert kernels_taken(lstm, *one_row) == ["TorchKernel:in_place"] * 2
+        assert kernels_taken(lstm, *many_rows) == ["TorchKernel:in_place"] * 2
     with fast_paths(batch_invariant=True):
-        assert kernels_taken(lstm, *one_row) == ["OneDnnKernel:in_place"] * 2
-    with fast_paths(onednn=False):
+        assert kernels_taken(lstm, *one_row) == ["OneDnnKernel"] * 2
+    with fast_paths(onednn=False):  # a single candidate left: nothing to plan
         assert kernels_taken(lstm, *many_rows) == ["TorchKernel:in_place"] * 2
     with fast_paths(enabled=False):
         assert kernels_taken(lstm, *many_rows) == ["TorchKernel"] * 2  # the plain out-of-place path
     with fast_paths(in_place=False, onednn=True):
         assert kernels_taken(lstm, *many_rows) == ["TorchKernel"] * 2
+    with fast_paths(kernel="OneDnnKernel"):
+        assert kernels_taken(lstm, *many_rows) == ["OneDnnKernel"] * 2
+    with fast_paths(kernel="MklKernel"), pytest.raises(ValueError, match="cannot run here"):
+        kernels_taken(lstm, *many_rows)  # MKL's packed products serve large weights only
     with pytest.raises(TypeError, match="unknown fast path"):
         with fast_paths(onednn_everywhere=True):
             pass
@@ -491,9 +496,10 @@ def test_the_mkl_kernel_serves_large_weights_at_many_rows(every_lstm_packs: None
     lstm = random_bilm(seed=13).lstm
     many_rows = (torch.randn(mkl.MIN_ROWS, 2, 8), torch.full((mkl.MIN_ROWS,), 2))
     few_rows = (torch.randn(mkl.MIN_ROWS - 1, 2, 8), torch.full((mkl.MIN_ROWS - 1,), 2))
-    assert kernels_taken(lstm, *many_rows) == ["MklKernel:in_place"] * 2
-    assert kernels_taken(lstm, *few_rows) == ["TorchKernel:in_place"] * 2
-    with fast_paths(mkl_packed=False):
+    with fast_paths(planned=False):  # the fixed rule
+        assert kernels_taken(lstm, *many_rows) == ["MklKernel"] * 2
+        assert kernels_taken(lstm, *few_rows) == ["TorchKernel:in_place"] * 2
+    with fast_paths(mkl_packed=False, planned=False):
         assert kernels_taken(lstm, *many_rows) == ["TorchKernel:in_place"] * 2
     with fast_paths(batch_invariant=True, onednn=False):  # batch-invariant mode never takes MKL's GEMM
         assert kernels_taken(lstm, *many_rows) == ["TorchKernel:in_place"] * 2
@@ -506,8 +512,9 @@ def test_mkl_steps_are_as_accurate_as_bmm_steps(every_lstm_packs: None) -> None:
     # 70 rows: steps of 70 and 45 rows (bmm), 32, 20 (padded to 32: packed) and 11 (bmm) rows
     lengths = torch.tensor([9] * 11 + [7] * 9 + [5] * 12 + [4] * 13 + [2] * 25)[torch.randperm(70, generator=generator)]
     inputs = torch.randn(70, 9, 12, generator=generator)
-    with torch.inference_mode():
+    with fast_paths(kernel="MklKernel"), torch.inference_mode():
         fast, fast_state = lstm(inputs, lengths)
+    with torch.inference_mode():
         exact, exact_state = copy.deepcopy(lstm).double()(inputs.double(), lengths)
     assert len(lstm.derived) == 2 * 2 * lstm.n_layers  # (hh, hr) per direction and layer
     with fast_paths(mkl_packed=False), torch.inference_mode():
@@ -558,18 +565,27 @@ def _change_weights(how: str, bilm: ElmoBiLm) -> None:
 
 @needs_onednn
 @needs_mkl
-@pytest.mark.parametrize("packed", ["oneDNN", "MKL"])
+@pytest.mark.parametrize(
+    ("packed", "kernel", "precision", "copies"),
+    [
+        ("oneDNN", "OneDnnKernel", "fp32", 3),  # (ih, hh, hr) per direction and layer
+        ("MKL", "MklKernel", "fp32", 2),  # (hh, hr)
+        ("oneDNN bf16", "OneDnnKernel:bf16", "bf16", 3),
+    ],
+)
 @pytest.mark.parametrize(
     "how", ["in place", ".data", "load_state_dict", "load_state_dict(assign=True)", "optimizer step"]
 )
-def test_every_cache_follows_every_weight_change(how: str, packed: str, every_lstm_packs: None) -> None:
+def test_every_cache_follows_every_weight_change(
+    how: str, packed: str, kernel: str, precision: Precision, copies: int, every_lstm_packs: None
+) -> None:
     bilm = random_bilm(seed=14)
     bilm.char_encoder.cache_tokens(batch_to_ids([[t] for t in {t for s in TOKENS for t in s}])[:, 0])
     ids = batch_to_ids(TOKENS * 3)  # 15 rows: MklKernel's packed products run
-    # every packed copy (oneDNN's in batch-invariant mode, MKL's by default) and the token cache in use
-    with fast_paths(batch_invariant=packed == "oneDNN"), torch.no_grad():
+    # every packed copy of the kernel and the token cache in use
+    with fast_paths(kernel=kernel), computing_in(precision), torch.no_grad():
         before = bilm(ids).layers
-        assert len(bilm.lstm.derived) == (3 if packed == "oneDNN" else 2) * 2 * bilm.lstm.n_layers
+        assert len(bilm.lstm.derived) == copies * 2 * bilm.lstm.n_layers
         _change_weights(how, bilm)
         after = bilm(ids).layers
         fresh = copy.deepcopy(bilm)  # a copy computes everything anew

@@ -1,0 +1,335 @@
+"""The LSTM kernel plan: which kernel is fastest here, measured where it runs.
+
+Which step kernel is fastest depends on the CPU (MKL's packed GEMM beats oneDNN's on one Intel Xeon
+and loses 2x on an AMD EPYC), on the layer's shape, on how many rows a step has, on the threads and
+on the precision. So, as ``torch.backends.cudnn.benchmark`` or FFTW's planner do, the first
+inference forward of each :class:`Workload` times every candidate kernel
+(:func:`~flair_elmo_modes.bilm.kernels.candidates`) on a few steps of that layer with its real
+weights, and takes the fastest one that is accurate enough: its float32 error against a float64
+evaluation of the same steps is within :data:`ACCURACY_FACTOR` of the precision's plain kernel's,
+mean and max (bf16/fp16 kernels are held to the plain bf16/fp16 kernel; float32 kernels serve
+every precision).
+
+The plan is kept in memory per process and on disk per machine: a JSON file per machine key
+(CPU model and features, ISA limits in the environment, torch version and math libraries) in
+``$FLAIR_ELMO_MODES_KERNEL_PLANS`` or ``~/.cache/flair-elmo-modes/kernel-plans``, written
+atomically under a file lock, so a machine keeps its choice from run to run and concurrent
+processes (Ray workers, torchrun ranks) agree on it. An entry naming a kernel that cannot run here
+(an edited or damaged file) is measured again, never used. ``fast_paths(planned=False)`` turns
+planning off (a fixed rule); batch-invariant mode and ``fast_paths(kernel=...)`` bypass it.
+
+Planning never changes what is computed beyond float32 rounding (every candidate computes the same
+step), and a plan entry depends only on the workload, not on the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import statistics
+import threading
+import time
+import types
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import filelock
+import torch
+
+from flair_elmo_modes.atomic import atomic_write_json
+from flair_elmo_modes.bilm import fast_paths, precision
+from flair_elmo_modes.bilm.cpu import cpu_flags, cpu_model
+from flair_elmo_modes.bilm.kernels import TORCH, Kernel, TorchKernel, build_kernel, candidates, kernel_name
+
+if TYPE_CHECKING:
+    from flair_elmo_modes.bilm.lstm import BidirectionalLstm
+
+log = logging.getLogger(__name__)
+
+#: A kernel qualifies when its error against float64 is at most this many times the plain
+#: kernel's, mean and max over the measured steps (the project's accuracy rule, issue 21).
+ACCURACY_FACTOR = 3.0
+#: Steps per timed run, and timed runs per candidate (after one warm-up run, which also builds
+#: the kernel's packed weights): the median is kept.
+STEPS = 3
+REPEATS = 3
+#: Row-count buckets: powers of two up to this; a bucket is timed at its geometric middle.
+MAX_BUCKET = 256
+#: Where plans are kept (a directory); the default is under ``~/.cache``.
+DIRECTORY_VARIABLE = "FLAIR_ELMO_MODES_KERNEL_PLANS"
+#: Version of the plan file's layout (a file of another version is replaced).
+FORMAT = 1
+#: Environment variables that change which instructions the math libraries use.
+ISA_VARIABLES = ("MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+#: CPU features that decide the kernels' speed.
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "asimd", "sve", "bf16")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a plan entry is measured for: one LSTM layer shape at one row-count bucket.
+
+    Attributes:
+        device: ``"cpu"``, or a CUDA device's name.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        input_dim, cell_dim, projection_dim: the layer's shape.
+        rows: the bucket: steps of ``rows`` to ``2 * rows - 1`` rows (powers of two; the last
+            bucket, :data:`MAX_BUCKET`, has no upper end).
+        threads: torch's intra-op threads.
+        clip: whether the layer clips its memory or outputs (the steps' arithmetic).
+        candidates: the kernels allowed (``fast_paths`` may narrow them: a narrower set is
+            planned apart, so that it never replaces the full set's choice).
+    """
+
+    device: str
+    precision: str
+    input_dim: int
+    cell_dim: int
+    projection_dim: int
+    rows: int
+    threads: int
+    clip: bool
+    candidates: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{self.device}|{self.precision}|{self.input_dim}x{self.cell_dim}x{self.projection_dim}"
+            f"|rows{self.rows}|threads{self.threads}|clip{int(self.clip)}|{','.join(self.candidates)}"
+        )
+
+    @property
+    def timed_rows(self) -> int:
+        """The rows a step is timed at: the bucket's geometric middle (1 for the 1-row bucket)."""
+        return self.rows if self.rows == 1 else round(self.rows * 2**0.5)
+
+
+def rows_bucket(rows: int) -> int:
+    """The power of two at most ``rows`` (at least 1), capped at :data:`MAX_BUCKET`."""
+    return min(1 << (max(rows, 1).bit_length() - 1), MAX_BUCKET)
+
+
+def workload(lstm: BidirectionalLstm, k: int, like: torch.Tensor, batch: int, usable: list[str]) -> Workload:
+    """The workload of layer ``k`` of ``lstm`` in a forward of ``batch`` rows on tensors like
+    ``like``, choosing among the kernels ``usable``."""
+    device = "cpu" if like.device.type == "cpu" else torch.cuda.get_device_name(like.device)
+    input_dim = getattr(lstm, f"weight_ih_l{k}").shape[2]
+    return Workload(
+        device=device,
+        precision=precision.current() if precision.product_dtype(like) is not None else "fp32",
+        input_dim=input_dim,
+        cell_dim=lstm.cell_dim,
+        projection_dim=lstm.projection_dim,
+        rows=rows_bucket(batch),
+        threads=torch.get_num_threads(),
+        clip=bool(lstm.cell_clip or lstm.proj_clip),
+        candidates=tuple(usable),
+    )
+
+
+def machine() -> dict[str, Any]:
+    """What a plan on disk is kept for: a different entry of this dict is a different machine."""
+    flags = cpu_flags()
+    return {
+        "cpu": cpu_model(),
+        "flags": None if flags is None else sorted(flag for flag in KERNEL_FLAGS if flag in flags),
+        "torch": torch.__version__,
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "mkl": torch.backends.mkl.is_available(),
+        "onednn": torch.backends.mkldnn.is_available(),
+        "environment": {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ},
+    }
+
+
+def plan_directory() -> Path:
+    """``$FLAIR_ELMO_MODES_KERNEL_PLANS``, else ``$XDG_CACHE_HOME/flair-elmo-modes/kernel-plans``
+    (``~/.cache/...`` by default)."""
+    if os.environ.get(DIRECTORY_VARIABLE):
+        return Path(os.environ[DIRECTORY_VARIABLE])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "flair-elmo-modes" / "kernel-plans"
+
+
+def plan_file() -> Path:
+    """This machine's plan file: named by a hash of :func:`machine`."""
+    digest = hashlib.sha256(json.dumps(machine(), sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    return plan_directory() / f"{digest}.json"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One candidate kernel measured on a workload.
+
+    Attributes:
+        seconds: median seconds of a timed run (:data:`STEPS` steps and their input projections).
+        mean_error, max_error: absolute error of the run's outputs against float64.
+        qualifies: within :data:`ACCURACY_FACTOR` of the plain kernel's errors.
+    """
+
+    seconds: float
+    mean_error: float
+    max_error: float
+    qualifies: bool
+
+
+def read_plan(path: Path) -> dict[str, dict[str, Any]]:
+    """The entries of the plan file ``path`` (empty when missing; a damaged or other-format file
+    is reported in the log and counts as empty: its workloads are measured again)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        log.warning("kernel plan %s is unreadable (%s): measuring again", path, error)
+        return {}
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
+        log.warning("kernel plan %s is not a format-%d plan: measuring again", path, FORMAT)
+        return {}
+    return data["entries"]
+
+
+class KernelPlan:
+    """The plan of this process: entries by :attr:`Workload.key`, read from and written to
+    :func:`plan_file` (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        """Forget the entries of this process (the file stays)."""
+        with self._lock:
+            self._entries.clear()
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """This process's entries, and the file's."""
+        return {**read_plan(plan_file()), **self._entries}
+
+    def kernel(self, lstm: BidirectionalLstm, k: int, like: torch.Tensor, batch: int, usable: list[str]) -> str:
+        """The planned kernel for layer ``k`` of a forward of ``batch`` rows (measured if new)."""
+        work = workload(lstm, k, like, batch, usable)
+        entry = self._entries.get(work.key)
+        if entry is not None and entry.get("kernel") in usable:
+            return entry["kernel"]
+        with self._lock:
+            path = plan_file()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with filelock.FileLock(str(path) + ".lock"):
+                on_disk = read_plan(path)
+                entry = on_disk.get(work.key)
+                if not (isinstance(entry, dict) and entry.get("kernel") in usable):
+                    entry = measure(lstm, k, like, work, usable)
+                    on_disk[work.key] = entry
+                    atomic_write_json(path, {"format": FORMAT, "machine": machine(), "entries": on_disk})
+                self._entries[work.key] = entry
+        return entry["kernel"]
+
+
+PLAN = KernelPlan()
+
+
+def choose_kernel(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: int, grad: bool) -> Kernel:
+    """The kernel for layer ``k`` of one forward: the plan's where planning applies (inference,
+    ``planned`` on, no forced kernel, not batch-invariant, more than one candidate), else
+    :func:`~flair_elmo_modes.bilm.kernels.kernel_name`'s rule.
+
+    Args:
+        lstm: the stack.
+        k: the layer.
+        inputs: the layer's inputs (their device and dtype decide).
+        batch: rows of the batch.
+        grad: whether autograd must see the steps.
+    """
+    name = kernel_name(lstm.cell_dim, lstm.projection_dim, batch, inputs, grad)
+    paths = fast_paths.current()
+    if name != TORCH and paths.allows("planned") and paths.kernel is None and not paths.allows("batch_invariant"):
+        usable = candidates(lstm.cell_dim, lstm.projection_dim, inputs)
+        if len(usable) > 1:
+            name = PLAN.kernel(lstm, k, inputs, batch, usable)
+    return build_kernel(name, lstm, k, batch)
+
+
+def measure(lstm: BidirectionalLstm, k: int, like: torch.Tensor, work: Workload, usable: list[str]) -> dict[str, Any]:
+    """Time and check every kernel of ``usable`` (the plain one first) on ``work``: a plan entry."""
+    rows = work.timed_rows
+    generator = torch.Generator().manual_seed(0)
+    # Hidden states and token vectors of ELMo are O(1) (outputs are clipped at 3): unit normals.
+    inputs = torch.randn(2, STEPS * rows, work.input_dim, generator=generator).to(like.device)
+    runs = {name: _timed_run(build_kernel(name, lstm, k, rows), inputs, rows) for name in usable}
+    outputs = {name: run() for name, run in runs.items()}  # the warm-up: packs weights, compiles
+    times: dict[str, list[float]] = {name: [] for name in usable}
+    for repeat in range(REPEATS):  # interleaved, the order alternating
+        for name in usable if repeat % 2 == 0 else usable[::-1]:
+            _synchronize(like.device)
+            start = time.perf_counter()
+            runs[name]()
+            _synchronize(like.device)
+            times[name].append(time.perf_counter() - start)
+    exact = _exact_run(lstm, k, inputs, rows)
+    plain_error = _errors(outputs[usable[0]], exact)
+    reduced = precision.dtype_of(work.precision)  # type: ignore[arg-type]
+    floor = torch.finfo(reduced).eps * float(exact.abs().mean())  # an exact plain run would leave only this
+    measurements = {}
+    for name in usable:
+        mean_error, max_error = _errors(outputs[name], exact)
+        qualifies = mean_error <= ACCURACY_FACTOR * max(plain_error[0], floor) and max_error <= ACCURACY_FACTOR * max(
+            plain_error[1], floor
+        )
+        measurements[name] = Measurement(statistics.median(times[name]), mean_error, max_error, qualifies)
+    qualified = [name for name in usable if measurements[name].qualifies] or usable[:1]
+    chosen = min(qualified, key=lambda name: measurements[name].seconds)
+    log.info("kernel plan %s: %s", work.key, chosen)
+    return {
+        "kernel": chosen,
+        "workload": asdict(work),
+        "measured": {name: asdict(m) for name, m in measurements.items()},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _timed_run(kernel: Kernel, inputs: torch.Tensor, rows: int):  # type: ignore[no-untyped-def]
+    """A run of ``kernel`` on ``inputs`` (``(2, STEPS * rows, input_dim)``): :data:`STEPS` steps of
+    ``rows`` rows from zero state, the input projections included; returns ``(2, STEPS * rows, proj)``."""
+    lstm = kernel.lstm
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            projected = kernel.project(inputs)
+            hidden = inputs.new_zeros(2, rows, lstm.projection_dim)
+            memory = inputs.new_zeros(2, rows, lstm.cell_dim)
+            output = inputs.new_empty(2, STEPS * rows, lstm.projection_dim)
+            for t in range(STEPS):
+                step = slice(t * rows, (t + 1) * rows)
+                out = output[:, step] if kernel.in_place else None
+                hidden, memory = kernel.step(projected[:, step], hidden, memory, out)
+                if out is None:
+                    output[:, step] = hidden
+            return output
+
+    return run
+
+
+def _exact_run(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, rows: int) -> torch.Tensor:
+    """The run of :func:`_timed_run` in float64 (the plain kernel on float64 copies of the layer)."""
+    names = ("weight_ih", "weight_hh", "bias", "weight_hr")
+    layer = types.SimpleNamespace(
+        cell_dim=lstm.cell_dim,
+        projection_dim=lstm.projection_dim,
+        cell_clip=lstm.cell_clip,
+        proj_clip=lstm.proj_clip,
+        **{f"{name}_l{k}": getattr(lstm, f"{name}_l{k}").detach().double() for name in names},
+    )
+    return _timed_run(TorchKernel(layer, k, rows, in_place=False), inputs.double(), rows)()  # type: ignore[arg-type]
+
+
+def _errors(output: torch.Tensor, exact: torch.Tensor) -> tuple[float, float]:
+    error = (output.double() - exact).abs()
+    return float(error.mean()), float(error.max())
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
