@@ -31,9 +31,9 @@ Workloads: batch 1 and batch 32 over natural Brown sentences drawn with ``--seed
 ``ElmoEmbedder(options_file, weight_file).embed_batch(batch)`` per batch with
 ``torch.set_num_threads(--threads)``; every other precision in ``--ours-precisions`` adds a side
 ``ElmoEmbedder(..., precision=p)`` (skipped, with a message, where ``ElmoEmbedder`` has no
-``precision``). One warm-up pass per side, then ``--reps`` rounds over the workload, the order of
-the sides reversed from round to round (ours / theirs / theirs / ours ...); median wall seconds
--> tokens/s. Their time is measured in the worker (char ids, reset, ``session.run``, one array view
+``precision`` or refuses ``p``). One warm-up pass per side, then ``--reps`` rounds over the
+workload, the order of the sides reversed from round to round (ours / theirs / theirs / ours ...);
+median wall seconds -> tokens/s. Their time is measured in the worker (char ids, reset, ``session.run``, one array view
 per sentence), so the pipe is not counted.
 
 Parity: the largest absolute difference ours vs theirs per layer, and each side's float32 error

@@ -5,9 +5,9 @@ simple_elmo (TensorFlow 2.21, ``TF_USE_LEGACY_KERAS=1``), and talks to it in JSO
 request on stdin, one reply on stdout:
 
 - ``{"cmd": "load", "options": path, "weights": path, "max_batch_size": 32}`` ->
-  ``{"ok": true, "tensorflow": ..., "simple_elmo": ..., "state_variables": n, ...}``: the model as
-  ``simple_elmo.ElmoModel().load(directory)`` builds it, from a temporary directory holding
-  ``options.json`` and a link ``model.hdf5`` to the weights.
+  ``{"ok": true, "tensorflow": ..., "simple_elmo": ..., "state_variables": ["name [shape]", ...], ...}``:
+  the model as ``simple_elmo.ElmoModel().load(directory)`` builds it, from a temporary directory
+  holding ``options.json`` and a link ``model.hdf5`` to the weights.
 - ``{"cmd": "embed", "sentences": [[token, ...], ...], "batch_size": n, "repeat": k, "save": true}``
   -> ``{"seconds": [k wall seconds], "reset_seconds": [...], "vectors_file": path}``: ``k`` passes
   over the sentences in batches of ``n``; the vectors of the last pass are written (unless
@@ -32,9 +32,11 @@ non-trainable variables of ``max_batch_size`` rows (bilm ``model.py``,
 ``BidirectionalLanguageModelGraph._build_lstms``: ``init_states``); a batch starts from their first
 ``batch_size`` rows and its final states are assigned back (``update_state_op``, a control
 dependency of every output). simple_elmo never resets them, so a sentence's vectors depend on the
-batches before it. Here an op assigns zeros to all of them before every batch (timed with the
+batches before it (with its default ``warmup=True`` even the first batch starts from the state the
+warm-up batch left). Here an op assigns zeros to all of them before every batch (timed with the
 batch, and also reported alone as ``reset_seconds``), so every batch starts from zero state, as
-``ElmoEmbedder`` does.
+``ElmoEmbedder`` does. After a reset, a batch's vectors equal those of
+``get_elmo_vectors(texts, warmup=False, layers="all")`` bit for bit.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """What a bug report or a benchmark needs to know about the machine: versions, CPU, math libraries,
-threads, GPUs, and the LSTM kernel each published configuration takes here.
+threads, GPUs, the LSTM kernel each published configuration takes here by the fixed rule, and the
+kernels measured for this machine (its kernel plan).
 
 ``flair-elmo info --system`` prints it (the text form is ``cli/info.py``'s); every benchmark JSON
 records it. Reads no model weights and imports no Flair (package versions come from their metadata).
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from flair_elmo_modes.bilm import kernel_plan
 from flair_elmo_modes.bilm.cpu import cpu_flags, cpu_model, native_bf16
 from flair_elmo_modes.bilm.kernels import kernel_name
 from flair_elmo_modes.models import PUBLISHED_MODELS, published_architecture
@@ -90,19 +92,32 @@ def cuda_devices() -> list[dict[str, Any]]:
     return devices
 
 
-def kernel_plan() -> dict[str, dict[str, str]]:
-    """The LSTM kernel each published configuration takes here in float32 CPU inference, at each
-    of :data:`REPORTED_BATCHES` rows (under the ``fast_paths`` in force)."""
+def kernel_rule() -> dict[str, dict[str, str]]:
+    """The LSTM kernel each published configuration takes here in float32 CPU inference by the
+    fixed rule (planning off), at each of :data:`REPORTED_BATCHES` rows (under the ``fast_paths``
+    in force)."""
     like = torch.zeros(0)
-    plan: dict[str, dict[str, str]] = {}
+    rule: dict[str, dict[str, str]] = {}
     for name in PUBLISHED_MODELS:
         architecture = published_architecture(name)
         if architecture is not None:
-            plan[name] = {
+            rule[name] = {
                 str(batch): kernel_name(architecture.cell_dim, architecture.projection_dim, batch, like)
                 for batch in REPORTED_BATCHES
             }
-    return plan
+    return rule
+
+
+def measured_plan() -> dict[str, Any]:
+    """This machine's measured kernel plan (:mod:`~flair_elmo_modes.bilm.kernel_plan`): its file and
+    the kernel of each workload measured so far, in this process or any earlier one."""
+    entries = kernel_plan.PLAN.entries()
+    return {
+        "file": str(kernel_plan.plan_file()),
+        "entries": [
+            {"workload": entries[key].get("workload"), "kernel": entries[key].get("kernel")} for key in sorted(entries)
+        ],
+    }
 
 
 def system_info() -> dict[str, Any]:
@@ -122,5 +137,6 @@ def system_info() -> dict[str, Any]:
         "threads": {"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads()},
         "environment": {name: os.environ[name] for name in ENVIRONMENT if name in os.environ},
         "cuda": cuda_devices(),
-        "kernels": kernel_plan(),
+        "kernels": kernel_rule(),
+        "kernel_plan": measured_plan(),
     }

@@ -386,6 +386,16 @@ def test_embed_latin1_file(tmp_path: Path, model_dir: Path, capsys: pytest.Captu
     assert not output.exists() and leftovers(tmp_path) == []
 
 
+def test_embed_fp16_on_a_cpu_is_a_usage_error(
+    tmp_path: Path, model_dir: Path, existing_output: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.txt", ["a b", "c"])
+    code, _, err = run(capsys, "embed", source, existing_output, "--model", model_dir, "--precision", "fp16")
+    assert code == 2
+    assert_one_line_error(err, "--precision fp16", "CUDA")
+    assert_untouched(existing_output)
+
+
 def test_embed_empty_file(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = write_input(tmp_path / "in.txt", [])
     code, _, err = run(capsys, "embed", source, tmp_path / "out.hdf5", "--model", model_dir)

@@ -12,6 +12,7 @@ from flair_elmo_modes import ElmoEmbedder, models
 from flair_elmo_modes.atomic import WriteError
 from flair_elmo_modes.bilm import ElmoOptions, batch_to_ids, load_bilm, onednn
 from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.precision import computing_in
 from flair_elmo_modes.cli import main
 from flair_elmo_modes.embedder import length_batches
 from flair_elmo_modes.hdf5_output import EmbedInputError
@@ -50,6 +51,24 @@ def test_layers_are_the_bilm_layers(embedder: ElmoEmbedder) -> None:
     with torch.no_grad():
         expected = embedder.bilm(batch_to_ids([SENTENCES[1]])).layers[:, 0].numpy()
     np.testing.assert_array_equal(embedder.embed_sentence(SENTENCES[1]), expected)
+
+
+def test_bf16_layers_are_the_bilm_layers_in_bf16(tiny_model_files) -> None:
+    embedder = ElmoEmbedder(*tiny_model_files, precision="bf16")
+    with torch.no_grad(), computing_in("bf16"):
+        expected = embedder.bilm(batch_to_ids([SENTENCES[1]])).layers[:, 0].numpy()
+    layers = embedder.embed_sentence(SENTENCES[1])
+    assert layers.dtype == np.float32 and embedder.precision == "bf16"
+    np.testing.assert_array_equal(layers, expected)
+    float32 = ElmoEmbedder(bilm=embedder.bilm).embed_sentence(SENTENCES[1])
+    assert np.abs(layers - float32).max() > 0  # bf16 did run (tests/bilm/test_precision.py: how well)
+
+
+def test_fp16_on_a_cpu_and_unknown_precisions_are_refused(tiny_model_files) -> None:
+    with pytest.raises(ValueError, match="CUDA"):
+        ElmoEmbedder(*tiny_model_files, precision="fp16")
+    with pytest.raises(ValueError, match="'float32'"):
+        ElmoEmbedder(*tiny_model_files, precision="float32")
 
 
 def test_empty_sentences(tiny_model_files) -> None:
@@ -310,9 +329,12 @@ def assert_same_contents(a: dict[str, object], b: dict[str, object]) -> None:
         ({"output_format": "top"}, ["--top"]),
         ({"output_format": "average", "batch_size": 2}, ["--average", "--batch-size", "2"]),
         ({"forget_sentences": True}, ["--forget-sentences"]),
+        ({"precision": "bf16"}, ["--precision", "bf16"]),  # a constructor argument of ElmoEmbedder
     ],
 )
 def test_embed_file_writes_what_the_cli_writes(tmp_path: Path, tiny_model_files, kwargs, flags, capsys) -> None:
+    kwargs = dict(kwargs)
+    precision = kwargs.pop("precision", "fp32")
     source = tmp_path / "in.txt"
     source.write_text("\n".join(FILE_LINES) + "\n", encoding="utf-8")
     code = main(
@@ -327,7 +349,7 @@ def test_embed_file_writes_what_the_cli_writes(tmp_path: Path, tiny_model_files,
         ]
     )
     assert code == 0, capsys.readouterr().err
-    embedder = ElmoEmbedder(*tiny_model_files)
+    embedder = ElmoEmbedder(*tiny_model_files, precision=precision)
     with source.open(encoding="utf-8") as handle:  # allennlp passes an open file
         embedder.embed_file(handle, tmp_path / "api.hdf5", **kwargs)
     embedder.embed_file(str(source), str(tmp_path / "path.hdf5"), **kwargs)  # a path works too

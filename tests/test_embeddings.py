@@ -139,6 +139,20 @@ def test_to_params_has_no_paths_and_reloads_without_files(tmp_path: Path) -> Non
     torch.testing.assert_close(vectors(embed(loaded, TEXT)[0]), expected, rtol=0, atol=0)
 
 
+def test_precision_is_saved_and_fine_tuning_stays_float32(tmp_path: Path) -> None:
+    write_random_model(tmp_path / "model", seed=5)
+    embeddings = ELMoEmbeddings(tmp_path / "model", embedding_type="top", precision="bf16")
+    assert embeddings.to_params()["precision"] == "bf16" and "precision='bf16'" in repr(embeddings)
+    expected = vectors(embed(embeddings, TEXT)[0])
+    loaded = load_embeddings(embeddings.save_embeddings())
+    assert isinstance(loaded, ELMoEmbeddings) and loaded.precision == "bf16"
+    torch.testing.assert_close(vectors(embed(loaded, TEXT)[0]), expected, rtol=0, atol=0)
+    float32 = ELMoEmbeddings(bilm=embeddings.bilm, embedding_type="top")
+    assert (vectors(embed(float32, TEXT)[0]) - expected).abs().max() > 0  # bf16 did run
+    with pytest.raises(ValueError, match="fine_tune=True trains in float32"):
+        ELMoEmbeddings(tmp_path / "model", fine_tune=True, precision="bf16")
+
+
 def test_frozen_by_default(tiny_model_files) -> None:
     embeddings = ELMoEmbeddings(tiny_model_files[0].parent, embedding_type="top")
     embeddings.train()

@@ -11,7 +11,7 @@ from flair_elmo_modes.bilm.kernels import kernel_name
 from flair_elmo_modes.cli import main
 from flair_elmo_modes.cli.info import count_parameters
 from flair_elmo_modes.models import PUBLISHED_MODELS, published_architecture
-from flair_elmo_modes.system import kernel_plan, native_bf16
+from flair_elmo_modes.system import kernel_rule, native_bf16
 from tests.helpers import ALIGNED_OPTIONS, TINY_OPTIONS, tiny_options, torch_threads
 
 
@@ -42,15 +42,16 @@ def test_info_system_reports_this_process(capsys: pytest.CaptureFixture[str]) ->
         assert kernel == kernel_name(original.cell_dim, original.projection_dim, int(batch), torch.zeros(0))
     assert main(["info", "--system"]) == 0
     text = capsys.readouterr().out
-    assert f"torch {torch.__version__}" in text and "kernel original" in text and "native bf16" in text
+    assert f"torch {torch.__version__}" in text and "kernel rule original" in text and "native bf16" in text
+    assert info["kernel_plan"]["file"] in text
 
 
-def test_kernel_plan_follows_the_fast_paths_switch() -> None:
+def test_kernel_rule_follows_the_fast_paths_switch() -> None:
     with fast_paths(enabled=False):
-        assert {k for kernels in kernel_plan().values() for k in kernels.values()} == {"TorchKernel"}
+        assert {k for kernels in kernel_rule().values() for k in kernels.values()} == {"TorchKernel"}
     with fast_paths(batch_invariant=True):
         expected = "OneDnnKernel" if onednn.usable(torch.zeros(1)) else "TorchKernel:in_place"
-        assert {k for kernels in kernel_plan().values() for k in kernels.values()} == {expected}
+        assert {k for kernels in kernel_rule().values() for k in kernels.values()} == {expected}
 
 
 @pytest.mark.parametrize(

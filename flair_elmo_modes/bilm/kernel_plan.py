@@ -198,6 +198,7 @@ class KernelPlan:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._unwritable = False  # warned that the file cannot be written
 
     def clear(self) -> None:
         """Forget the entries of this process (the file stays)."""
@@ -216,16 +217,29 @@ class KernelPlan:
             return entry["kernel"]
         with self._lock:
             path = plan_file()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with filelock.FileLock(str(path) + ".lock"):
-                on_disk = read_plan(path)
-                entry = on_disk.get(work.key)
-                if not (isinstance(entry, dict) and entry.get("kernel") in usable):
-                    entry = measure(lstm, k, like, work, usable)
-                    on_disk[work.key] = entry
-                    atomic_write_json(path, {"format": FORMAT, "machine": machine(), "entries": on_disk})
-                self._entries[work.key] = entry
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with filelock.FileLock(str(path) + ".lock"):
+                    entry = self._measure_into(path, lstm, k, like, work, usable)
+            except OSError as error:  # a read-only or full disk: plan in memory, for this process only
+                if not self._unwritable:
+                    log.warning("kernel plan %s cannot be kept on disk (%s): planning in memory", path, error)
+                self._unwritable = True
+                entry = self._entries.get(work.key) or measure(lstm, k, like, work, usable)
+            self._entries[work.key] = entry
         return entry["kernel"]
+
+    def _measure_into(
+        self, path: Path, lstm: BidirectionalLstm, k: int, like: torch.Tensor, work: Workload, usable: list[str]
+    ) -> dict[str, Any]:
+        """The file's entry for ``work``, measured and written first when it has none (or a
+        kernel that cannot run here). The caller holds the file's lock."""
+        on_disk = read_plan(path)
+        entry = on_disk.get(work.key)
+        if not (isinstance(entry, dict) and entry.get("kernel") in usable):
+            entry = on_disk[work.key] = self._entries[work.key] = measure(lstm, k, like, work, usable)
+            atomic_write_json(path, {"format": FORMAT, "machine": machine(), "entries": on_disk})
+        return entry
 
 
 PLAN = KernelPlan()
@@ -281,7 +295,7 @@ def measure(lstm: BidirectionalLstm, k: int, like: torch.Tensor, work: Workload,
         measurements[name] = Measurement(statistics.median(times[name]), mean_error, max_error, qualifies)
     qualified = [name for name in usable if measurements[name].qualifies] or usable[:1]
     chosen = min(qualified, key=lambda name: measurements[name].seconds)
-    log.info("kernel plan %s: %s", work.key, chosen)
+    log.debug("kernel plan %s: %s", work.key, chosen)
     return {
         "kernel": chosen,
         "workload": asdict(work),

@@ -56,7 +56,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="describe this machine instead of a model: versions, CPU and its bf16 support, the ISA torch uses, "
         "BLAS and oneDNN, threads, CUDA devices, the LSTM kernel of each published model at batch 1 and 32 "
-        "(what a bug report needs)",
+        "by the fixed rule, and the kernels measured on this machine (its kernel plan): what a bug report needs",
     )
     parser.set_defaults(func=run, writes_files=False)
 
@@ -301,7 +301,19 @@ def format_system_info(info: dict[str, Any]) -> str:
         ),
     ]
     for name, kernels in info["kernels"].items():
-        rows.append((f"kernel {name}", ", ".join(f"batch {batch}: {kernel}" for batch, kernel in kernels.items())))
+        rows.append((f"kernel rule {name}", ", ".join(f"batch {batch}: {kernel}" for batch, kernel in kernels.items())))
+    plan = info["kernel_plan"]
+    rows.append(("kernel plan", plan["file"] + ("" if plan["entries"] else " (nothing measured yet)")))
+    for entry in plan["entries"]:
+        work = entry["workload"] or {}
+        shape = "x".join(str(work.get(dim)) for dim in ("input_dim", "cell_dim", "projection_dim"))
+        rows.append(
+            (
+                "",
+                f"{work.get('device')} {work.get('precision')} {shape}, rows >= {work.get('rows')}, "
+                f"{work.get('threads')} threads: {entry['kernel']}",
+            )
+        )
     return _aligned(rows)
 
 

@@ -166,3 +166,21 @@ def test_every_candidate_kernel_is_as_accurate_as_its_plain_kernel(precision: Pr
 def flat(output: tuple[torch.Tensor, LstmState]) -> list[torch.Tensor]:
     """A forward's outputs and final state as a list of tensors."""
     return [output[0], *output[1]]
+
+
+@needs_onednn
+def test_a_plan_directory_that_cannot_be_written_leaves_the_plan_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "a file, not a directory"
+    blocked.write_text("")
+    monkeypatch.setenv(kernel_plan.DIRECTORY_VARIABLE, str(blocked / "plans"))
+    monkeypatch.setattr(kernel_plan, "PLAN", kernel_plan.KernelPlan())
+    lstm = an_lstm()
+    with caplog.at_level(logging.WARNING, logger=kernel_plan.__name__):
+        expected = forward(lstm)
+        forward(lstm, rows=16)
+    assert caplog.text.count("cannot be kept on disk") == 1  # said once
+    with pytest.MonkeyPatch.context() as patch:  # the entries stay in memory: nothing measured again
+        patch.setattr(kernel_plan, "measure", lambda *args: pytest.fail("measured a planned workload"))
+        torch.testing.assert_close(forward(lstm), expected, rtol=0, atol=0)
