@@ -1,15 +1,20 @@
-"""No slow corner: the chosen kernels vs the plain torch path over a grid of shapes, and vs AllenNLP.
+"""No slow corner: the default (a measured kernel plan) vs every LSTM kernel the library has, the plain
+path and bf16, over a grid of shapes; and vs AllenNLP.
 
 1. Grid (``--configs``): batch 1/8/32/128 x sentence length 1/10/50/300/1,000/5,000 tokens (running
-   Brown text cut to that length), end to end (``ElmoEmbedder.embed_batch``). Each cell times the
-   default (kernels chosen per workload) and the plain torch path (``bmm`` steps,
-   ``fast_paths(onednn=False, mkl_packed=False)``), interleaved, and prints their ratio; cells
-   above ``--max-cell-tokens`` are skipped.
-2. Against AllenNLP 2.10.1 (when importable: run in the oracle venv): batch 1 on natural Brown
-   sentences, single sentences of 300 and 1,000 tokens, batch 32 on a sample of all Brown sentences
-   and on one of sentences up to 60 tokens. For each: tokens/s of both, and both float32 errors
-   against a float64 evaluation of the same weights (our biLM in float64 on the plain path, which
-   matches AllenNLP's float64 to 1e-9 in tests/bilm/test_parity_allennlp.py).
+   Brown text cut to that length), end to end (``ElmoEmbedder.embed_batch``). Each cell times,
+   interleaved: the default (float32, the kernel plan measured in this run, in a fresh plan
+   directory); every float32 LSTM kernel forced (``fast_paths(kernel=NAME)``); the plain torch path
+   (``fast_paths(onednn=False, mkl_packed=False)``: ``bmm`` steps); and ``precision="bf16"``. It
+   reports default / fastest kernel (goal >= 0.9), default / plain (goal >= 1) and bf16 / default
+   (tokens/s ratios). Cells above ``--max-cell-tokens`` are skipped.
+2. GEMM peaks: a (2048 x 2048) by (2048 x 2048) product in float32 and in bf16, GFLOP/s.
+3. Against AllenNLP 2.10.1 (when importable: run in the oracle venv, ``PYTHONPATH=.``): batch 1 on
+   natural Brown sentences, single sentences of 300 and 1,000 tokens, batch 32 on a sample of all
+   Brown sentences and on one of sentences up to 60 tokens, batch 128. For each: tokens/s of ours
+   (float32 default and bf16) and of AllenNLP, and the float32 errors against a float64 evaluation
+   of the same weights (our biLM in float64 on the plain path, which matches AllenNLP's float64 to
+   1e-9 in tests/bilm/test_parity_allennlp.py).
 
 Prints JSON and markdown tables; writes ``results/shapes.json`` and ``results/shapes.md``.
 """
@@ -18,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import random
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,9 +48,11 @@ from _common import (
 from corpora import brown_directory, brown_sentences
 
 from flair_elmo_modes import ElmoEmbedder
+from flair_elmo_modes.bilm import kernel_plan
 from flair_elmo_modes.bilm import lstm as lstm_module
 from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.bilm.hdf5 import load_bilm
+from flair_elmo_modes.bilm.kernels import candidates
 
 Embed = Callable[[Sequence[list[str]]], list[np.ndarray]]
 SHIPPED = Path(__file__).resolve().parent.parent / "flair_elmo_modes" / "models" / "en-tiny"
@@ -83,7 +92,7 @@ def kernels_of(embedder: ElmoEmbedder, batch: list[list[str]]) -> str:
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         kernel = original(*args, **kwargs)
-        taken.append(type(kernel).__name__)
+        taken.append(kernel.name)
         return kernel
 
     lstm_module.choose_kernel = recording
@@ -101,6 +110,9 @@ def embed_all(embed: Embed, batch_list: Sequence[Sequence[list[str]]]) -> list[n
 def grid(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[dict[str, Any]]:
     options_file, weight_file = files(name, args.cache_dir)
     embedder = ElmoEmbedder(options_file, weight_file)
+    bf16 = ElmoEmbedder(bilm=embedder.bilm, precision="bf16")
+    lstm = embedder.bilm.lstm
+    kernel_names = candidates(lstm.cell_dim, lstm.projection_dim, torch.zeros(1))
     cap = args.max_cell_tokens.get(name, args.max_cell_tokens["default"])
     rows = []
     for length in args.lengths:
@@ -111,24 +123,52 @@ def grid(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[d
                 rows.append({**row, "skipped": f"over --max-cell-tokens {cap}"})
                 continue
             batch = running_text(length, batch_size, corpus)
-
-            def chosen(batch: list[list[str]] = batch) -> None:
-                embedder.embed_batch(batch)
-
-            def plain(batch: list[list[str]] = batch) -> None:
-                with fast_paths(onednn=False, mkl_packed=False):
-                    embedder.embed_batch(batch)
-
-            seconds = time_sides({"chosen": chosen, "plain": plain}, args.reps)
+            sides: dict[str, Callable[[], Any]] = {
+                "default": lambda batch=batch: embedder.embed_batch(batch),
+                "plain": lambda batch=batch: _with(embedder, batch, onednn=False, mkl_packed=False),
+                "bf16": lambda batch=batch: bf16.embed_batch(batch),
+            }
+            for kernel in kernel_names:
+                sides[f"kernel {kernel}"] = lambda batch=batch, kernel=kernel: _with(embedder, batch, kernel=kernel)
+            seconds = time_sides(sides, args.reps)
+            fastest = min(kernel_names, key=lambda kernel: seconds[f"kernel {kernel}"])
             row["kernel"] = kernels_of(embedder, batch)
+            row["bf16_kernel"] = kernels_of(bf16, batch)
+            row["tokens_per_s"] = {side: tokens / t for side, t in seconds.items()}
             row.update(
-                chosen_tokens_per_s=tokens / seconds["chosen"],
-                plain_tokens_per_s=tokens / seconds["plain"],
-                chosen_time_vs_plain=seconds["chosen"] / seconds["plain"],
+                fastest_kernel=fastest,
+                default_vs_fastest=seconds[f"kernel {fastest}"] / seconds["default"],
+                default_vs_plain=seconds["plain"] / seconds["default"],
+                bf16_vs_default=seconds["default"] / seconds["bf16"],
             )
-            log(f"grid {name} batch {batch_size} length {length}: chosen / plain {row['chosen_time_vs_plain']:.3f}")
+            log(
+                f"grid {name} batch {batch_size} length {length}: default {row['kernel']} / fastest {fastest} "
+                f"{row['default_vs_fastest']:.3f}, / plain {row['default_vs_plain']:.3f}, "
+                f"bf16 {row['bf16_vs_default']:.2f}x"
+            )
             rows.append(row)
     return rows
+
+
+def _with(embedder: ElmoEmbedder, batch: list[list[str]], **paths: Any) -> None:
+    with fast_paths(**paths):
+        embedder.embed_batch(batch)
+
+
+def gemm_peaks(size: int = 2048, reps: int = 5) -> dict[str, float]:
+    """GFLOP/s of a (size x size) by (size x size) product in float32 and in bf16 (median of ``reps``)."""
+    peaks = {}
+    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+        torch.mm(a, b)
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+        peaks[label] = 2 * size**3 / statistics.median(times) / 1e9
+    log(f"GEMM {size}: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+    return peaks
 
 
 def float32_error(arrays: list[np.ndarray], exact: list[np.ndarray]) -> float:
@@ -156,6 +196,7 @@ def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]
 
     options_file, weight_file = files(name, args.cache_dir)
     ours = ElmoEmbedder(options_file, weight_file)
+    ours_bf16 = ElmoEmbedder(bilm=ours.bilm, precision="bf16")
     theirs = AllenNlpEmbedder(options_file, weight_file)
     exact_bilm = copy.deepcopy(load_bilm(options_file, weight_file)).double()
     exact = ElmoEmbedder(bilm=exact_bilm)
@@ -167,6 +208,7 @@ def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]
         ("1,000-token sentences, one at a time", 1, running_text(1000, args.long_sentences, corpus)),
         ("batch 32, natural (all lengths)", 32, rng.sample(corpus, n_all)),
         ("batch 32, natural (<= 60 tokens)", 32, rng.sample([s for s in corpus if len(s) <= 60], n_all)),
+        ("batch 128, natural (all lengths)", 128, rng.sample(corpus, n_all)),
     ]
     rows = []
     for label, batch_size, sentences in workloads:
@@ -177,6 +219,7 @@ def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]
         seconds = time_sides(
             {
                 "ours": _storing(outputs, "ours", ours.embed_batch, batch_list),
+                "ours_bf16": _storing(outputs, "ours_bf16", ours_bf16.embed_batch, batch_list),
                 "allennlp": _storing(outputs, "theirs", theirs.embed_batch, batch_list),
             },
             3,
@@ -190,8 +233,12 @@ def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]
             "sentences": len(sentences),
             "tokens": n_tokens,
             "ours_tokens_per_s": n_tokens / seconds["ours"],
+            "ours_bf16_tokens_per_s": n_tokens / seconds["ours_bf16"],
             "allennlp_tokens_per_s": n_tokens / seconds["allennlp"],
             "ratio": seconds["allennlp"] / seconds["ours"],
+            "bf16_ratio": seconds["allennlp"] / seconds["ours_bf16"],
+            "ours_bf16_float32_error": float32_error(outputs["ours_bf16"], reference),
+            "ours_bf16_mean_error": mean_error(outputs["ours_bf16"], reference),
             "ours_float32_error": float32_error(outputs["ours"], reference),
             "allennlp_float32_error": float32_error(outputs["theirs"], reference),
             "ours_mean_error": mean_error(outputs["ours"], reference),
@@ -199,7 +246,10 @@ def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]
             "load_average_before": load,
         }
         row["error_ratio"] = row["ours_float32_error"] / row["allennlp_float32_error"]
-        log(f"allennlp {name} {label}: {row['ratio']:.2f}x, error ratio {row['error_ratio']:.2f}")
+        log(
+            f"allennlp {name} {label}: {row['ratio']:.2f}x (bf16 {row['bf16_ratio']:.2f}x), "
+            f"error ratio {row['error_ratio']:.2f}"
+        )
         rows.append(row)
     return rows
 
@@ -209,30 +259,53 @@ def report(results: dict[str, Any]) -> str:
     grid_rows = [r for r in results["grid"] if "skipped" not in r]
     parts.append(
         markdown_table(
-            ["config", "batch", "length", "chosen kernel", "chosen tokens/s", "plain tokens/s", "chosen time / plain"],
+            [
+                "config",
+                "batch",
+                "length",
+                "default kernel",
+                "default tokens/s",
+                "fastest kernel",
+                "default / fastest",
+                "default / plain",
+                "bf16 tokens/s",
+                "bf16 / default",
+            ],
             [
                 [
                     r["config"],
                     r["batch_size"],
                     r["length"],
                     r["kernel"].replace("Kernel", ""),
-                    f"{r['chosen_tokens_per_s']:.0f}",
-                    f"{r['plain_tokens_per_s']:.0f}",
-                    f"{r['chosen_time_vs_plain']:.3f}",
+                    f"{r['tokens_per_s']['default']:.0f}",
+                    r["fastest_kernel"].replace("Kernel", ""),
+                    f"{r['default_vs_fastest']:.2f}",
+                    f"{r['default_vs_plain']:.2f}",
+                    f"{r['tokens_per_s']['bf16']:.0f}",
+                    f"{r['bf16_vs_default']:.2f}",
                 ]
                 for r in grid_rows
             ],
         )
     )
-    differing = [r for r in grid_rows if r["kernel"] != "TorchKernel"]
-    for label, rows in (("all cells", grid_rows), ("cells where the chosen kernel is not the plain one", differing)):
-        if rows:
-            worst = max(rows, key=lambda r: r["chosen_time_vs_plain"])
-            parts.append(
-                f"worst of {label}: {worst['config']} batch {worst['batch_size']} length {worst['length']}: "
-                f"chosen time / plain {worst['chosen_time_vs_plain']:.3f} (where both take TorchKernel the "
-                "two sides run the same code: their ratio is the timing noise)"
-            )
+    if grid_rows:
+        worst = min(grid_rows, key=lambda r: r["default_vs_fastest"])
+        slowest_plain = min(grid_rows, key=lambda r: r["default_vs_plain"])
+        slowest_bf16 = min(grid_rows, key=lambda r: r["bf16_vs_default"])
+        parts.append(
+            f"Worst cells (tokens/s ratios): default / fastest kernel {worst['default_vs_fastest']:.2f} "
+            f"({worst['config']} batch {worst['batch_size']} length {worst['length']}; goal >= 0.9); "
+            f"default / plain {slowest_plain['default_vs_plain']:.2f} ({slowest_plain['config']} batch "
+            f"{slowest_plain['batch_size']} length {slowest_plain['length']}; goal >= 1); bf16 / default "
+            f"{slowest_bf16['bf16_vs_default']:.2f} ({slowest_bf16['config']} batch {slowest_bf16['batch_size']} "
+            f"length {slowest_bf16['length']}). Where two sides run the same kernel their ratio is the timing noise."
+        )
+    peaks = results.get("gemm_peaks")
+    if peaks:
+        parts.append(
+            f"GEMM peak (2048^3, {results['machine']['torch_threads']} threads): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+            f"bf16 {peaks['bf16']:.0f} GFLOP/s ({peaks['bf16'] / peaks['fp32']:.1f}x)"
+        )
     if results["allennlp"]:
         parts.append(
             markdown_table(
@@ -240,13 +313,16 @@ def report(results: dict[str, Any]) -> str:
                     "config",
                     "workload",
                     "tokens",
-                    "ours tokens/s",
+                    "ours fp32 tokens/s",
+                    "ours bf16 tokens/s",
                     "AllenNLP tokens/s",
-                    "ratio",
+                    "fp32 / AllenNLP",
+                    "bf16 / AllenNLP",
+                    "bf16 / fp32",
                     "ours f32 max error",
                     "AllenNLP f32 max error",
-                    "max error ratio",
                     "ours / AllenNLP mean error",
+                    "bf16 mean error",
                 ],
                 [
                     [
@@ -254,12 +330,15 @@ def report(results: dict[str, Any]) -> str:
                         r["workload"],
                         r["tokens"],
                         f"{r['ours_tokens_per_s']:.0f}",
+                        f"{r['ours_bf16_tokens_per_s']:.0f}",
                         f"{r['allennlp_tokens_per_s']:.0f}",
                         f"{r['ratio']:.2f}x",
+                        f"{r['bf16_ratio']:.2f}x",
+                        f"{r['ours_bf16_tokens_per_s'] / r['ours_tokens_per_s']:.2f}x",
                         f"{r['ours_float32_error']:.2e}",
                         f"{r['allennlp_float32_error']:.2e}",
-                        f"{r['error_ratio']:.2f}",
                         f"{r['ours_mean_error'] / r['allennlp_mean_error']:.2f}",
+                        f"{r['ours_bf16_mean_error']:.2e}",
                     ]
                     for r in results["allennlp"]
                 ],
@@ -276,10 +355,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lengths", default="1,10,50,300,1000,5000")
     parser.add_argument(
         "--max-cell-tokens",
-        default="default=20000,original=6000",
+        default="default=20000,original=2000",
         help="largest batch x length timed per configuration (name=N, default=N)",
     )
-    parser.add_argument("--reps", type=int, default=5, help="timed rounds per grid cell (after one warm-up)")
+    parser.add_argument("--reps", type=int, default=3, help="timed rounds per grid cell (after one warm-up)")
     parser.add_argument("--batch1-sentences", type=int, default=150)
     parser.add_argument("--long-sentences", type=int, default=4, help="300- and 1,000-token sentences each")
     parser.add_argument(
@@ -289,6 +368,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-allennlp", action="store_true")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="where the random weights are written")
+    parser.add_argument(
+        "--plan-dir",
+        type=Path,
+        default=None,
+        help="kernel plan directory (default: a fresh one, so that this run measures its own plan)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.configs = [c for c in args.configs.split(",") if c]
@@ -303,8 +388,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    os.environ[kernel_plan.DIRECTORY_VARIABLE] = str(args.plan_dir or tempfile.mkdtemp(prefix="kernel-plans-"))
     corpus = brown_sentences(brown_directory(args.cache_dir))
     results: dict[str, Any] = {"machine": machine_info(), "grid": [], "allennlp": []}
+    results["gemm_peaks"] = gemm_peaks()
     for name in args.configs:
         results["grid"] += grid(name, args, corpus)
     try:
@@ -316,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.allennlp_configs:
             results["allennlp"] += against_allennlp(name, args, corpus)
     results["machine"]["load_average_at_end"] = load_average()
+    results["kernel_plan"] = kernel_plan.PLAN.entries()
     text = report(results)
     publish(args.out, "shapes", results, text)
     return 0

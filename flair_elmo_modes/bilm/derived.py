@@ -129,6 +129,15 @@ class DerivedTensors:
     def clear(self) -> None:
         self._entries.clear()
 
+    def names(self) -> set[str]:
+        """The names of the values held now."""
+        return set(self._entries)
+
+    def discard(self, names: set[str]) -> None:
+        """Drop the values called ``names`` (rebuilt when next asked for)."""
+        for name in names:
+            self._entries.pop(name, None)
+
     def __len__(self) -> int:
         return len(self._entries)
 

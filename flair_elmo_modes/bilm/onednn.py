@@ -13,10 +13,11 @@ and is more accurate (measured at 2048 terms: 1.5x on average on an Intel Xeon, 
 row's result is independent of the other rows and of how many there are, so a sentence's float32
 vectors are bitwise the same in any batch.
 
-Used only for float32 CPU tensors without autograd, and only when this torch build has oneDNN's
-linear ops (x86 builds): for the LSTM steps of workloads with enough rows per step
-(:mod:`flair_elmo_modes.bilm.kernels`), and for every product in batch-invariant mode
-(:mod:`flair_elmo_modes.bilm.fast_paths`). Everything else takes the ordinary ``torch`` ops.
+Used for CPU tensors without autograd, and only when this torch build has oneDNN's linear ops
+(x86 builds): for the LSTM steps where the kernel plan measured ``OneDnnKernel`` fastest
+(:mod:`flair_elmo_modes.bilm.kernel_plan`), for every float32 product in batch-invariant mode
+(:mod:`flair_elmo_modes.bilm.fast_paths`), and for bf16 products (:func:`reduced_linear`,
+``OneDnnKernel:bf16``). Everything else takes the ordinary ``torch`` ops.
 """
 
 from __future__ import annotations

@@ -150,6 +150,7 @@ def _complete_entry(output_dir: Path, lines: int = 3) -> ShardEntry:
         ({"model": {"name": "en-tiny", "files": {"weights.hdf5": "00" * 32}}}, "model changed"),
         ({"mode": "top"}, "layer mode changed"),
         ({"flags": {**TINY.output_flags(), "batch_size": 32}}, "flags changed"),
+        ({"flags": dataclasses.replace(TINY, precision="bf16").output_flags()}, "flags changed"),
         ({"package_version": "9.9"}, "package version changed"),
     ],
 )
@@ -200,3 +201,5 @@ def test_settings_reject_bad_values() -> None:
         EmbedSettings(batch_size=0)
     with pytest.raises(UsageError, match="layer mode 'bottom'"):
         EmbedSettings(mode="bottom")
+    with pytest.raises(UsageError, match="precision 'int8': expected one of fp32, bf16, fp16"):
+        EmbedSettings(precision="int8")
