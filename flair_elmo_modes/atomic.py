@@ -264,6 +264,31 @@ def remove_stale_temps(target: str | Path, directories: bool = False) -> list[Pa
     return removed
 
 
+def publish_directory(staging: str | Path, target: str | Path) -> None:
+    """Make the directory ``staging`` (named by :func:`temp_path`, beside ``target``) durable and
+    rename it to ``target``, which must not exist: readers see no directory or the complete one.
+
+    Every file and directory in ``staging`` is fsynced before the rename, the parent after it, so
+    a crash never leaves a ``target`` whose files are not all written. Callers that may race for
+    ``target`` hold a lock (a rename onto a non-empty directory fails).
+
+    Raises:
+        WriteError: an fsync or the rename failed; names ``target``.
+    """
+    staging, target = Path(staging), Path(target)
+    try:
+        for path in sorted(staging.rglob("*"), reverse=True):  # files before the directories holding them
+            if path.is_file() and not path.is_symlink():
+                _fsync_file(path)
+            elif path.is_dir() and not path.is_symlink():
+                _fsync_directory(path)
+        _fsync_directory(staging)
+        os.rename(staging, target)
+        _fsync_directory(target.parent)
+    except OSError as error:
+        raise WriteError.from_error(target, error) from error
+
+
 def _fsync_file(path: Path) -> None:
     # Windows can only flush a file opened for writing; POSIX can flush any descriptor.
     fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)

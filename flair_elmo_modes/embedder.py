@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from flair_elmo_modes.bilm.model import ElmoBiLm
+from flair_elmo_modes.model_zip import is_zip_path
 from flair_elmo_modes.models import DEFAULT_MODEL, ModelFiles, load_model, resolve_model
 from flair_elmo_modes.runner import BiLmRunner, as_token_lists, length_batches, length_sorted_windows
 
@@ -27,8 +28,8 @@ def model_files(
 
     Neither: :data:`~flair_elmo_modes.models.DEFAULT_MODEL` (allennlp 0.9's default files). Both:
     those paths or URLs (downloaded once into flair's cache). ``options_file`` alone: a model
-    name (``"small"``, ``"original"``, ``"en-tiny"``, as ``ELMoEmbeddings`` takes) or a directory
-    (AllenNLP's or an ELMoForManyLangs model's; ``format`` to insist on one).
+    name (``"small"``, ``"original"``, ``"en-tiny"``, as ``ELMoEmbeddings`` takes), a directory
+    (AllenNLP's or an ELMoForManyLangs model's; ``format`` to insist on one) or a ``.zip`` of one.
 
     Raises:
         ValueError: only ``weight_file``, or ``options_file`` alone names a file, not a model.
@@ -45,7 +46,7 @@ def model_files(
         if "://" not in str(options_file) and not Path(options_file).is_file():  # named before the weights
             raise FileNotFoundError(f"ELMo options file not found: {options_file}")
         return resolve_model(None, options_file, weight_file)
-    if "://" in str(options_file) or Path(options_file).is_file():
+    if "://" in str(options_file) or (Path(options_file).is_file() and not is_zip_path(options_file)):
         raise ValueError(f"options_file {options_file} needs weight_file too (or pass a model name or directory alone)")
     return resolve_model(options_file)
 

@@ -13,6 +13,10 @@ import torch
 from torch import nn
 
 NAMED_MODES = ("all", "top", "average", "bottom", "mix")
+#: What :class:`ScalarMix`'s layer norm normalises over.
+NORM_SCOPES = ("sentence", "batch")
+#: AllenNLP's ``tiny_value_of_dtype`` for float32 and float64, added to the batch variance.
+ALLENNLP_TINY = 1e-13
 ModeSpec = str | int | Sequence[int]
 
 
@@ -132,9 +136,12 @@ class ScalarMix(nn.Module):
         initial_weights: starting ``w`` (before the softmax); zeros (equal weights) by default,
             which with ``gamma = 1`` makes the mix start equal to the ``"average"`` mode.
         layer_norm: normalise each layer to zero mean and unit variance first, as AllenNLP's
-            ``ScalarMix(do_layer_norm=True)``, but per sentence (AllenNLP normalises over the
-            whole batch, which would make a sentence's vectors depend on its batch).
+            ``ScalarMix(do_layer_norm=True)``, but by default per sentence (see ``norm_over``).
         trainable: whether ``w`` and ``gamma`` receive gradients.
+        norm_over: what ``layer_norm`` normalises over: ``"sentence"`` (each sentence's real
+            tokens) or ``"batch"`` (the real tokens of the whole batch, as AllenNLP does, which
+            makes a sentence's vectors depend on its batch; used by
+            :class:`flair_elmo_modes.allennlp.Elmo`).
     """
 
     def __init__(
@@ -143,13 +150,17 @@ class ScalarMix(nn.Module):
         initial_weights: Sequence[float] | None = None,
         layer_norm: bool = False,
         trainable: bool = True,
+        norm_over: str = "sentence",
     ) -> None:
         super().__init__()
         weights = [0.0] * num_layers if initial_weights is None else [float(w) for w in initial_weights]
         if len(weights) != num_layers:
             raise ValueError(f"initial mix weights: got {len(weights)} values for {num_layers} layers")
+        if norm_over not in NORM_SCOPES:
+            raise ValueError(f"norm_over must be one of {', '.join(map(repr, NORM_SCOPES))}, got {norm_over!r}")
         self.num_layers = num_layers
         self.layer_norm = layer_norm
+        self.norm_over = norm_over
         self.scalar_parameters = nn.Parameter(torch.tensor(weights), requires_grad=trainable)
         self.gamma = nn.Parameter(torch.tensor(1.0), requires_grad=trainable)
 
@@ -173,7 +184,8 @@ class ScalarMix(nn.Module):
         if self.layer_norm:
             if mask is None:
                 raise ValueError("ScalarMix with layer_norm needs the mask")
-            layers = _normalize_per_sentence(layers, mask)
+            normalize = _normalize_per_sentence if self.norm_over == "sentence" else _normalize_over_batch
+            layers = normalize(layers, mask)
         weights = torch.softmax(self.scalar_parameters, dim=0).to(layers.dtype)
         return self.gamma.to(layers.dtype) * torch.einsum("l,l...->...", weights, layers)
 
@@ -185,3 +197,14 @@ def _normalize_per_sentence(layers: torch.Tensor, mask: torch.Tensor) -> torch.T
     mean = (layers * weight).sum(dim=(2, 3), keepdim=True) / count
     variance = (((layers - mean) * weight) ** 2).sum(dim=(2, 3), keepdim=True) / count
     return (layers - mean) / torch.sqrt(variance + 1e-12)
+
+
+def _normalize_over_batch(layers: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """AllenNLP's layer norm: zero mean, unit variance over the real tokens and dims of the whole
+    batch, per layer. Padding positions are normalised too (they are not zero afterwards)."""
+    weight = mask.to(layers.dtype).unsqueeze(-1)  # (batch, timesteps, 1)
+    count = mask.sum() * layers.shape[-1]  # real elements per layer
+    masked = layers * weight
+    mean = masked.sum(dim=(1, 2, 3), keepdim=True) / count  # (num_layers, 1, 1, 1)
+    variance = (((masked - mean) * weight) ** 2).sum(dim=(1, 2, 3), keepdim=True) / count
+    return (layers - mean) / torch.sqrt(variance + ALLENNLP_TINY)

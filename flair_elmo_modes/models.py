@@ -1,8 +1,10 @@
 """Named ELMo models: the published AllenNLP files, the model shipped in this package, local dirs.
 
-Two formats: AllenNLP's (``options.json`` + ``weights.hdf5``, bilm-tf's weights) and
-ELMoForManyLangs' (a directory with ``config.json``, ``char.dic``, ``token_embedder.pkl``,
-``encoder.pkl``; see :mod:`flair_elmo_modes.bilm.manylangs`), told apart by their files.
+Two formats: AllenNLP's (``options.json`` + ``weights.hdf5``, bilm-tf's weights; NLPL's archives
+name the weights ``model.hdf5``) and ELMoForManyLangs' (a directory with ``config.json``,
+``char.dic``, ``token_embedder.pkl``, ``encoder.pkl``; see :mod:`flair_elmo_modes.bilm.manylangs`),
+told apart by their files. A ``.zip`` of a model directory (NLPL's format) is unpacked once into
+the cache (:mod:`flair_elmo_modes.model_zip`) and is then that directory.
 
 Published files are downloaded on first use with Flair's ``cached_path`` into
 ``flair.cache_root / "embeddings"``, as Flair's own embeddings do; never at import time.
@@ -11,6 +13,7 @@ Flair is imported only for a download: a file already in the cache is found with
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -22,6 +25,7 @@ from urllib.parse import urlparse
 
 from flair_elmo_modes.bilm.errors import require_directory, require_file
 from flair_elmo_modes.checksums import file_sha256
+from flair_elmo_modes.model_zip import is_zip_path, unpack_model_zip
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.model import ElmoBiLm
@@ -99,6 +103,9 @@ SHIPPED_DIR = Path(__file__).parent / "models"
 
 OPTIONS_NAME = "options.json"
 WEIGHTS_NAME = "weights.hdf5"
+#: The NLPL vector repository's (and ``simple_elmo``'s) name for the weights: taken when a
+#: directory has no ``*weights*.hdf5``.
+NLPL_WEIGHTS_NAME = "model.hdf5"
 
 ALLENNLP = "allennlp"
 MANYLANGS = "manylangs"
@@ -180,6 +187,12 @@ def cache_directory(name: str) -> Path:
     return flair_cache_root() / "embeddings" / f"elmo-{name}"
 
 
+def zip_cache_directory() -> Path:
+    """Where model archives (``.zip``) are unpacked: ``flair.cache_root / "embeddings" / "elmo-zips"``,
+    one directory per archive content (see :func:`~flair_elmo_modes.model_zip.unpack_model_zip`)."""
+    return cache_directory("zips")
+
+
 def url_cache_directory(url: str) -> Path:
     """Where a user-given URL is cached: ``elmo-files/{first 16 hex digits of sha256(url)}``.
 
@@ -215,9 +228,11 @@ def resolve_model(
     Args:
         model: a shipped or published model name, or a directory: AllenNLP's, holding
             ``options.json`` and ``weights.hdf5`` (AllenNLP's ``*options.json`` / ``*weights.hdf5``
-            names work too), or an ELMoForManyLangs model's (``config.json``, ``char.dic``,
-            ``token_embedder.pkl``, ``encoder.pkl``). Ignored when both files are given: the model
-            is then named after the weight file (or its directory, for a plain ``weights.hdf5``).
+            names work too, and NLPL's ``model.hdf5``), or an ELMoForManyLangs model's
+            (``config.json``, ``char.dic``, ``token_embedder.pkl``, ``encoder.pkl``); or a ``.zip``
+            of such a directory (NLPL's archives), unpacked once into :func:`zip_cache_directory`
+            and named after the archive. Ignored when both files are given: the model is then
+            named after the weight file (or its directory, for a plain ``weights.hdf5``).
         options_file: explicit path or URL of ``options.json``.
         weight_file: explicit path or URL of ``weights.hdf5``.
         format: ``"allennlp"`` or ``"manylangs"`` to read a directory as that format only (an
@@ -225,8 +240,9 @@ def resolve_model(
 
     Raises:
         ValueError: an unknown model name or format, or only one of the two files given.
-        FileNotFoundError: a local file or directory does not exist, or a directory is neither
-            format (the message lists the files looked for).
+        FileNotFoundError: a local file or directory does not exist, or a directory (or archive)
+            is neither format (the message lists the files looked for).
+        ElmoFileError: a ``.zip`` is damaged or holds members unsafe to unpack (names the file).
         ModelDownloadError: a published model could not be fetched; names the model and URL.
     """
     if format is not None and format not in FORMATS:
@@ -246,6 +262,8 @@ def resolve_model(
     directory = require_directory(model, "model directory")
     if directory is not None:  # a local directory wins over a model of the same name
         return _directory_files(directory, format)
+    if is_zip_path(model):
+        return _zip_files(Path(model), format)
     name = ALIASES.get(str(model), str(model))
     if format == MANYLANGS:
         raise FileNotFoundError(f"ELMoForManyLangs model directory not found: {model}")
@@ -257,41 +275,57 @@ def resolve_model(
         return ModelFiles(name, SHIPPED_DIR / name / OPTIONS_NAME, SHIPPED_DIR / name / WEIGHTS_NAME)
     raise ValueError(
         f"unknown ELMo model {str(model)!r}: expected one of {', '.join(available_models())}, "
-        "or a directory holding options.json and weights.hdf5"
+        "or a directory holding options.json and weights.hdf5 (or a .zip of one)"
     )
 
 
-def _directory_files(directory: Path, format: str | None) -> ModelFiles:
-    """A local model directory's files, its format told by them unless ``format`` says it."""
+def _zip_files(path: Path, format: str | None) -> ModelFiles:
+    """The files of the model directory zipped in ``path``, unpacked on first use, named after it."""
+    label = f"{path} (a zip archive)"
+    directory = unpack_model_zip(path, zip_cache_directory(), check=lambda root: _directory_files(root, format, label))
+    return dataclasses.replace(_directory_files(directory, format, label), name=path.stem)
+
+
+def _directory_files(directory: Path, format: str | None, label: str | None = None) -> ModelFiles:
+    """A local model directory's files, its format told by them unless ``format`` says it.
+
+    ``label`` names the directory in errors (default: its path; an archive's name for an unpacked one).
+    """
+    label = label or str(directory)
     manylangs_missing = [name for name in _MANYLANGS_FILES if not (directory / name).is_file()]
     if format == MANYLANGS or (format is None and not manylangs_missing):
         if manylangs_missing:
             raise FileNotFoundError(
-                f"{directory}: not an ELMoForManyLangs model directory: missing {', '.join(manylangs_missing)}"
+                f"{label}: not an ELMoForManyLangs model directory: missing {', '.join(manylangs_missing)}"
             )
         return ModelFiles(directory.name, directory / "config.json", directory / "encoder.pkl", MANYLANGS)
-    allennlp = [
-        sorted(directory.glob(f"*{stem}*{suffix}")) for stem, suffix in (("options", ".json"), ("weights", ".hdf5"))
-    ]
-    if format is None and not all(allennlp):
+    has_options = any(directory.glob("*options*.json"))
+    has_weights = any(directory.glob("*weights*.hdf5")) or (directory / NLPL_WEIGHTS_NAME).is_file()
+    if format is None and not (has_options and has_weights):
         raise FileNotFoundError(
-            f"{directory} is not an ELMo model directory: expected AllenNLP's options.json and weights.hdf5 "
-            f"(or '*options*.json' and '*weights*.hdf5'), or ELMoForManyLangs' {', '.join(_MANYLANGS_FILES)} and "
-            f"char.dic (missing {', '.join(manylangs_missing)})"
+            f"{label} is not an ELMo model directory: expected AllenNLP's options.json and weights.hdf5 "
+            f"(or '*options*.json' and '*weights*.hdf5', or NLPL's {NLPL_WEIGHTS_NAME}), or ELMoForManyLangs' "
+            f"{', '.join(_MANYLANGS_FILES)} and char.dic (missing {', '.join(manylangs_missing)})"
         )
-    return ModelFiles(
-        directory.name, _find_one(directory, "options", ".json"), _find_one(directory, "weights", ".hdf5")
-    )
+    return ModelFiles(directory.name, _find_one(directory, "options", ".json", label), _weight_file(directory, label))
 
 
-def _find_one(directory: Path, stem: str, suffix: str) -> Path:
+def _weight_file(directory: Path, label: str) -> Path:
+    """``weights.hdf5``, else the one ``*weights*.hdf5``, else NLPL's ``model.hdf5``."""
+    nlpl = directory / NLPL_WEIGHTS_NAME
+    if not any(directory.glob("*weights*.hdf5")) and nlpl.is_file():
+        return nlpl
+    return _find_one(directory, "weights", ".hdf5", label)
+
+
+def _find_one(directory: Path, stem: str, suffix: str, label: str) -> Path:
     exact = directory / f"{stem}{suffix}"
     if exact.is_file():
         return exact
     found = sorted(directory.glob(f"*{stem}*{suffix}"))
     if len(found) != 1:
         what = "no" if not found else f"{len(found)}"
-        raise FileNotFoundError(f"{directory}: found {what} '*{stem}*{suffix}' files; expected exactly one")
+        raise FileNotFoundError(f"{label}: found {what} '*{stem}*{suffix}' files; expected exactly one")
     return found[0]
 
 

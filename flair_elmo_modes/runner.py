@@ -95,16 +95,26 @@ class BiLmRunner:
             ``(n_layers + 1, batch, timesteps, dim)`` layers, the ``(batch, timesteps)`` mask and
             the final state (see :class:`~flair_elmo_modes.bilm.model.BiLmOutput`).
         """
-        token_lists = as_token_lists(sentences)
+        return self.run_ids(self.bilm.token_ids(as_token_lists(sentences)), grad)
+
+    def run_ids(self, char_ids: torch.Tensor, grad: bool = False, keep_boundaries: bool = False) -> BiLmOutput:
+        """Layers of a batch given as ids, as :meth:`run` (AllenNLP's ``Elmo`` takes ids).
+
+        Args:
+            char_ids: ``(batch, timesteps, input_width)`` ids from ``bilm.token_ids`` (or
+                AllenNLP's ``batch_to_ids``), without sentence markers, on any device.
+            grad: as in :meth:`run`.
+            keep_boundaries: keep the ``<S>`` and ``</S>`` positions (see ``ElmoBiLm.forward``).
+        """
         if self.precision != "fp32":
             check_precision(self.precision, self.device)  # the biLM may have moved since
-        char_ids = self.bilm.token_ids(token_lists).to(self.device)
-        initial = self._carried.initial(len(token_lists)) if self.stateful else None
+        char_ids = char_ids.to(self.device)
+        initial = self._carried.initial(char_ids.shape[0]) if self.stateful else None
         if grad and torch.is_grad_enabled():
-            output = self.bilm(char_ids, initial)  # autograd computes in the weights' dtype
+            output = self.bilm(char_ids, initial, keep_boundaries)  # autograd computes in the weights' dtype
         else:
             with torch.no_grad(), computing_in(self.precision):
-                output = self.bilm(char_ids, initial)
+                output = self.bilm(char_ids, initial, keep_boundaries)
         if self.stateful:
             self._carried.update(output.state)
         return output

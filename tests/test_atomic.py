@@ -16,6 +16,7 @@ from flair_elmo_modes.atomic import (
     atomic_write_json,
     hdf5_errors,
     hdf5_file,
+    publish_directory,
     remove_stale_temps,
     temp_path,
 )
@@ -264,3 +265,41 @@ def test_remove_stale_temps_removes_staging_directories_only_when_asked(tmp_path
     assert remove_stale_temps(tmp_path / "model") == [] and staging.is_dir()
     assert remove_stale_temps(tmp_path / "model", directories=True) == [staging]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_publish_directory_fsyncs_every_file_then_renames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "model"
+    staging = temp_path(target)
+    (staging / "inner").mkdir(parents=True)
+    (staging / "options.json").write_text("{}")
+    (staging / "inner" / "weights.hdf5").write_text("w")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else str(fd)))
+        real_fsync(fd)
+
+    def rename(src: str | Path, dst: str | Path) -> None:
+        events.append(("rename", str(dst)))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    publish_directory(staging, target)
+    assert [kind for kind, _ in events] == ["fsync"] * 4 + ["rename", "fsync"]  # 2 files, 2 folders; the parent
+    if os.path.exists("/proc/self/fd"):
+        synced = {Path(name).name for _, name in events[:4]}
+        assert synced == {"options.json", "weights.hdf5", "inner", staging.name} and events[5][1] == str(tmp_path)
+    assert (target / "inner" / "weights.hdf5").read_text() == "w" and not staging.exists()
+
+
+def test_publish_directory_onto_an_existing_directory_is_a_write_error(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    (target / "old").mkdir(parents=True)
+    staging = temp_path(target)
+    staging.mkdir()
+    (staging / "new").write_text("x")
+    with pytest.raises(WriteError, match=r"cannot write .*model"):
+        publish_directory(staging, target)
+    assert (target / "old").is_dir() and staging.is_dir()  # both untouched: the caller removes its staging

@@ -18,7 +18,7 @@ from flair.data import Sentence
 from flair.embeddings import CharacterEmbeddings
 
 from benchmarks import corpora
-from benchmarks.downstream import report, run
+from benchmarks.downstream import precision, report, run
 from benchmarks.downstream.embeddings import BatchedCharacterEmbeddings, char_dictionary
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from tests.helpers import FLOAT32_EPS, FLOAT64_EPS, TINY_OPTIONS, assert_as_accurate, write_random_model
@@ -181,3 +181,32 @@ def test_mix_ln_is_the_mix_of_normalised_layers_on_request_only() -> None:
     normalised, plain = shared.embeddings("mix-ln"), shared.embeddings("mix")
     assert normalised.layer_mode.spec == plain.layer_mode.spec == "mix"
     assert normalised.mix.layer_norm and not plain.mix.layer_norm
+
+
+@pytest.mark.slow
+def test_precision_study_smoke_run(tmp_path: Path, brown_dir: Path) -> None:
+    model_dir = tmp_path / "model"
+    write_random_model(model_dir)
+    split = {"train": ["ca01", "ca02", "ca03", "cb01"], "dev": ["ca04"], "test": ["ca05", "cb02", "cb03"]}
+    (model_dir / "split.json").write_text(json.dumps(split), encoding="utf-8")
+    out = tmp_path / "results"
+    code = precision.main(["--smoke", "--model", str(model_dir), "--brown-dir", str(brown_dir), "--out", str(out),
+                           "--max-test-sentences", "8"])  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "downstream_precision.json").read_text(encoding="utf-8"))
+    assert {(r["config"], r["way"]) for r in result["runs"]} == {(c, w) for c in ("all", "mix") for w in precision.WAYS}
+    test_sentences = result["data"]["pos"]["test"]["sentences"]
+    for record in result["runs"]:
+        # each evaluation read every test sentence from its own precision's cache, and ran no biLM
+        assert record["cache_lookups"][record["tested_on"]] == {"hits": test_sentences, "misses": 0}
+        other = "fp32" if record["tested_on"] == "bf16" else "bf16"
+        assert record["cache_lookups"][other] == {"hits": 0, "misses": 0}
+    # bf16 did change the layers, by about bf16's rounding (8 bits: 2**-9 relative), not more
+    layers = result["layers"]["per_layer"]
+    assert len(layers) == 3 and all(0 < row["relative_l2_diff"] < 0.05 for row in layers)
+    # the differences are those of the runs, per seed, in points
+    runs = {(r["config"], r["way"]): r for r in result["runs"]}
+    difference = result["summary"]["all"]["differences"]["bf16"]["accuracy"]["per_seed"]["1"]
+    assert difference == pytest.approx(100 * (runs["all", "bf16"]["accuracy"] - runs["all", "fp32"]["accuracy"]))
+    table = (out / "downstream_precision.md").read_text(encoding="utf-8")
+    assert "| ELMo mix | (b) fp32-trained, evaluated on bf16 |" in table

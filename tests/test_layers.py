@@ -105,3 +105,22 @@ def test_mix_checks_counts(layers: torch.Tensor) -> None:
         ScalarMix(3, initial_weights=[0.0, 1.0])
     with pytest.raises(ValueError, match="built for 4 layers, got 3"):
         ScalarMix(4)(layers)
+
+
+def test_mix_layer_norm_over_the_batch_is_allennlps(layers: torch.Tensor) -> None:
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    mix = ScalarMix(3, initial_weights=[100.0, 0.0, 0.0], layer_norm=True, norm_over="batch")
+    # layer 0 normalised as AllenNLP's ScalarMix does: statistics of the real positions of the
+    # whole batch (padding included in the output, not in the statistics), in float64
+    real = layers[0][mask].double()
+    exact = (layers[0].double() - real.mean()) / real.std(unbiased=False)
+    plain = (layers[0] - layers[0][mask].mean()) / layers[0][mask].std(unbiased=False)
+    assert_as_accurate(mix(layers, mask), plain, exact)
+    # so a sentence's vectors depend on the other sentences of its batch
+    alone = mix(layers[:, 1:], mask[1:])
+    assert not torch.allclose(alone[0, :2], mix(layers, mask)[1, :2])
+
+
+def test_mix_norm_over_is_checked() -> None:
+    with pytest.raises(ValueError, match="norm_over must be one of 'sentence', 'batch', got 'corpus'"):
+        ScalarMix(3, norm_over="corpus")

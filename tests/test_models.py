@@ -154,3 +154,18 @@ def test_cache_root_without_flair_agrees_with_flair(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("FLAIR_CACHE_ROOT", str(tmp_path / "elsewhere"))
     ours.append(str(models.flair_cache_root()))
     assert ours == by_flair == [str(tmp_path / "home" / ".flair"), str(tmp_path / "elsewhere")]
+
+
+def test_a_directory_with_nlpl_model_hdf5_resolves(tmp_path: Path, tiny_model_files) -> None:
+    """NLPL's layout (simple_elmo's): options.json and model.hdf5; weights.hdf5 wins where both are."""
+    options_file, weight_file = tiny_model_files
+    (tmp_path / "options.json").write_bytes(options_file.read_bytes())
+    (tmp_path / "model.hdf5").write_bytes(weight_file.read_bytes())
+    files = resolve_model(tmp_path)
+    assert (files.options_file.name, files.weight_file.name) == ("options.json", "model.hdf5")
+    (tmp_path / "weights.hdf5").write_bytes(weight_file.read_bytes())
+    assert resolve_model(tmp_path).weight_file.name == "weights.hdf5"
+    (tmp_path / "weights.hdf5").unlink()
+    (tmp_path / "model.hdf5").unlink()
+    with pytest.raises(FileNotFoundError, match=r"not an ELMo model directory.*model\.hdf5"):
+        resolve_model(tmp_path)

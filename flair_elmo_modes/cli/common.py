@@ -36,8 +36,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str) -> None:
         "--model",
         metavar="NAME_OR_DIR",
         help=f"a shipped model ({SHIPPED_MODEL}), a published AllenNLP model ({', '.join(PUBLISHED_MODELS)}; "
-        "downloaded once into flair's cache), a directory with options.json and weights.hdf5, or an "
-        "ELMoForManyLangs model directory (config.json, char.dic, token_embedder.pkl, encoder.pkl)",
+        "downloaded once into flair's cache), a directory with options.json and weights.hdf5 (or NLPL's "
+        "model.hdf5), an ELMoForManyLangs model directory (config.json, char.dic, token_embedder.pkl, "
+        "encoder.pkl), or a .zip of a model directory (unpacked once into flair's cache)",
     )
     group.add_argument(
         "--model-format",

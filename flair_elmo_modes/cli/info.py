@@ -11,6 +11,7 @@ from flair_elmo_modes import checksums
 from flair_elmo_modes.bilm.errors import require_directory
 from flair_elmo_modes.cli.common import examples
 from flair_elmo_modes.cli.errors import UsageError
+from flair_elmo_modes.model_zip import is_zip_path
 from flair_elmo_modes.models import (
     ALIASES,
     DEFAULT_MODEL,
@@ -37,6 +38,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
             "flair-elmo info en-tiny",
             "flair-elmo info original --json",
             "flair-elmo info path/to/model_dir",
+            "flair-elmo info path/to/model.zip",
             "flair-elmo info path/to/options.json",
             "flair-elmo info --system",
         ),
@@ -47,7 +49,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="MODEL_OR_OPTIONS",
         nargs="?",
         default=DEFAULT_MODEL,
-        help="a shipped or published model name, a model directory, or an options.json file "
+        help="a shipped or published model name, a model directory (or a .zip of one), or an options.json file "
         f"(default {DEFAULT_MODEL!r}, the model embed uses by default)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -145,7 +147,7 @@ def describe_model(spec: str) -> dict[str, Any]:
             return info
     else:
         path = Path(spec)
-        if name in shipped_models() or require_directory(path, "model directory") is not None:
+        if name in shipped_models() or require_directory(path, "model directory") is not None or is_zip_path(path):
             files = resolve_model(spec)
             info["model"] = files.name
             info["kind"] = "shipped" if name in shipped_models() else "local"
