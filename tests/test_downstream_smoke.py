@@ -18,10 +18,21 @@ from flair.data import Sentence
 from flair.embeddings import CharacterEmbeddings
 
 from benchmarks import corpora
-from benchmarks.downstream import precision, report, run
+from benchmarks.downstream import precision, report, run, state
 from benchmarks.downstream.embeddings import BatchedCharacterEmbeddings, char_dictionary
+from flair_elmo_modes.allennlp import Elmo, batch_to_ids
+from flair_elmo_modes.bilm.derived import track_parameters
 from flair_elmo_modes.bilm.model import ElmoBiLm
-from tests.helpers import FLOAT32_EPS, FLOAT64_EPS, TINY_OPTIONS, assert_as_accurate, write_random_model
+from flair_elmo_modes.layer_cache import LayerCache
+from flair_elmo_modes.runner import BiLmRunner
+from tests.helpers import (
+    FLOAT32_EPS,
+    FLOAT64_EPS,
+    TINY_OPTIONS,
+    assert_as_accurate,
+    random_bilm,
+    write_random_model,
+)
 
 # ----------------------------------------------------------------------------------------------
 # data -> Flair
@@ -210,3 +221,68 @@ def test_precision_study_smoke_run(tmp_path: Path, brown_dir: Path) -> None:
     assert difference == pytest.approx(100 * (runs["all", "bf16"]["accuracy"] - runs["all", "fp32"]["accuracy"]))
     table = (out / "downstream_precision.md").read_text(encoding="utf-8")
     assert "| ELMo mix | (b) fp32-trained, evaluated on bf16 |" in table
+
+
+def test_stateful_cache_holds_what_allennlp_elmo_stateful_gives() -> None:
+    bilm = random_bilm()
+    track_parameters(bilm)
+    texts = [["The", "jury", "said", "."], ["It", "was", "late"], ["Yes", "."], ["The", "city", "voted", "."],
+             ["No", "."], ["The", "jury", "said", "."]]  # fmt: skip
+    sentences = [Sentence(tokens) for tokens in texts]
+    stateful, stateless = LayerCache(10), LayerCache(10)
+    info = state.fill_in_order(BiLmRunner(bilm, stateful=True), stateful, {"test": sentences}, batch_size=2)
+    state.fill_in_order(BiLmRunner(bilm), stateless, {"test": sentences}, batch_size=2)
+    # the repeat of the first sentence keeps its first layers, though its own (other context) differ
+    assert info["distinct_sentences"] == len(stateful) == 5
+    assert info["parts"]["test"]["repeats"] == 1 and info["parts"]["test"]["repeat_max_abs_diff"] > 0
+    # the top layer is what AllenNLP's Elmo(stateful=True) gives in the same batches
+    top_only = [-1e4] * (bilm.options.num_output_layers - 1) + [1e4]  # softmax: exactly one-hot
+    elmo = Elmo(None, None, 1, dropout=0.0, scalar_mix_parameters=top_only, module=bilm, stateful=True)
+    with torch.no_grad():
+        for start in range(0, len(texts), 2):
+            batch = texts[start : start + 2]
+            vectors = elmo(batch_to_ids(batch))["elmo_representations"][0]
+            for row, tokens in enumerate(batch):
+                if start + row < 5:
+                    torch.testing.assert_close(stateful.get(tokens)[-1], vectors[row, : len(tokens)])
+    for i, tokens in enumerate(texts[:5]):
+        carried, fresh = stateful.get(tokens), stateless.get(tokens)
+        assert torch.equal(carried[0], fresh[0])  # the character CNN has no state
+        if i < 2:
+            assert torch.equal(carried, fresh)  # the first batch starts from zero state
+        else:
+            assert (carried[1:] - fresh[1:]).abs().max() > 1e-3
+
+
+@pytest.mark.slow
+def test_state_study_smoke_run(tmp_path: Path, brown_dir: Path) -> None:
+    model_dir = tmp_path / "model"
+    write_random_model(model_dir)
+    split = {"train": ["ca01", "ca02", "ca03", "cb01"], "dev": ["ca04"], "test": ["ca05", "cb02", "cb03"]}
+    (model_dir / "split.json").write_text(json.dumps(split), encoding="utf-8")
+    out = tmp_path / "results"
+    code = state.main(["--smoke", "--model", str(model_dir), "--brown-dir", str(brown_dir), "--out", str(out),
+                       "--max-test-sentences", "8", "--batch-size", "4"])  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "downstream_state.json").read_text(encoding="utf-8"))
+    assert {(r["config"], r["way"]) for r in result["runs"]} == {(c, w) for c in ("all", "mix") for w in state.WAYS}
+    test_sentences = result["data"]["pos"]["test"]["sentences"]
+    assert test_sentences > 4  # more than one batch: the state is carried
+    for record in result["runs"]:
+        # training and each evaluation read their kind's caches only, and ran no biLM
+        assert record["train_cache_lookups"]["misses"] == 0
+        assert record["cache_lookups"][record["tested_on"]] == {"hits": test_sentences, "misses": 0}
+        other = "stateless" if record["tested_on"] == "stateful" else "stateful"
+        assert record["cache_lookups"][other] == {"hits": 0, "misses": 0}
+    # the carried state changes the LSTM layers, not the character CNN's
+    layers = result["layers"]["per_layer"]
+    assert len(layers) == 3 and layers[0]["relative_l2_diff"] < 1e-6
+    assert all(row["relative_l2_diff"] > 1e-3 for row in layers[1:])
+    runs = {(r["config"], r["way"]): r for r in result["runs"]}
+    difference = result["summary"]["all"]["differences"]["stateful-on-stateless-vs-stateful"]["accuracy"]
+    assert difference["per_seed"]["1"] == pytest.approx(
+        100 * (runs["all", "stateful-on-stateless"]["accuracy"] - runs["all", "stateful"]["accuracy"])
+    )
+    table = (out / "downstream_state.md").read_text(encoding="utf-8")
+    assert "| ELMo mix | (d) stateful-trained, evaluated on stateless |" in table
+    assert "| ELMo all | (d) − (c) | accuracy |" in table

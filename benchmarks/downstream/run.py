@@ -88,7 +88,7 @@ from flair_elmo_modes import ELMoEmbeddings
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.layer_cache import LayerCache
-from flair_elmo_modes.models import SHIPPED_MODEL, resolve_model
+from flair_elmo_modes.models import SHIPPED_MODEL, ModelFiles, resolve_model
 from flair_elmo_modes.system import cpu_model, system_info
 
 log = logging.getLogger("downstream")
@@ -249,12 +249,17 @@ def brown_split_for(model_dir: Path | None, brown_dir: Path, lm_split: Path | No
 
 
 class SharedElmo:
-    """One frozen biLM and one layer cache, lent to every ``ELMoEmbeddings`` of the run."""
+    """One frozen biLM and one layer cache, lent to every ``ELMoEmbeddings`` of the run.
 
-    def __init__(self, model_name: str, bilm: ElmoBiLm, cache_size: int) -> None:
+    ``precision`` is that of the biLM's products (``"fp32"``, ``"bf16"``): the cache holds layers of
+    that precision only, so each precision needs its own ``SharedElmo`` (the biLM may be shared).
+    """
+
+    def __init__(self, model_name: str, bilm: ElmoBiLm, cache_size: int, precision: str = "fp32") -> None:
         self.model_name = model_name
         self.bilm = bilm
         self.cache = LayerCache(cache_size)
+        self.precision = precision
 
     def embeddings(self, mode: str) -> ELMoEmbeddings:
         layer_norm = mode == "mix-ln"  # the mix of per-sentence normalised layers
@@ -264,6 +269,7 @@ class SharedElmo:
             embedding_type="mix" if layer_norm else mode,
             mix_layer_norm=layer_norm,
             layer_cache_size=self.cache.max_sentences,
+            precision=self.precision,
         )
         elmo.layer_cache = self.cache  # keyed by token texts, checked against the shared biLM's fingerprint
         return elmo
@@ -365,9 +371,10 @@ def ner_f1(tagger: SequenceTagger, task: TaskData, batch_size: int) -> dict[str,
     return {"f1": result.main_score}
 
 
-def train_one(
+def train_tagger(
     task: TaskData, config: str, seed: int, elmo: SharedElmo, settings: Settings, work_dir: Path
-) -> dict[str, Any]:
+) -> tuple[SequenceTagger, float]:
+    """A tagger of ``config`` trained on ``task`` with ``seed``, in eval mode, and the seconds it took."""
     flair.set_seed(seed)
     corpus = Corpus(
         FlairDatapointDataset(task.train),
@@ -400,6 +407,19 @@ def train_one(
     )
     train_seconds = time.perf_counter() - start
     tagger.eval()
+    return tagger, train_seconds
+
+
+def clear_embeddings(task: TaskData) -> None:
+    for sentence in [*task.train, *task.dev, *task.test]:
+        sentence.clear_embeddings()
+
+
+def train_one(
+    task: TaskData, config: str, seed: int, elmo: SharedElmo, settings: Settings, work_dir: Path
+) -> dict[str, Any]:
+    tagger, train_seconds = train_tagger(task, config, seed, elmo, settings, work_dir)
+    embeddings = tagger.embeddings
     scores = pos_accuracy(tagger, task, 64) if task.name == "pos" else ner_f1(tagger, task, 64)
     record: dict[str, Any] = {
         "task": task.name,
@@ -414,8 +434,7 @@ def train_one(
         weights, gamma = elmo_part.mix_weights()
         record["mix_weights"] = weights
         record["mix_gamma"] = gamma
-    for sentence in [*task.train, *task.dev, *task.test]:
-        sentence.clear_embeddings()
+    clear_embeddings(task)
     return record
 
 
@@ -570,10 +589,8 @@ def run_experiment(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(threads)
 
 
-def _run_experiment(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    started = time.perf_counter()
-    files = resolve_model(args.model)
-    model_dir = files.options_file.parent
+def load_tasks(args: argparse.Namespace, settings: Settings, model_dir: Path) -> list[TaskData]:
+    """The data of ``settings.tasks`` (from ``--brown-dir``, ``--wnut-file`` or ``--cache-dir``)."""
     tasks: list[TaskData] = []
     if "pos" in settings.tasks:
         brown_dir = args.brown_dir or corpora.fetch_brown(args.cache_dir)
@@ -585,8 +602,26 @@ def _run_experiment(args: argparse.Namespace, settings: Settings) -> dict[str, A
     for task in tasks:
         task.info["corpus"] = portable(task.info["corpus"], args.cache_dir)
         log.info("%s: %s", task.name, {k: task.info[k] for k in ("train", "dev", "test")})
+    return tasks
 
-    weights_sha256 = hashlib.sha256(files.weight_file.read_bytes()).hexdigest()
+
+def model_record(files: ModelFiles, bilm: ElmoBiLm) -> dict[str, Any]:
+    """The model block of the report."""
+    options = bilm.options
+    return {
+        "name": files.name,
+        "options_file": str(files.options_file),
+        "weights_sha256": hashlib.sha256(files.weight_file.read_bytes()).hexdigest(),
+        "training_text": lm_training_text(files.options_file.parent),
+        "description": f"{options.n_layers} LSTM layers, cell {options.cell_dim}, "
+        f"projection {options.projection_dim}, output dim {options.output_dim}",
+    }
+
+
+def _run_experiment(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    started = time.perf_counter()
+    files = resolve_model(args.model)
+    tasks = load_tasks(args, settings, files.options_file.parent)
     bilm = load_bilm(files.options_file, files.weight_file)
     every = [s for task in tasks for s in (*task.train, *task.dev, *task.test)]
     elmo = SharedElmo(files.name, bilm, cache_size=len(every))
@@ -617,16 +652,8 @@ def _run_experiment(args: argparse.Namespace, settings: Settings) -> dict[str, A
                         record["train_seconds"],
                     )
 
-    options = bilm.options
     report: dict[str, Any] = {
-        "model": {
-            "name": files.name,
-            "options_file": str(files.options_file),
-            "weights_sha256": weights_sha256,
-            "training_text": lm_training_text(model_dir),
-            "description": f"{options.n_layers} LSTM layers, cell {options.cell_dim}, "
-            f"projection {options.projection_dim}, output dim {options.output_dim}",
-        },
+        "model": model_record(files, bilm),
         "settings": dataclasses.asdict(settings),
         "data": {task.name: task.info for task in tasks},
         "hardware": hardware(torch.get_num_threads()),  # the threads in force while it ran

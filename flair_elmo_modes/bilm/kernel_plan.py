@@ -27,11 +27,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
-import statistics
 import threading
 import time
 import types
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,10 +53,14 @@ log = logging.getLogger(__name__)
 #: A kernel qualifies when its error against float64 is at most this many times the plain
 #: kernel's, mean and max over the measured steps (the project's accuracy rule, issue 21).
 ACCURACY_FACTOR = 3.0
-#: Steps per timed run, and timed runs per candidate (after one warm-up run, which also builds
-#: the kernel's packed weights): the median is kept.
-STEPS = 3
-REPEATS = 3
+#: Steps per timed run; timed samples per candidate (after one warm-up run, which also builds the
+#: kernel's packed weights), of which the fastest is kept: other processes only ever slow a sample
+#: down (a median still followed one that held a core for half the samples); and the least time a
+#: sample takes: a sample repeats runs of a fast kernel ("small" at one row: ~0.1 ms) until it does,
+#: so that timer resolution and the interpreter's jitter do not decide.
+STEPS = 8
+REPEATS = 5
+MIN_SAMPLE_SECONDS = 0.01
 #: Row-count buckets: powers of two up to this; a bucket is timed at its geometric middle.
 MAX_BUCKET = 256
 #: Where plans are kept (a directory); the default is under ``~/.cache``.
@@ -164,7 +169,7 @@ class Measurement:
     """One candidate kernel measured on a workload.
 
     Attributes:
-        seconds: median seconds of a timed run (:data:`STEPS` steps and their input projections).
+        seconds: the fastest sample's seconds per run (:data:`STEPS` steps and their input projections).
         mean_error, max_error: absolute error of the run's outputs against float64.
         qualifies: within :data:`ACCURACY_FACTOR` of the plain kernel's errors.
     """
@@ -287,14 +292,11 @@ def _measure(
     inputs = torch.randn(2, STEPS * rows, work.input_dim, generator=generator).to(like.device)
     runs = {name: _timed_run(build_kernel(name, lstm, k, rows), inputs, rows) for name in usable}
     outputs = {name: run() for name, run in runs.items()}  # the warm-up: packs weights, compiles
+    loops = {name: max(1, math.ceil(MIN_SAMPLE_SECONDS / _seconds(runs[name], 1, like.device))) for name in usable}
     times: dict[str, list[float]] = {name: [] for name in usable}
     for repeat in range(REPEATS):  # interleaved, the order alternating
         for name in usable if repeat % 2 == 0 else usable[::-1]:
-            _synchronize(like.device)
-            start = time.perf_counter()
-            runs[name]()
-            _synchronize(like.device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(_seconds(runs[name], loops[name], like.device))
     exact = _exact_run(lstm, k, inputs, rows)
     plain_error = _errors(outputs[usable[0]], exact)
     reduced = precision.dtype_of(work.precision)  # type: ignore[arg-type]
@@ -305,7 +307,7 @@ def _measure(
         qualifies = mean_error <= ACCURACY_FACTOR * max(plain_error[0], floor) and max_error <= ACCURACY_FACTOR * max(
             plain_error[1], floor
         )
-        measurements[name] = Measurement(statistics.median(times[name]), mean_error, max_error, qualifies)
+        measurements[name] = Measurement(min(times[name]), mean_error, max_error, qualifies)
     qualified = [name for name in usable if measurements[name].qualifies] or usable[:1]
     chosen = min(qualified, key=lambda name: measurements[name].seconds)
     log.debug("kernel plan %s: %s", work.key, chosen)
@@ -317,7 +319,7 @@ def _measure(
     }
 
 
-def _timed_run(kernel: Kernel, inputs: torch.Tensor, rows: int):  # type: ignore[no-untyped-def]
+def _timed_run(kernel: Kernel, inputs: torch.Tensor, rows: int) -> Callable[[], torch.Tensor]:
     """A run of ``kernel`` on ``inputs`` (``(2, STEPS * rows, input_dim)``): :data:`STEPS` steps of
     ``rows`` rows from zero state, the input projections included; returns ``(2, STEPS * rows, proj)``."""
     lstm = kernel.lstm
@@ -337,6 +339,16 @@ def _timed_run(kernel: Kernel, inputs: torch.Tensor, rows: int):  # type: ignore
             return output
 
     return run
+
+
+def _seconds(run: Callable[[], torch.Tensor], loops: int, device: torch.device) -> float:
+    """Seconds per call of ``run``, over ``loops`` calls."""
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(loops):
+        run()
+    _synchronize(device)
+    return (time.perf_counter() - start) / loops
 
 
 def _exact_run(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, rows: int) -> torch.Tensor:
