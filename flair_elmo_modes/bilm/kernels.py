@@ -218,26 +218,33 @@ class ReducedKernel:
             ]
         return self.lstm.derived.get(f"{tag}.{name}", [weight], lambda: weight.to(self.dtype).transpose(1, 2))
 
-    def _product(self, inputs: torch.Tensor, which: int, step: bool) -> torch.Tensor:
-        """``(2, n, in)`` float32 inputs times weight ``which`` (ih, hh, hr): ``(2, n, out)`` in ``dtype``."""
+    def _products(self, inputs: torch.Tensor, which: int, step: bool) -> list[torch.Tensor] | torch.Tensor:
+        """``(2, n, in)`` float32 inputs times weight ``which`` (ih, hh, hr), in ``dtype``: one
+        ``(n, out)`` product per direction (packed), or ``(2, n, out)`` (``bmm``). Callers add or copy
+        each into its float32 destination (no stacked copy of the reduced products)."""
         low = inputs.to(self.dtype)
         weight = self.weights[which]
         if self.packed:
-            return torch.stack([onednn.linear(low[d], weight[d], step=step) for d in (0, 1)])
+            return [onednn.linear(low[d], weight[d], step=step) for d in (0, 1)]
         return torch.bmm(low, weight)  # type: ignore[arg-type]
 
     def project(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(2, rows, input_dim)`` -> ``(2, rows, 4 * cell)`` float32 input projections plus bias."""
-        return torch.add(self._product(inputs, 0, step=False), self.bias)
+        projected = self.bias.new_empty(2, inputs.shape[1], self.bias.shape[-1])
+        for d, product in enumerate(self._products(inputs, 0, step=False)):
+            torch.add(product, self.bias[d], out=projected[d])
+        return projected
 
     def step(
         self, projected: torch.Tensor, previous: torch.Tensor, memory: torch.Tensor, out: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`TorchKernel.step` in place."""
         assert out is not None
-        gates = projected.add_(self._product(previous, 1, step=True))  # (2, n, 4 * cell), float32
-        cell_output = cell_in_place(self.lstm, gates, memory, self._cell_outputs[:, : gates.shape[1]])
-        out.copy_(self._product(cell_output, 2, step=True))
+        for d, product in enumerate(self._products(previous, 1, step=True)):
+            projected[d].add_(product)  # the gates, (n, 4 * cell) float32 per direction
+        cell_output = cell_in_place(self.lstm, projected, memory, self._cell_outputs[:, : projected.shape[1]])
+        for d, product in enumerate(self._products(cell_output, 2, step=True)):
+            out[d].copy_(product)
         return clip_in_place(self.lstm, out), memory
 
 

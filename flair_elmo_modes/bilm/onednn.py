@@ -39,7 +39,7 @@ BATCH_HINT = 32
 # Row counts of the products oneDNN runs (see :func:`linear`): multiples of ROW_STEP, at most
 # CHUNK_ROWS at a time (per-step products of a recurrence: their exact count).
 ROW_STEP = 16
-CHUNK_ROWS = 256
+CHUNK_ROWS = 512  # an LSTM input-projection block (lstm.INPUT_PROJECTION_ROWS) is one chunk: no copy to join chunks
 
 
 def usable(like: torch.Tensor) -> bool:
