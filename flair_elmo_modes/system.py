@@ -115,7 +115,12 @@ def measured_plan() -> dict[str, Any]:
     return {
         "file": str(kernel_plan.plan_file()),
         "entries": [
-            {"workload": entries[key].get("workload"), "kernel": entries[key].get("kernel")} for key in sorted(entries)
+            {
+                "workload": entries[key].get("workload"),
+                "kernel": entries[key].get("kernel"),
+                "provisional": kernel_plan.provisional(entries[key]),
+            }
+            for key in sorted(entries)
         ],
     }
 

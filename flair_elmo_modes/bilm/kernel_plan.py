@@ -14,8 +14,13 @@ The plan is kept in memory per process and on disk per machine: a JSON file per 
 (CPU model and features, ISA limits in the environment, torch version and math libraries) in
 ``$FLAIR_ELMO_MODES_KERNEL_PLANS`` or ``~/.cache/flair-elmo-modes/kernel-plans``, written
 atomically under a file lock, so a machine keeps its choice from run to run and concurrent
-processes (Ray workers, torchrun ranks) agree on it. An entry naming a kernel that cannot run here
-(an edited or damaged file) is measured again, never used. ``fast_paths(planned=False)`` turns
+processes (Ray workers, torchrun ranks) agree on it: an entry, once written, is never replaced by
+another measurement, so every process of a machine takes the same kernels (and computes the same
+bits). An entry naming a kernel that cannot run here (an edited or damaged file) is measured again,
+never used. An entry measured while other processes competed for the CPUs may have picked a slower
+kernel (contention slows memory-bound and compute-bound kernels differently): it is marked
+(:func:`provisional`, shown by ``flair-elmo info --system``); delete the plan file to measure again
+on a quiet machine. ``fast_paths(planned=False)`` turns
 planning off (a fixed rule); batch-invariant mode and ``fast_paths(kernel=...)`` bypass it.
 
 Planning never changes what is computed beyond float32 rounding (every candidate computes the same
@@ -316,7 +321,24 @@ def _measure(
         "workload": asdict(work),
         "measured": {name: asdict(m) for name, m in measurements.items()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average": load_average(),
+        "cpus": os.cpu_count(),
     }
+
+
+def load_average() -> float | None:
+    """The system's 1-minute load average (None where the platform has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def provisional(entry: dict[str, Any]) -> bool:
+    """Whether ``entry`` was measured on a busy machine: with a load average above the CPU count
+    (this process alone, at most one thread per CPU, stays at or below it)."""
+    load, cpus = entry.get("load_average"), entry.get("cpus")
+    return isinstance(load, (int, float)) and isinstance(cpus, int) and load > cpus
 
 
 def _timed_run(kernel: Kernel, inputs: torch.Tensor, rows: int) -> Callable[[], torch.Tensor]:

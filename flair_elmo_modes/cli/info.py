@@ -306,6 +306,7 @@ def format_system_info(info: dict[str, Any]) -> str:
         rows.append((f"kernel rule {name}", ", ".join(f"batch {batch}: {kernel}" for batch, kernel in kernels.items())))
     plan = info["kernel_plan"]
     rows.append(("kernel plan", plan["file"] + ("" if plan["entries"] else " (nothing measured yet)")))
+    busy = " (measured on a busy machine: delete the plan file to measure again)"
     for entry in plan["entries"]:
         work = entry["workload"] or {}
         shape = "x".join(str(work.get(dim)) for dim in ("input_dim", "cell_dim", "projection_dim"))
@@ -313,7 +314,7 @@ def format_system_info(info: dict[str, Any]) -> str:
             (
                 "",
                 f"{work.get('device')} {work.get('precision')} {shape}, rows >= {work.get('rows')}, "
-                f"{work.get('threads')} threads: {entry['kernel']}",
+                f"{work.get('threads')} threads: {entry['kernel']}" + (busy if entry["provisional"] else ""),
             )
         )
     return _aligned(rows)
