@@ -117,14 +117,26 @@ def random_weights(options: ElmoOptions, seed: int = WEIGHT_SEED) -> ElmoBiLm:
     return bilm.eval()
 
 
+SHIPPED = REPO / "flair_elmo_modes" / "models" / "en-tiny"
+
+
 def model_files(name: str, cache_dir: Path) -> tuple[Path, Path]:
-    """``options.json`` and ``weights.hdf5`` of configuration ``name`` in ``cache_dir`` (written once)."""
+    """``options.json`` and ``weights.hdf5`` of configuration ``name``: random weights in ``cache_dir``
+    (written once), or for ``"en-tiny"`` the shipped model's trained ones."""
+    if name == "en-tiny":
+        return SHIPPED / "options.json", SHIPPED / "weights.hdf5"
     directory = cache_dir / f"{name}-seed{WEIGHT_SEED}-v{WEIGHT_VERSION}"
     options_file, weight_file = directory / "options.json", directory / "weights.hdf5"
     if not (options_file.is_file() and weight_file.is_file()):
         print(f"writing random {name} weights to {directory}", file=sys.stderr)
         save_bilm(directory, random_weights(CONFIGS[name]))
     return options_file, weight_file
+
+
+def running_text(length: int, count: int, corpus: list[list[str]]) -> list[list[str]]:
+    """``count`` sentences of exactly ``length`` tokens cut from the running text of ``corpus``."""
+    stream = (token for sentence in corpus for token in sentence)
+    return [[next(stream) for _ in range(length)] for _ in range(count)]
 
 
 # ---------------------------------------------------------------------------------------------------

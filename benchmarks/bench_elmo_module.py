@@ -62,17 +62,10 @@ with warnings.catch_warnings():
     from allennlp.modules.elmo import Elmo as AllenNlpElmo
     from allennlp.modules.elmo import batch_to_ids as allennlp_batch_to_ids
 
-SHIPPED = REPO / "flair_elmo_modes" / "models" / "en-tiny"
 DEFAULT_BATCHES = {"en-tiny": 24, "small": 24, "original": 8}
 SIDES = {"ours": "flair_elmo_modes.allennlp.Elmo", "allennlp": "AllenNLP 2.10.1 Elmo"}
 
 Forward = Callable[[torch.Tensor], dict[str, Any]]
-
-
-def files(name: str, cache_dir: Path) -> tuple[Path, Path]:
-    if name == "en-tiny":
-        return SHIPPED / "options.json", SHIPPED / "weights.hdf5"
-    return model_files(name, cache_dir)
 
 
 def build_sides(options_file: Path, weight_file: Path) -> dict[str, Forward]:
@@ -117,7 +110,7 @@ def compare(ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]]) ->
 
 
 def bench_config(name: str, args: argparse.Namespace, sentences: list[list[str]]) -> dict[str, Any]:
-    options_file, weight_file = files(name, args.cache_dir)
+    options_file, weight_file = model_files(name, args.cache_dir)
     n_batches = args.batches or DEFAULT_BATCHES.get(name, 8)
     chosen = sentences[: n_batches * args.batch_size]
     sentence_batches = batches(chosen, args.batch_size)

@@ -19,26 +19,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import DEFAULT_CACHE, RESULTS, batches, log, machine_info, markdown_table, model_files, publish
+from _common import (
+    DEFAULT_CACHE,
+    RESULTS,
+    batches,
+    log,
+    machine_info,
+    markdown_table,
+    model_files,
+    publish,
+    running_text,
+)
 from corpora import brown_directory, brown_sentences
 
 from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.runner import BiLmRunner
 
-SHIPPED = Path(__file__).resolve().parent.parent / "flair_elmo_modes" / "models" / "en-tiny"
 PRECISIONS = ("fp32", "bf16")
-
-
-def files(name: str, cache_dir: Path) -> tuple[Path, Path]:
-    if name == "en-tiny":
-        return SHIPPED / "options.json", SHIPPED / "weights.hdf5"
-    return model_files(name, cache_dir)
-
-
-def running_text(length: int, count: int, corpus: list[list[str]]) -> list[list[str]]:
-    stream = (token for sentence in corpus for token in sentence)
-    return [[next(stream) for _ in range(length)] for _ in range(count)]
 
 
 def real_tokens(runner: BiLmRunner, batch: list[list[str]]) -> torch.Tensor:
@@ -48,7 +46,7 @@ def real_tokens(runner: BiLmRunner, batch: list[list[str]]) -> torch.Tensor:
 
 
 def measure(name: str, label: str, batch_list: list[list[list[str]]], cache_dir: Path) -> list[dict[str, Any]]:
-    bilm = load_bilm(*files(name, cache_dir)).eval()
+    bilm = load_bilm(*model_files(name, cache_dir)).eval()
     exact_runner = BiLmRunner(copy.deepcopy(bilm).double())
     with fast_paths(enabled=False):
         exact = torch.cat([real_tokens(exact_runner, batch) for batch in batch_list], dim=1)

@@ -44,6 +44,7 @@ from _common import (
     markdown_table,
     model_files,
     publish,
+    running_text,
 )
 from corpora import brown_directory, brown_sentences
 
@@ -55,19 +56,6 @@ from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.kernels import candidates
 
 Embed = Callable[[Sequence[list[str]]], list[np.ndarray]]
-SHIPPED = Path(__file__).resolve().parent.parent / "flair_elmo_modes" / "models" / "en-tiny"
-
-
-def files(name: str, cache_dir: Path) -> tuple[Path, Path]:
-    if name == "en-tiny":
-        return SHIPPED / "options.json", SHIPPED / "weights.hdf5"
-    return model_files(name, cache_dir)
-
-
-def running_text(length: int, count: int, corpus: list[list[str]]) -> list[list[str]]:
-    """``count`` sentences of exactly ``length`` tokens cut from the running Brown text."""
-    stream = (token for sentence in corpus for token in sentence)
-    return [[next(stream) for _ in range(length)] for _ in range(count)]
 
 
 def time_sides(sides: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
@@ -108,7 +96,7 @@ def embed_all(embed: Embed, batch_list: Sequence[Sequence[list[str]]]) -> list[n
 
 
 def grid(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[dict[str, Any]]:
-    options_file, weight_file = files(name, args.cache_dir)
+    options_file, weight_file = model_files(name, args.cache_dir)
     embedder = ElmoEmbedder(options_file, weight_file)
     bf16 = ElmoEmbedder(bilm=embedder.bilm, precision="bf16")
     lstm = embedder.bilm.lstm
@@ -194,7 +182,7 @@ def _storing(
 def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[dict[str, Any]]:
     from allennlp_side import AllenNlpEmbedder
 
-    options_file, weight_file = files(name, args.cache_dir)
+    options_file, weight_file = model_files(name, args.cache_dir)
     ours = ElmoEmbedder(options_file, weight_file)
     ours_bf16 = ElmoEmbedder(bilm=ours.bilm, precision="bf16")
     theirs = AllenNlpEmbedder(options_file, weight_file)

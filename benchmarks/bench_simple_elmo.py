@@ -84,15 +84,8 @@ from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 
 SIDE = Path(__file__).resolve().parent / "simple_elmo_side.py"
-SHIPPED = REPO / "flair_elmo_modes" / "models" / "en-tiny"
 DEFAULT_PYTHON = REPO.parent / "venvs" / "simple_elmo" / "bin" / "python"
 THEIRS = "simple_elmo"
-
-
-def files(name: str, cache_dir: Path) -> tuple[Path, Path]:
-    if name == "en-tiny":
-        return SHIPPED / "options.json", SHIPPED / "weights.hdf5"
-    return model_files(name, cache_dir)
 
 
 class SimpleElmoWorker:
@@ -282,7 +275,7 @@ def compare(
     name: str, args: argparse.Namespace, corpus: list[list[str]]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every workload of configuration ``name``; also the worker's facts (versions, threads)."""
-    options_file, weight_file = files(name, args.cache_dir)
+    options_file, weight_file = model_files(name, args.cache_dir)
     ours = our_embedders(options_file, weight_file, args.ours_precisions)
     exact = ElmoEmbedder(bilm=copy.deepcopy(load_bilm(options_file, weight_file)).double())
     rng = random.Random(args.seed)
