@@ -82,6 +82,11 @@ CONTRACTING_SCALE = 0.2
 
 Values = torch.Tensor | np.ndarray | Sequence[torch.Tensor | np.ndarray]
 
+#: For tests that build a bf16 embedder: where the CPU lacks native bf16 (or the AVX2 leg of CI holds
+#: oneDNN below it), the library warns once that bf16 will be slower: expected there, not an error.
+#: (The warning itself is tested in tests/bilm/test_precision.py.)
+BF16_MAY_WARN = pytest.mark.filterwarnings("ignore:precision='bf16' on this CPU will be slower:RuntimeWarning")
+
 
 def _flat64(values: Values) -> torch.Tensor:
     """Every element of ``values`` (one array, or a sequence of them such as sentences of different

@@ -26,6 +26,7 @@ from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.layer_cache import LayerCache
 from flair_elmo_modes.runner import BiLmRunner
 from tests.helpers import (
+    BF16_MAY_WARN,
     FLOAT32_EPS,
     FLOAT64_EPS,
     TINY_OPTIONS,
@@ -194,6 +195,7 @@ def test_mix_ln_is_the_mix_of_normalised_layers_on_request_only() -> None:
     assert normalised.mix.layer_norm and not plain.mix.layer_norm
 
 
+@BF16_MAY_WARN
 @pytest.mark.slow
 def test_precision_study_smoke_run(tmp_path: Path, brown_dir: Path) -> None:
     model_dir = tmp_path / "model"

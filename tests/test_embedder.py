@@ -18,6 +18,7 @@ from flair_elmo_modes.embedder import length_batches
 from flair_elmo_modes.hdf5_output import EmbedInputError
 from tests.helpers import (
     ALIGNED_OPTIONS,
+    BF16_MAY_WARN,
     CONTRACTING_SCALE,
     TINY_OPTIONS,
     assert_as_accurate,
@@ -53,6 +54,7 @@ def test_layers_are_the_bilm_layers(embedder: ElmoEmbedder) -> None:
     np.testing.assert_array_equal(embedder.embed_sentence(SENTENCES[1]), expected)
 
 
+@BF16_MAY_WARN
 def test_bf16_layers_are_the_bilm_layers_in_bf16(tiny_model_files) -> None:
     embedder = ElmoEmbedder(*tiny_model_files, precision="bf16")
     with torch.no_grad(), computing_in("bf16"):
@@ -322,6 +324,7 @@ def assert_same_contents(a: dict[str, object], b: dict[str, object]) -> None:
             assert value == b[key]
 
 
+@BF16_MAY_WARN
 @pytest.mark.parametrize(
     ("kwargs", "flags"),
     [

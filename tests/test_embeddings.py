@@ -16,7 +16,7 @@ from flair_elmo_modes import ElmoEmbedder
 from flair_elmo_modes.bilm.fast_paths import fast_paths
 from flair_elmo_modes.embeddings import ELMoEmbeddings
 from flair_elmo_modes.layers import parse_mode, select_layers
-from tests.helpers import FLOAT32_EPS, assert_as_accurate, assert_within, write_random_model
+from tests.helpers import BF16_MAY_WARN, FLOAT32_EPS, assert_as_accurate, assert_within, write_random_model
 
 TEXT = "He went to the prison cell with his cell phone to extract blood cell samples from inmates"
 MODES = ["all", "top", "average", "bottom", 1, -2, [2, 0], "0,1", "mix"]
@@ -139,6 +139,7 @@ def test_to_params_has_no_paths_and_reloads_without_files(tmp_path: Path) -> Non
     torch.testing.assert_close(vectors(embed(loaded, TEXT)[0]), expected, rtol=0, atol=0)
 
 
+@BF16_MAY_WARN
 def test_precision_is_saved_and_fine_tuning_stays_float32(tmp_path: Path) -> None:
     write_random_model(tmp_path / "model", seed=5)
     embeddings = ELMoEmbeddings(tmp_path / "model", embedding_type="top", precision="bf16")

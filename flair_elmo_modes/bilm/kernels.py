@@ -308,7 +308,7 @@ def candidates(cell_dim: int, projection_dim: int, like: torch.Tensor) -> list[s
     if dtype is None:
         return fp32
     reduced = [reduced_name(TORCH, dtype)]
-    if dtype == torch.bfloat16 and paths.allows("onednn") and onednn.usable(like):
+    if dtype == torch.bfloat16 and paths.allows("onednn") and onednn.bf16_usable(like):
         reduced.append(reduced_name(ONEDNN, dtype))
     return reduced + fp32
 

@@ -53,6 +53,14 @@ def usable(like: torch.Tensor) -> bool:
     )
 
 
+def bf16_usable(like: torch.Tensor) -> bool:
+    """Whether oneDNN can pack bf16 weights for tensors like ``like`` (float32, CPU): it needs AVX-512
+    (BW, VL, DQ) or AVX-NE-CONVERT, and no ``ONEDNN_MAX_CPU_ISA`` below them; elsewhere bf16
+    products take ``torch`` ops."""
+    supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return usable(like) and supported is not None and bool(supported())
+
+
 def applies(inputs: torch.Tensor, *parameters: torch.Tensor) -> bool:
     """Whether a product of ``(..., in)`` ``inputs`` with ``parameters`` takes the packed path: for
     float32 on a CPU with oneDNN when no gradient is needed (the packed ops have no backward)."""
@@ -154,7 +162,7 @@ def reduced_linear(
     for oneDNN on CPUs, whose rows are then independent of each other) is kept in ``derived``.
     """
     tag = str(dtype).removeprefix("torch.")
-    if usable(inputs):  # float32 on a CPU with oneDNN
+    if dtype == torch.bfloat16 and bf16_usable(inputs):  # float32 on a CPU whose oneDNN packs bf16
         packed = derived.get(f"{name}.{tag}", sources, lambda: pack(weight.to(dtype)))
         product = linear(inputs.to(dtype), packed)
     else:
