@@ -295,14 +295,15 @@ def _measure(
     generator = torch.Generator().manual_seed(0)
     # Hidden states and token vectors of ELMo are O(1) (outputs are clipped at 3): unit normals.
     inputs = torch.randn(2, STEPS * rows, work.input_dim, generator=generator).to(like.device)
-    runs = {name: _timed_run(build_kernel(name, lstm, k, rows), inputs, rows) for name in usable}
+    block_steps = max(1, lstm.input_projection_rows // rows)
+    runs = {name: _timed_run(build_kernel(name, lstm, k, rows), inputs, rows, block_steps) for name in usable}
     outputs = {name: run() for name, run in runs.items()}  # the warm-up: packs weights, compiles
     loops = {name: max(1, math.ceil(MIN_SAMPLE_SECONDS / _seconds(runs[name], 1, like.device))) for name in usable}
     times: dict[str, list[float]] = {name: [] for name in usable}
     for repeat in range(REPEATS):  # interleaved, the order alternating
         for name in usable if repeat % 2 == 0 else usable[::-1]:
             times[name].append(_seconds(runs[name], loops[name], like.device))
-    exact = _exact_run(lstm, k, inputs, rows)
+    exact = _exact_run(lstm, k, inputs, rows, block_steps)
     plain_error = _errors(outputs[usable[0]], exact)
     reduced = precision.dtype_of(work.precision)  # type: ignore[arg-type]
     floor = torch.finfo(reduced).eps * float(exact.abs().mean())  # an exact plain run would leave only this
@@ -341,23 +342,27 @@ def provisional(entry: dict[str, Any]) -> bool:
     return isinstance(load, (int, float)) and isinstance(cpus, int) and load > cpus
 
 
-def _timed_run(kernel: Kernel, inputs: torch.Tensor, rows: int) -> Callable[[], torch.Tensor]:
+def _timed_run(kernel: Kernel, inputs: torch.Tensor, rows: int, block_steps: int) -> Callable[[], torch.Tensor]:
     """A run of ``kernel`` on ``inputs`` (``(2, STEPS * rows, input_dim)``): :data:`STEPS` steps of
-    ``rows`` rows from zero state, the input projections included; returns ``(2, STEPS * rows, proj)``."""
+    ``rows`` rows from zero state, with the input projections of ``block_steps`` steps at a time, as
+    the LSTM's step loop computes them (blocks of up to ``input_projection_rows`` rows); returns
+    ``(2, STEPS * rows, proj)``."""
     lstm = kernel.lstm
 
     def run() -> torch.Tensor:
         with torch.no_grad():
-            projected = kernel.project(inputs)
             hidden = inputs.new_zeros(2, rows, lstm.projection_dim)
             memory = inputs.new_zeros(2, rows, lstm.cell_dim)
             output = inputs.new_empty(2, STEPS * rows, lstm.projection_dim)
-            for t in range(STEPS):
-                step = slice(t * rows, (t + 1) * rows)
-                out = output[:, step] if kernel.in_place else None
-                hidden, memory = kernel.step(projected[:, step], hidden, memory, out)
-                if out is None:
-                    output[:, step] = hidden
+            for first in range(0, STEPS, block_steps):
+                end = min(first + block_steps, STEPS)
+                projected = kernel.project(inputs[:, first * rows : end * rows])
+                for t in range(first, end):
+                    step = slice((t - first) * rows, (t - first + 1) * rows)
+                    out = output[:, t * rows : (t + 1) * rows] if kernel.in_place else None
+                    hidden, memory = kernel.step(projected[:, step], hidden, memory, out)
+                    if out is None:
+                        output[:, t * rows : (t + 1) * rows] = hidden
             return output
 
     return run
@@ -373,7 +378,7 @@ def _seconds(run: Callable[[], torch.Tensor], loops: int, device: torch.device) 
     return (time.perf_counter() - start) / loops
 
 
-def _exact_run(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, rows: int) -> torch.Tensor:
+def _exact_run(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, rows: int, block_steps: int) -> torch.Tensor:
     """The run of :func:`_timed_run` in float64 (the plain kernel on float64 copies of the layer)."""
     names = ("weight_ih", "weight_hh", "bias", "weight_hr")
     layer = types.SimpleNamespace(
@@ -383,7 +388,8 @@ def _exact_run(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, rows: int)
         proj_clip=lstm.proj_clip,
         **{f"{name}_l{k}": getattr(lstm, f"{name}_l{k}").detach().double() for name in names},
     )
-    return _timed_run(TorchKernel(layer, k, rows, in_place=False), inputs.double(), rows)()  # type: ignore[arg-type]
+    kernel = TorchKernel(layer, k, rows, in_place=False)  # type: ignore[arg-type]
+    return _timed_run(kernel, inputs.double(), rows, block_steps)()
 
 
 def _errors(output: torch.Tensor, exact: torch.Tensor) -> tuple[float, float]:

@@ -79,8 +79,8 @@ def test_a_kernel_outside_the_accuracy_rule_is_never_chosen(plans: Path, monkeyp
     # 100x float32 rounding. The rule must refuse it although it is the fastest.
     timed_run = kernel_plan._timed_run
 
-    def sabotaged(kernel, inputs, rows):  # type: ignore[no-untyped-def]
-        run = timed_run(kernel, inputs, rows)
+    def sabotaged(kernel, inputs, rows, block_steps):  # type: ignore[no-untyped-def]
+        run = timed_run(kernel, inputs, rows, block_steps)
         if kernel.name == ONEDNN:
             return lambda: run() * (1 + 100 * torch.finfo(torch.float32).eps)
         return lambda: (time.sleep(0.01), run())[1]
