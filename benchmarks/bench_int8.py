@@ -753,6 +753,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quiet-threshold", type=float, default=0.3, help="cores used by others below which the machine is quiet"
     )
     parser.add_argument("--threshold", type=float, default=1.3)
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the cells of an existing <out>.json that this run does not measure"
+    )
     args = parser.parse_args(argv)
 
     torch.set_grad_enabled(False)
@@ -790,6 +793,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "torchao_import_messages": messages,
         "load_start": load_average(),
     }
+    previous = None
+    if args.merge and Path(f"{args.out}.json").exists():
+        previous = json.loads(Path(f"{args.out}.json").read_text())
     results: list[dict[str, Any]] = []
     accuracy_rows: list[dict[str, Any]] = []
     cells = [p for p in products(args.rows, args.models) if p.name in args.products]
@@ -822,19 +828,46 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"hot/cold ms: {brief}",
                 flush=True,
             )
-    meta["load_end"] = load_average()
-    meta["wall_s"] = round(time.perf_counter() - started, 1)
-    report = {
-        "meta": meta,
-        "summary": summarize(results, args.threshold),
-        "results": results,
-        "accuracy": accuracy_rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.out}.json").write_text(json.dumps(report, indent=1) + "\n")
-    Path(f"{args.out}.md").write_text(markdown(report))
+            save(args.out, meta, results, accuracy_rows, previous, args.threshold, started)
+    report = save(args.out, meta, results, accuracy_rows, previous, args.threshold, started)
     print(markdown(report))
     return 0
+
+
+def _cell(r: dict[str, Any]) -> tuple:
+    return (r.get("threads"), r["model"], r["product"], r["rows"])
+
+
+def save(
+    out: Path,
+    meta: dict[str, Any],
+    results: list[dict[str, Any]],
+    accuracy_rows: list[dict[str, Any]],
+    previous: dict[str, Any] | None,
+    threshold: float,
+    started: float,
+) -> dict[str, Any]:
+    """Writes ``<out>.json`` and ``<out>.md`` (after every cell, so that an interrupted run keeps
+    what it measured). With ``previous`` (``--merge``), its cells not measured in this run are kept."""
+    meta = {**meta, "load_end": load_average(), "wall_s": round(time.perf_counter() - started, 1)}
+    if previous is not None:
+        cells = {_cell(r) for r in results}
+        acc_cells = {_cell({**a, "threads": None}) for a in accuracy_rows}
+        results = [r for r in previous["results"] if _cell(r) not in cells] + results
+        accuracy_rows = [
+            a for a in previous["accuracy"] if _cell({**a, "threads": None}) not in acc_cells
+        ] + accuracy_rows
+        last = {k: v for k, v in previous["meta"].items() if k != "earlier_runs"}
+        earlier = [*previous["meta"].get("earlier_runs", []), last]
+        meta["earlier_runs"] = earlier
+        meta["threads"] = sorted({r["threads"] for r in results})
+        meta["load_start"] = [run["load_start"] for run in earlier] + [meta["load_start"]]
+        meta["load_end"] = [run["load_end"] for run in earlier] + [meta["load_end"]]
+    report = {"meta": meta, "summary": summarize(results, threshold), "results": results, "accuracy": accuracy_rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(report, indent=1) + "\n")
+    Path(f"{out}.md").write_text(markdown(report))
+    return report
 
 
 if __name__ == "__main__":
