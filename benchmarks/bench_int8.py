@@ -22,10 +22,17 @@ Compiled variants use ``fullgraph=True, dynamic=False`` and ``torch._inductor.co
 their compile time (first call, fresh inductor cache) is recorded. Inductor bakes the thread count
 into its kernels, so each thread count compiles anew.
 
+Also ``int8dyn_bf16_manual``: the compiled dynamic-quant path written out in plain torch ops, no
+compile (activations quantized per row and shifted to uint8, ``torch._int_mm``, the weight's
+precomputed column-sum compensation, rescale), i.e. what the project could call itself.
+
 Each product is timed in two cache states: ``hot`` (the same weight on every call: it stays in L2/L3
-when it fits) and ``cold`` (a read of a ``--flush-mb`` buffer before each call evicts the caches,
-so the weight comes from DRAM: an LSTM step over two directions of a layer reads more weight
-than this machine's L3 holds, at least in bf16). Repetitions are interleaved: every round times every
+when it fits) and ``cold`` (weights from DRAM: a sweep over copies of the variant built on different
+weights, together at least ``--pool-mb``; an LSTM step over two directions of a layer of "original"
+reads more weight than this machine's 32 MiB L3 holds, at least in bf16). Compiled variants are
+not copied (one compile each): their cold calls follow a read of a ``--flush-mb`` buffer, which
+also evicts code and interpreter state, so their cold numbers are pessimistic. Variants over
+``--slow-factor`` times a cell's fastest are timed hot only. Repetitions are interleaved: every round times every
 variant once (a block of calls, the order rotating per round); the table gives the median over
 rounds (the minimum is in the JSON). On a shared machine a block is only kept when this process's
 threads spent at most ``--max-waited`` of it waiting for a CPU that another process held (from
@@ -42,7 +49,9 @@ Standalone (torch and torchao only, no flair_elmo_modes), for a venv with torcha
 
     python benchmarks/bench_int8.py [--out benchmarks/results/int8] [--threads 1 2] [--rounds 5]
 
-writes ``<out>.json`` and ``<out>.md``.
+writes ``<out>.json`` and ``<out>.md`` (after every cell). ``--merge`` keeps the cells of an existing
+``<out>.json`` that the run does not measure (to add thread counts or rows in later, quieter runs);
+``--render`` only rewrites ``<out>.md`` from ``<out>.json``.
 """
 
 from __future__ import annotations
@@ -296,6 +305,24 @@ def build_variant(name: str, w: torch.Tensor, x32: torch.Tensor) -> Variant:
     raise ValueError(f"unknown variant {name}")
 
 
+LEGEND = {
+    "fp32_linear": "F.linear, float32",
+    "fp32_onednn": "oneDNN pre-packed weight, float32",
+    "bf16_linear": "F.linear, bfloat16 weight and input",
+    "bf16_onednn": "oneDNN pre-packed weight, bfloat16",
+    "bf16_compiled": "torch.compile of a bfloat16 nn.Linear (freezing)",
+    "int8wo_*_eager": "torchao Int8WeightOnlyConfig, eager (dequantizes the whole weight every call)",
+    "int8wo_*_compiled": "the same under torch.compile (freezing): inductor calls aten._weight_int8pack_mm",
+    "int8wo_*_aten": "aten._weight_int8pack_mm called directly (torch, no torchao, no compile)",
+    "int8dyn_*_eager": "torchao Int8DynamicActivationInt8WeightConfig, eager (recomputes the weight's column "
+    "sums every call)",
+    "int8dyn_*_compiled": "the same under torch.compile (freezing): fused activation quantization + "
+    "torch._int_mm (oneDNN u8s8) with the column sums folded",
+    "int8dyn_bf16_manual": "that compiled path in plain torch ops, no compile (torch._int_mm on uint8-shifted "
+    "activations, precomputed compensation)",
+    "*_autotune": "compiled with mode='max-autotune'",
+}
+
 BASE_VARIANTS = (
     "fp32_linear",
     "fp32_onednn",
@@ -545,18 +572,33 @@ def _best(rows: list[dict[str, Any]], cache: str, pick: Callable[[dict[str, Any]
     return min(candidates, key=lambda r: r[f"{cache}_ms"]) if candidates else None
 
 
+def is_torchao(variant: str) -> bool:
+    """A torchao variant (``quantize_`` on an ``nn.Linear``), not one of the plain-torch kernels."""
+    return variant.startswith(("int8wo_", "int8dyn_")) and not variant.endswith(("_aten", "_manual"))
+
+
+_ORDER = {"original": 0, "small": 1, "recurrent": 0, "projection": 1, "input_projection": 2, "hot": 0, "cold": 1}
+
+
+def cell_order(key: tuple) -> tuple:
+    """Sort key of ``(threads, model, product, rows[, cache])``: most threads first."""
+    threads, model, product, rows, *cache = key
+    return (-threads, _ORDER[model], _ORDER[product], rows, *(_ORDER[c] for c in cache))
+
+
 def summarize(results: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
-    """Per cell and cache state: the best bf16 and best int8 variants (any; and without
-    torch.compile) and bf16 time / int8 time."""
+    """Per cell and cache state: the best bf16 and best int8 variants (any; torchao's own; and
+    without torch.compile) and bf16 time / int8 time."""
     cells: dict[tuple, list[dict[str, Any]]] = {}
     for r in results:
         cells.setdefault((r["threads"], r["model"], r["product"], r["rows"]), []).append(r)
     out = []
-    for (threads, model, product, rows), cell in cells.items():
+    for (threads, model, product, rows), cell in sorted(cells.items(), key=lambda item: cell_order(item[0])):
         for cache in ("hot", "cold"):
             bf16 = _best(cell, cache, lambda r: r["kind"] == "bf16")
             int8 = _best(cell, cache, lambda r: r["kind"] == "int8")
             int8_eager = _best(cell, cache, lambda r: r["kind"] == "int8" and not r["compiled"])
+            torchao = _best(cell, cache, lambda r: is_torchao(r["variant"]))
             fp32 = _best(cell, cache, lambda r: r["kind"] == "fp32")
             if bf16 is None or int8 is None:
                 continue
@@ -575,6 +617,9 @@ def summarize(results: list[dict[str, Any]], threshold: float) -> list[dict[str,
                     "int8_best": int8["variant"],
                     "int8_best_ms": int8[f"{cache}_ms"],
                     "int8_speedup_vs_bf16": speedup,
+                    "torchao_best": torchao and torchao["variant"],
+                    "torchao_best_ms": torchao and torchao[f"{cache}_ms"],
+                    "torchao_speedup_vs_bf16": torchao and bf16[f"{cache}_ms"] / torchao[f"{cache}_ms"],
                     "int8_no_compile_best": int8_eager and int8_eager["variant"],
                     "int8_no_compile_speedup_vs_bf16": int8_eager and bf16[f"{cache}_ms"] / int8_eager[f"{cache}_ms"],
                     "meets_threshold": speedup >= threshold,
@@ -633,7 +678,8 @@ def markdown(report: dict[str, Any]) -> str:
         "bf16 best",
         "int8 best",
         "int8/bf16 speedup",
-        "int8 w/o compile speedup",
+        "torchao best: speedup",
+        "int8 w/o compile: speedup",
         ">= threshold",
         "clean rounds bf16/int8",
         "load avg 1 min (cores used by others: before, during)",
@@ -652,8 +698,11 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{_ms(s['int8_best_ms'])} ({s['int8_best']})",
                     f"{s['int8_speedup_vs_bf16']:.2f}",
                     "-"
+                    if s["torchao_speedup_vs_bf16"] is None
+                    else f"{s['torchao_best']} {_ms(s['torchao_best_ms'])}: {s['torchao_speedup_vs_bf16']:.2f}",
+                    "-"
                     if s["int8_no_compile_speedup_vs_bf16"] is None
-                    else f"{s['int8_no_compile_speedup_vs_bf16']:.2f} ({s['int8_no_compile_best']})",
+                    else f"{s['int8_no_compile_best']}: {s['int8_no_compile_speedup_vs_bf16']:.2f}",
                     ("yes" if s["meets_threshold"] else "no") + (" (contended)" if s["contended"] else ""),
                     "{}/{}".format(*s["clean_samples"]),
                     f"{s['load_before'][0]}->{s['load_after'][0]} ({s['other_cpu_before']}, {s['other_cpu_during']})",
@@ -662,9 +711,11 @@ def markdown(report: dict[str, Any]) -> str:
             ],
         )
     )
+    parts += ["", "Variants (`*`: bf16 or fp32 activations):", ""]
+    parts += [f"- `{name}`: {text}" for name, text in LEGEND.items()]
     variants = list(dict.fromkeys(r["variant"] for r in results))
     by_key = {(r["threads"], r["model"], r["product"], r["rows"], r["variant"]): r for r in results}
-    cells = list(dict.fromkeys((r["threads"], r["model"], r["product"], r["rows"]) for r in results))
+    cells = sorted({(r["threads"], r["model"], r["product"], r["rows"]) for r in results}, key=cell_order)
     for cache in ("hot", "cold"):
         parts += [
             "",
@@ -689,7 +740,7 @@ def markdown(report: dict[str, Any]) -> str:
     parts += ["", "## Accuracy vs float64 (mean abs err / mean abs value; max abs err / mean abs value)", ""]
     acc_variants = list(dict.fromkeys(a["variant"] for a in acc))
     acc_by = {(a["model"], a["product"], a["rows"], a["variant"]): a for a in acc}
-    acc_cells = list(dict.fromkeys((a["model"], a["product"], a["rows"]) for a in acc))
+    acc_cells = sorted({(a["model"], a["product"], a["rows"]) for a in acc}, key=lambda c: cell_order((0, *c)))
     parts.append(
         _table(
             ["product", "rows", *acc_variants],
@@ -756,7 +807,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--merge", action="store_true", help="keep the cells of an existing <out>.json that this run does not measure"
     )
+    parser.add_argument("--render", action="store_true", help="only rewrite <out>.md (and the summary) from <out>.json")
     args = parser.parse_args(argv)
+    if args.render:
+        report = json.loads(Path(f"{args.out}.json").read_text())
+        report["summary"] = summarize(report["results"], report["meta"]["threshold"])
+        Path(f"{args.out}.json").write_text(json.dumps(report, indent=1) + "\n")
+        Path(f"{args.out}.md").write_text(markdown(report))
+        return 0
 
     torch.set_grad_enabled(False)
     torchao, messages = torchao_import()
