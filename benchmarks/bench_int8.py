@@ -144,7 +144,8 @@ def torchao_import() -> tuple[Any, list[str]]:
             lg.setLevel(level)
     # Keep later log noise (e.g. inductor's per-compile warnings) out of the output.
     logging.getLogger("torchao").setLevel(logging.ERROR)
-    return torchao, messages
+    # Paths relative to the venv: the messages go into committed results.
+    return torchao, [m.replace(sys.prefix, "<venv>") for m in messages]
 
 
 def cpu_facts() -> dict[str, Any]:
