@@ -64,9 +64,12 @@ def bf16_usable(like: torch.Tensor) -> bool:
 def applies(inputs: torch.Tensor, *parameters: torch.Tensor) -> bool:
     """Whether a product of ``(..., in)`` ``inputs`` with ``parameters`` takes the packed path: for
     float32 on a CPU with oneDNN when no gradient is needed (the packed ops have no backward)."""
-    if not usable(inputs):
-        return False
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *parameters)))
+    return usable(inputs) and not needs_grad(inputs, *parameters)
+
+
+def needs_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd must see a product of ``tensors`` (then it takes the weights' dtype and torch's ops)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def linear(
@@ -140,7 +143,7 @@ def packed_linear(
     ``torch.nn.functional.linear`` (MKL on CPUs, which sums long dot products more accurately).
     """
     dtype = product_dtype(inputs)
-    if dtype is not None and not (torch.is_grad_enabled() and any(t.requires_grad for t in (inputs, *sources))):
+    if dtype is not None and not needs_grad(inputs, *sources):
         return reduced_linear(derived, name, inputs, weight, bias, sources, dtype)
     if fast_paths.current().allows("batch_invariant") and applies(inputs, *sources):
         return linear(inputs, derived.get(name, sources, lambda: pack(weight)), bias)
