@@ -2,7 +2,8 @@
 
 A batch becomes rows of *type ids*: every distinct token of the batch gets one row in a
 character-id table and one entry in a word-id table, so its character ids and LM targets are two
-lookups (:func:`encode_batch`). Sharded corpora are streamed by :mod:`flair_elmo_modes.training.shards`.
+lookups (:func:`encode_batch`). Sentence markers are the biLM's to add to the character ids; the
+targets hold their word ids. Sharded corpora are streamed by :mod:`flair_elmo_modes.training.shards`.
 """
 
 from __future__ import annotations
@@ -153,26 +154,37 @@ class Vocabulary:
 
 def encode_batch(
     sentences: Sequence[Sequence[str]], vocab: Vocabulary, max_characters: int = MAX_CHARACTERS_PER_TOKEN
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Model inputs of some sentences, each framed as ``<S> w_1 .. w_n </S>``.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model inputs of some sentences: the character ids of their words and the LM targets.
+
+    The character ids are those of the words alone, as
+    :meth:`~flair_elmo_modes.bilm.model.ElmoBiLm.token_ids` makes them: the biLM puts ``<S>``
+    and ``</S>`` around each sentence itself. The targets are the word ids of the positions the
+    biLM then has, ``<S> w_1 .. w_n </S>`` (the backward LM predicts ``<S>``, the forward LM
+    ``</S>``).
 
     Returns:
-        ``(batch, timesteps, max_chars)`` character ids, ``(batch,)`` lengths (markers included)
-        and ``(batch, timesteps)`` target word ids (``IGNORE_INDEX`` as padding).
+        ``(batch, timesteps, max_chars)`` character ids (``timesteps``: the longest sentence; rows
+        of zeros pad) and ``(batch, timesteps + 2)`` target word ids (``IGNORE_INDEX`` as padding).
     """
     type_ids: dict[str, int] = {}  # each distinct token of the batch is encoded once; 0 is padding
-    rows = []
-    for sentence in sentences:
-        framed = (BOS_TOKEN, *sentence, EOS_TOKEN)
-        rows.append(torch.tensor([type_ids.setdefault(token, len(type_ids) + 1) for token in framed]))
+    rows = [
+        torch.tensor([type_ids.setdefault(token, len(type_ids) + 1) for token in sentence], dtype=torch.long)
+        for sentence in sentences
+    ]
     types = list(type_ids)  # in type id order, starting at 1
     char_table = torch.zeros(len(types) + 1, max_characters, dtype=torch.long)
     if types:
         char_table[1:] = torch.tensor([token_to_ids(t, max_characters) for t in types], dtype=torch.long)
     word_table = torch.tensor([IGNORE_INDEX] + [vocab.index(t) for t in types], dtype=torch.long)
     padded = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD_TYPE)  # (batch, T)
+    batch, timesteps = padded.shape
     lengths = torch.tensor([len(row) for row in rows], dtype=torch.long)
-    return char_table[padded], lengths, word_table[padded]
+    targets = torch.full((batch, timesteps + 2), IGNORE_INDEX, dtype=torch.long)
+    targets[:, 0] = vocab.index(BOS_TOKEN)
+    targets[:, 1:-1] = word_table[padded]
+    targets[torch.arange(batch), lengths + 1] = vocab.index(EOS_TOKEN)
+    return char_table[padded], targets
 
 
 def count_predictions(sentences: Iterable[Sequence[str]]) -> int:
@@ -208,7 +220,7 @@ class EncodedCorpus:
         n_unk = sum(vocab.index(token) == vocab.unk_id for sentence in sentences for token in sentence)
         return cls([list(sentence) for sentence in sentences], vocab, max_characters, n_unk)
 
-    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """:func:`encode_batch` of some sentences."""
         return encode_batch([self.sentences[i] for i in indices], self.vocab, self.max_characters)
 

@@ -1,8 +1,9 @@
 """The biLM with its softmax: forward and backward word-level language models on ELMo.
 
-The biLM (:class:`~flair_elmo_modes.bilm.model.ElmoBiLm`) is reused as is; the language models
-need the ``<S>``/``</S>`` positions (the forward LM predicts ``</S>`` from the last word, the
-backward LM ``<S>`` from the first word), which ``forward(..., keep_boundaries=True)`` keeps.
+The biLM (:class:`~flair_elmo_modes.bilm.model.ElmoBiLm`) is reused as is: it puts ``<S>`` and
+``</S>`` around each sentence of its input, and ``forward(..., keep_boundaries=True)`` keeps their
+positions, which the language models need (the forward LM predicts ``</S>`` from the last word,
+the backward LM ``<S>`` from the first word).
 """
 
 from __future__ import annotations
@@ -31,30 +32,6 @@ class LmLoss(NamedTuple):
     forward_nll: torch.Tensor
     backward_nll: torch.Tensor
     count: int
-
-
-def top_layer_with_markers(
-    bilm: ElmoBiLm, char_ids: torch.Tensor, lengths: torch.Tensor, dropout: nn.Module | None = None
-) -> torch.Tensor:
-    """The biLM's top LSTM layer at every position, sentence markers included.
-
-    Args:
-        bilm: the biLM.
-        char_ids: ``(batch, timesteps, max_chars)`` ids of ``<S> w_1 .. w_n </S>``, rows of
-            zeros after each sentence's end.
-        lengths: ``(batch,)`` int64 ``n + 2`` per sentence.
-        dropout: applied to the token vectors before the LSTM (training only).
-
-    Returns:
-        ``(batch, timesteps, 2 * projection_dim)`` ``[forward; backward]`` top-layer outputs,
-        zeros after each sentence's end. Equal to ``ElmoBiLm.forward``'s last layer at the
-        word positions.
-    """
-    batch = len(char_ids)
-    words = char_ids[:, 1:].clone()  # (batch, timesteps - 1, max_chars): <S> dropped
-    words[torch.arange(batch, device=char_ids.device), lengths - 2] = 0  # and </S>
-    output = bilm(words[:, :-1], keep_boundaries=True, token_dropout=dropout)  # the biLM adds both again
-    return output.layers[-1]  # (batch, timesteps, 2 * projection_dim)
 
 
 class Softmax(nn.Module):
@@ -141,23 +118,23 @@ class BiLanguageModel(nn.Module):
         """The backward LM's softmax (the forward one when shared)."""
         return self.forward_softmax if self._backward_softmax is None else self._backward_softmax
 
-    def forward(self, char_ids: torch.Tensor, lengths: torch.Tensor, targets: torch.Tensor) -> LmLoss:
+    def forward(self, char_ids: torch.Tensor, targets: torch.Tensor) -> LmLoss:
         """Negative log-likelihood of both language models on a batch.
 
         Args:
-            char_ids: ``(batch, timesteps, max_chars)`` ids of ``<S> w_1 .. w_n </S>``.
-            lengths: ``(batch,)`` ``n + 2`` per sentence.
-            targets: ``(batch, timesteps)`` word ids of the same positions, ``-1`` after the end.
+            char_ids: ``(batch, timesteps, max_chars)`` character ids of the words ``w_1 .. w_n``,
+                without sentence markers (the biLM adds them), rows of zeros after each sentence.
+            targets: ``(batch, timesteps + 2)`` word ids of ``<S> w_1 .. w_n </S>``, ``-1`` after the end.
 
         Returns:
             Summed NLLs of both directions and the count of predictions per direction. The
             forward LM predicts position ``t + 1`` from its output at ``t`` (``w_1 .. w_n </S>``),
             the backward LM position ``t - 1`` from its output at ``t`` (``<S> w_1 .. w_n``).
         """
-        top = top_layer_with_markers(self.bilm, char_ids, lengths, self.dropout)  # (batch, timesteps, 2 * proj)
-        top = self.dropout(top)
+        output = self.bilm(char_ids, keep_boundaries=True, token_dropout=self.dropout)
+        top = self.dropout(output.layers[-1])  # (batch, timesteps + 2, 2 * proj): <S> w_1 .. w_n </S>, then zeros
         dim = self.bilm.options.projection_dim
-        valid = targets[:, 1:] != IGNORE_INDEX  # (batch, timesteps - 1): the pairs (t, t + 1) inside a sentence
+        valid = targets[:, 1:] != IGNORE_INDEX  # (batch, timesteps + 1): the pairs (t, t + 1) inside a sentence
         forward_in = top[:, :-1, :dim][valid]  # (n, proj): outputs at t
         backward_in = top[:, 1:, dim:][valid]  # (n, proj): outputs at t + 1
         forward_nll = self.forward_softmax.nll(forward_in, targets[:, 1:][valid])

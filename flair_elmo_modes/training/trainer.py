@@ -542,9 +542,9 @@ def _train_step(run: _Run, batch: list[list[str]]) -> tuple[float, int]:
     if not share:  # fewer sentences than processes: compute one, count nothing
         share, weight = batch[:1], 0.0
     count = count_predictions(batch)
-    char_ids, lengths, targets = encode_batch(share, run.vocab, run.model.bilm.options.max_characters_per_token)
+    char_ids, targets = encode_batch(share, run.vocab, run.model.bilm.options.max_characters_per_token)
     with run.autocast():
-        loss = run.trained(char_ids.to(run.device), lengths.to(run.device), targets.to(run.device))
+        loss = run.trained(char_ids.to(run.device), targets.to(run.device))
     total = loss.forward_nll.float() + loss.backward_nll.float()
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(total / (2 * count) * (weight * world.size)).backward()
@@ -631,8 +631,8 @@ def evaluate(model: BiLanguageModel, corpus: EncodedCorpus, batch_size: int = 12
     count = 0
     lengths = [len(sentence) for sentence in corpus.sentences]
     for indices in make_batches(lengths, batch_size):
-        char_ids, lengths_t, targets = corpus.batch(indices)
-        loss = model(char_ids.to(device), lengths_t.to(device), targets.to(device))
+        char_ids, targets = corpus.batch(indices)
+        loss = model(char_ids.to(device), targets.to(device))
         forward_nll += float(loss.forward_nll)
         backward_nll += float(loss.backward_nll)
         count += loss.count

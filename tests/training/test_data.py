@@ -47,15 +47,15 @@ def test_vocabulary_orders_by_count_then_alphabet_after_the_specials() -> None:
         Vocabulary(("a", "b", "c"))
 
 
-def test_encoded_batch_frames_sentences_with_markers() -> None:
+def test_an_encoded_batch_leaves_the_markers_to_the_bilm_and_frames_the_targets() -> None:
     sentences = [["the", "cat"], ["a", "dog", "sat", "down"]]
     vocab = Vocabulary.build([["the", "cat", "the", "dog", "sat"]])
     corpus = EncodedCorpus.build(sentences, vocab)
     assert corpus.n_tokens == 3 + 5 and corpus.n_unk == 2  # "a" and "down"
-    char_ids, lengths, targets = corpus.batch([0, 1])
-    assert char_ids.shape == (2, 6, 50) and lengths.tolist() == [4, 6]
-    expected = batch_to_ids([["<S>", "the", "cat", "</S>"], ["<S>", "a", "dog", "sat", "down", "</S>"]])
-    torch.testing.assert_close(char_ids, expected, rtol=0, atol=0)
+    char_ids, targets = corpus.batch([0, 1])
+    assert char_ids.shape == (2, 4, 50) and targets.shape == (2, 6)
+    # the words' ids, as the biLM's token_ids makes them: the biLM adds <S> and </S>
+    torch.testing.assert_close(char_ids, batch_to_ids(sentences), rtol=0, atol=0)
     unk = vocab.unk_id
     assert targets.tolist() == [
         [0, vocab.index("the"), vocab.index("cat"), 1, IGNORE_INDEX, IGNORE_INDEX],

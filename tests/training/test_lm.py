@@ -4,25 +4,26 @@ import pytest
 import torch
 
 from flair_elmo_modes.bilm.characters import batch_to_ids
-from flair_elmo_modes.training.lm import BiLanguageModel, Softmax, top_layer_with_markers
+from flair_elmo_modes.bilm.model import ElmoBiLm
+from flair_elmo_modes.training.lm import BiLanguageModel, Softmax
 from tests.helpers import FLOAT32_EPS, FLOAT64_EPS, TINY_OPTIONS, assert_as_accurate, random_bilm
 
 SENTENCES = [["The", "cat", "sat", "."], ["Dogs", "bark"]]
 
 
-def framed(sentences: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-    char_ids = batch_to_ids([["<S>", *s, "</S>"] for s in sentences])
-    return char_ids, torch.tensor([len(s) + 2 for s in sentences])
+def top_with_markers(bilm: ElmoBiLm, char_ids: torch.Tensor) -> torch.Tensor:
+    """What the language models read: the top layer at ``<S> w_1 .. w_n </S>`` (the biLM adds the markers)."""
+    return bilm(char_ids, keep_boundaries=True).layers[-1]  # (batch, timesteps + 2, 2 * proj)
 
 
-def test_top_layer_with_markers_matches_the_bilm_at_word_positions() -> None:
+def test_the_top_layer_with_markers_matches_the_bilm_at_word_positions() -> None:
     bilm = random_bilm(seed=2, scale=0.3)
-    char_ids, lengths = framed(SENTENCES)
-    top = top_layer_with_markers(bilm, char_ids, lengths)  # (batch, timesteps + 2, 2 * proj)
-    layers = bilm(batch_to_ids(SENTENCES)).layers  # (n_layers + 1, batch, timesteps, 2 * proj)
+    char_ids = batch_to_ids(SENTENCES)
+    top = top_with_markers(bilm, char_ids)
+    layers = bilm(char_ids).layers  # (n_layers + 1, batch, timesteps, 2 * proj)
     for row, sentence in enumerate(SENTENCES):
         n = len(sentence)
-        # the same biLM run on the same words (markers dropped and added again), same batch: bitwise
+        # the same biLM run on the same words, same batch: bitwise
         torch.testing.assert_close(top[row, 1 : n + 1], layers[-1, row, :n], rtol=0, atol=0)
         assert torch.count_nonzero(top[row, n + 2 :]) == 0
 
@@ -31,10 +32,10 @@ def test_top_layer_with_markers_matches_the_bilm_at_word_positions() -> None:
 def test_each_direction_only_sees_its_own_side(direction: str) -> None:
     bilm = random_bilm(seed=5, scale=0.3)
     dim = TINY_OPTIONS.projection_dim
-    original = framed([["a", "b", "c", "d", "e"]])
-    changed = framed([["a", "b", "X", "d", "e"]])  # position 3 of the framed sentence
-    top_a = top_layer_with_markers(bilm, *original)[0]
-    top_b = top_layer_with_markers(bilm, *changed)[0]
+    original = batch_to_ids([["a", "b", "c", "d", "e"]])
+    changed = batch_to_ids([["a", "b", "X", "d", "e"]])  # position 3 of the framed sentence
+    top_a = top_with_markers(bilm, original)[0]
+    top_b = top_with_markers(bilm, changed)[0]
     if direction == "forward":
         unaffected, affected = slice(0, 3), slice(3, 7)
         half = slice(0, dim)
@@ -52,12 +53,13 @@ def test_each_direction_only_sees_its_own_side(direction: str) -> None:
 def test_loss_counts_one_marker_per_sentence_and_matches_explicit_log_probs() -> None:
     torch.manual_seed(0)
     model = BiLanguageModel(TINY_OPTIONS, vocab_size=12, softmax="full", share_softmax=False, dropout=0.0).eval()
-    char_ids, lengths = framed(SENTENCES)
-    targets = torch.tensor([[0, 3, 4, 5, 6, 1], [0, 7, 8, 1, -1, -1]])
-    loss = model(char_ids, lengths, targets)
-    exact = copy.deepcopy(model).double()(char_ids, lengths, targets)
+    char_ids = batch_to_ids(SENTENCES)
+    lengths = torch.tensor([len(s) + 2 for s in SENTENCES])  # with the markers
+    targets = torch.tensor([[0, 3, 4, 5, 6, 1], [0, 7, 8, 1, -1, -1]])  # word ids of <S> w_1 .. w_n </S>
+    loss = model(char_ids, targets)
+    exact = copy.deepcopy(model).double()(char_ids, targets)
     assert loss.count == 5 + 3
-    top = top_layer_with_markers(model.bilm, char_ids, lengths)
+    top = top_with_markers(model.bilm, char_ids)
     dim = TINY_OPTIONS.projection_dim
     expected_forward = expected_backward = 0.0
     for row, n in enumerate(lengths.tolist()):
