@@ -207,15 +207,9 @@ class ElmoEmbedder:
                 empty lines or sentences unfit to be keys, as allennlp's ``ConfigurationError``.
             WriteError: the output could not be written (disk full); names the file.
         """
-        from flair_elmo_modes.hdf5_output import (
-            DEFAULT_SORT_BATCHES,
-            EmbedInputError,
-            Line,
-            input_problems,
-            read_lines,
-            write_embeddings,
-        )
+        from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES, EmbedInputError, input_problems, write_embeddings
         from flair_elmo_modes.layers import parse_mode
+        from flair_elmo_modes.text import read_lines, text_lines
 
         if output_format not in OUTPUT_FORMATS:
             raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
@@ -227,10 +221,7 @@ class ElmoEmbedder:
                 lines = list(read_lines(handle, name))
         else:
             name = str(getattr(input_file, "name", "input_file"))
-            texts = [line.strip() for line in input_file]
-            if texts and texts[0].startswith("\ufeff"):  # a byte order mark, as the CLI drops it
-                texts[0] = texts[0][1:].strip()
-            lines = [Line(number, text) for number, text in enumerate(texts, start=1)]
+            lines = list(text_lines(input_file))  # a byte order mark dropped, as the CLI drops it
         _, problems = input_problems(lines, use_sentence_keys)
         if problems:
             raise EmbedInputError(f"{name}: " + "; ".join(problems))

@@ -20,10 +20,10 @@ Importing this module is cheap; h5py and torch are imported when a file is writt
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from flair_elmo_modes.atomic import atomic_file, hdf5_errors, hdf5_file, remove_stale_temps
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from flair_elmo_modes.layers import LayerMode
     from flair_elmo_modes.runner import BiLmRunner
+    from flair_elmo_modes.text import Line
 
 #: Batches read ahead and batched by length: a window of 2,048 lines at a batch size of 64.
 DEFAULT_SORT_BATCHES = 32
@@ -45,54 +46,11 @@ class EmbedInputError(ValueError):
 
 
 @dataclass(frozen=True)
-class Line:
-    """One line of the input: its 1-based number and its text without surrounding whitespace."""
-
-    number: int
-    text: str
-
-
-@dataclass(frozen=True)
 class EmbedSummary:
     """What :func:`write_embeddings` wrote: sentences and tokens."""
 
     sentences: int
     tokens: int
-
-
-def read_lines(handle: BinaryIO, name: str | Path) -> Iterator[Line]:
-    """Stream the stripped lines of UTF-8 text read from ``handle`` (opened in binary mode), as
-    Python's text mode splits them.
-
-    Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` (universal newlines, as allennlp's reader);
-    a byte order mark at the start is dropped.
-
-    Raises:
-        EmbedInputError: the text is not valid UTF-8 (names ``name``, the line and the column).
-    """
-    number = 0
-    for raw in handle:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            before = raw[: error.start].decode("utf-8")  # valid up to the first bad byte
-            line = number + 1 + before.count("\r")
-            column = len(before) - (before.rfind("\r") + 1) + 1
-            bad = raw[error.start : error.end].hex(" ")
-            raise EmbedInputError(
-                f"{name}: line {line}, column {column}: invalid UTF-8 (bytes {bad}); the input must be UTF-8 text"
-            ) from None
-        if number == 0 and text.startswith("\ufeff"):
-            text = text[1:]
-        if text.endswith("\n"):
-            pieces = text[:-1].removesuffix("\r").split("\r")
-        else:  # the last line, without a newline; a final lone "\r" ends it
-            pieces = text.split("\r")
-            if pieces[-1] == "":
-                pieces.pop()
-        for piece in pieces:
-            number += 1
-            yield Line(number, piece.strip())
 
 
 def _quote(text: str, limit: int = 40) -> str:

@@ -25,7 +25,8 @@ from benchmarks._common import DEFAULT_CACHE
 from flair_elmo_modes.embedder import ElmoEmbedder
 from flair_elmo_modes.models import SHIPPED_DIR, SHIPPED_MODEL
 from flair_elmo_modes.training import evaluate, load_language_model
-from flair_elmo_modes.training.data import EncodedCorpus, read_sentences
+from flair_elmo_modes.training.data import EncodedCorpus
+from flair_elmo_modes.training.shards import read_sentences
 from scripts import free_corpus
 
 CELL_SENTENCE = "He went to the prison cell with his cell phone to extract blood cell samples from inmates".split()

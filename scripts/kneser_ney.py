@@ -25,7 +25,8 @@ from pathlib import Path
 
 from benchmarks._common import DEFAULT_CACHE
 from flair_elmo_modes.bilm.characters import BOS_TOKEN, EOS_TOKEN
-from flair_elmo_modes.training.data import Vocabulary, read_sentences
+from flair_elmo_modes.training.data import Vocabulary
+from flair_elmo_modes.training.shards import read_sentences
 from scripts.build_shipped_model import RECIPE
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import h5py
 import pytest
 
-from flair_elmo_modes.hdf5_output import EmbedInputError, Line, input_problems, write_embeddings
+from flair_elmo_modes.hdf5_output import EmbedInputError, input_problems, write_embeddings
 from flair_elmo_modes.layers import parse_mode
 from flair_elmo_modes.runner import BiLmRunner
+from flair_elmo_modes.text import Line
 from tests.helpers import random_bilm
 
 

@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flair_elmo_modes import hdf5_output
 from flair_elmo_modes.bilm.precision import PRECISIONS
 from flair_elmo_modes.cli.common import add_model_arguments, examples, positive_int, resolve_model_files
 from flair_elmo_modes.cli.errors import CLIError, UsageError
 from flair_elmo_modes.cli.interrupts import Interrupts
 from flair_elmo_modes.cli.progress import Progress
-from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES, EmbedInputError, Line, input_problems
+from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES, EmbedInputError, input_problems
 from flair_elmo_modes.models import DEFAULT_MODEL, load_model, model_options
+from flair_elmo_modes.text import Line, TextError, file_lines
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.options import ElmoOptions
@@ -192,20 +192,15 @@ def add_layer_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_lines(path: Path) -> Iterator[Line]:
-    """The lines of ``path`` by :func:`flair_elmo_modes.hdf5_output.read_lines`.
+    """The lines of ``path`` by :func:`flair_elmo_modes.text.file_lines`.
 
     Raises:
         UsageError: the file cannot be opened, or is not valid UTF-8 (names line and column).
     """
     try:
-        handle = path.open("rb")
-    except OSError as error:
-        raise UsageError(f"input file {path}: {error.strerror or error}") from error
-    with handle:
-        try:
-            yield from hdf5_output.read_lines(handle, path)
-        except EmbedInputError as error:
-            raise UsageError(str(error)) from None
+        yield from file_lines(path)
+    except TextError as error:
+        raise UsageError(str(error)) from None
 
 
 def check_input(path: Path, use_sentence_keys: bool) -> int:

@@ -32,23 +32,20 @@ def output_name(path: Path) -> str:
 
 def resolve_corpus(inputs: Sequence[str | Path], output_dir: Path) -> list[Shard]:
     """The shards of ``inputs`` (files, directories, globs; see
-    :func:`~flair_elmo_modes.training.shards.resolve_shards`), each with its output name.
+    :func:`~flair_elmo_modes.text.resolve_shards`), each with its output name.
 
     Raises:
         UsageError: no input, a path that names nothing, a glob or directory without files, two
             shards with the same output name, a shard that is one of the outputs, or an
             unreadable shard.
     """
-    from flair_elmo_modes.training.data import TrainingDataError
-    from flair_elmo_modes.training.shards import resolve_shards
+    from flair_elmo_modes.text import TextError, resolve_shards
 
     if not inputs:
         raise UsageError("no input given: expected text files, directories or globs")
     try:
         paths = resolve_shards(inputs, what="input")
-    except FileNotFoundError as error:
-        raise UsageError(str(error)) from None
-    except TrainingDataError as error:
+    except (FileNotFoundError, TextError) as error:
         raise UsageError(str(error)) from None
     shards: dict[str, Shard] = {}
     reserved = {(output_dir / MANIFEST_NAME).resolve()}

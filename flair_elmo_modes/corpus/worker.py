@@ -131,7 +131,8 @@ class ShardWorker:
         """Embed one shard into ``output``; a failure is returned as a row, never raised."""
         import ray
 
-        from flair_elmo_modes.hdf5_output import read_lines, write_embeddings
+        from flair_elmo_modes.hdf5_output import write_embeddings
+        from flair_elmo_modes.text import read_lines
 
         attempt, cancelled = ray.get(self.board.begin.remote(shard))
         start = time.perf_counter()
@@ -205,8 +206,9 @@ def _describe(path: Path, error: BaseException) -> str:
     """One line naming the shard: the error messages of our own code name it already."""
     from flair_elmo_modes.cli.errors import describe_error
     from flair_elmo_modes.hdf5_output import EmbedInputError
+    from flair_elmo_modes.text import TextError
 
-    if isinstance(error, EmbedInputError):
+    if isinstance(error, (EmbedInputError, TextError)):  # the driver read the shard before without them
         return f"{path} changed while the job ran ({error}); run again"
     described = describe_error(error)
     message = described[1] if described is not None else f"{type(error).__name__}: {error}"

@@ -28,23 +28,6 @@ class TrainingDataError(ValueError):
     """Training text or a vocabulary file that cannot be used (missing, empty, not UTF-8)."""
 
 
-def read_sentences(path: str | Path) -> list[list[str]]:
-    """Read a text file with one whitespace-tokenized sentence per line into memory; blank lines
-    are skipped (a streamed shard's sentences, :func:`~flair_elmo_modes.training.shards.shard_sentences`).
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        TrainingDataError: the file is not UTF-8 (naming the line) or holds no tokens.
-    """
-    from flair_elmo_modes.training.shards import shard_sentences  # shards builds on this module
-
-    path = require_file(path, "training text")
-    sentences = list(shard_sentences(path))
-    if not sentences:
-        raise TrainingDataError(f"{path}: no tokens found; expected one whitespace-tokenized sentence per line")
-    return sentences
-
-
 def split_long_sentences(sentences: Sequence[Sequence[str]], max_tokens: int) -> list[list[str]]:
     """Sentences of more than ``max_tokens`` tokens cut into consecutive pieces of nearly equal length.
 

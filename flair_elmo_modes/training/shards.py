@@ -1,6 +1,6 @@
 """Training text in shards, read lazily: files, directories and globs of one-sentence-per-line text.
 
-A corpus is a list of shard files (:func:`resolve_shards`). Training never holds it in memory:
+A corpus is a list of shard files (:func:`~flair_elmo_modes.text.resolve_shards`). Training never holds it in memory:
 :meth:`ShardedText.scan` counts words and sentences in one streaming pass (for the vocabulary and
 the number of steps), and :func:`epoch_batches` streams one epoch's batches: shards in an order
 drawn for the epoch, sentences gathered into a bounded shuffle buffer, each buffer shuffled and cut
@@ -10,7 +10,6 @@ corpus.
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 from collections import Counter
@@ -21,8 +20,9 @@ from typing import Any
 
 import torch
 
-from flair_elmo_modes.bilm.errors import not_a_file
+from flair_elmo_modes.bilm.errors import require_file
 from flair_elmo_modes.checksums import file_sha256
+from flair_elmo_modes.text import TextError, file_lines, resolve_shards
 from flair_elmo_modes.training.data import TrainingDataError, make_batches, split_long_sentences
 
 logger = logging.getLogger(__name__)
@@ -31,65 +31,39 @@ logger = logging.getLogger(__name__)
 LENGTH_POOL_BATCHES = 50
 
 
-def resolve_shards(patterns: Sequence[str | Path], what: str = "training text") -> list[Path]:
-    """The shard files of ``patterns``, in order, each once.
-
-    A pattern is a file, a directory (its non-hidden files, sorted by name) or a glob such as
-    ``data/train-*.txt`` (``**`` spans directories; matches sorted by name). ``what`` names the
-    text in messages.
-
-    Raises:
-        FileNotFoundError: a path (not a glob) names nothing.
-        TrainingDataError: no pattern, a glob matching no file, or a directory without files.
-    """
-    if not patterns:
-        raise TrainingDataError(f"no {what} given")
-    shards: dict[Path, None] = {}
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_file():
-            found = [path]
-        elif path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-            if not found:
-                raise TrainingDataError(f"{path}: a directory without files; expected text shards in it")
-        elif glob.has_magic(str(pattern)):
-            found = sorted(Path(p) for p in glob.glob(str(pattern), recursive=True) if Path(p).is_file())
-            if not found:
-                raise TrainingDataError(f"{pattern}: the pattern matches no file")
-        else:
-            raise not_a_file(path, what)
-        shards.update(dict.fromkeys(found))
-    return list(shards)
-
-
 def shard_sentences(shard: Path, max_tokens: int = 0) -> Iterator[list[str]]:
-    """The sentences of one shard, read line by line; blank lines skipped, lines longer than
-    ``max_tokens`` split (see :func:`~flair_elmo_modes.training.data.split_long_sentences`).
+    """The sentences of one shard, read line by line (:func:`~flair_elmo_modes.text.file_lines`);
+    blank lines skipped, lines longer than ``max_tokens`` split (see
+    :func:`~flair_elmo_modes.training.data.split_long_sentences`).
 
-    Lines are what ``str.splitlines`` makes of the text (``\r``, ``\u2028`` and the other line
-    boundaries included), as for :func:`~flair_elmo_modes.training.data.read_sentences`.
+    A sentence ends at every line boundary of ``str.splitlines`` (``\u2028``, ``\x85`` and the
+    others included), not only at those of the text's lines.
 
     Raises:
-        TrainingDataError: the shard cannot be read, or a line is not UTF-8 (naming shard and line).
+        TrainingDataError: the shard cannot be read, or is not UTF-8 (naming shard, line and column).
     """
     try:
-        handle = shard.open("rb")
-    except OSError as error:
-        raise TrainingDataError(f"{shard}: cannot be read ({error.strerror or error})") from error
-    with handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise TrainingDataError(
-                    f"{shard}, line {number}: not UTF-8 (byte {error.start + 1} of the line); "
-                    "expected UTF-8 text, one sentence per line"
-                ) from error
-            for piece in line.splitlines():
+        for line in file_lines(shard):
+            for piece in line.text.splitlines():
                 tokens = piece.split()
                 if tokens:
                     yield from split_long_sentences([tokens], max_tokens)
+    except TextError as error:
+        raise TrainingDataError(str(error)) from None
+
+
+def read_sentences(path: str | Path) -> list[list[str]]:
+    """The sentences of one text file (:func:`shard_sentences`), in memory.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        TrainingDataError: the file is not UTF-8 (naming the line) or holds no tokens.
+    """
+    path = require_file(path, "training text")
+    sentences = list(shard_sentences(path))
+    if not sentences:
+        raise TrainingDataError(f"{path}: no tokens found; expected one whitespace-tokenized sentence per line")
+    return sentences
 
 
 @dataclass
@@ -114,7 +88,7 @@ class ShardedText:
     """A corpus of shards with its line-splitting rule.
 
     Attributes:
-        shards: the shard files (see :func:`resolve_shards`).
+        shards: the shard files (see :func:`~flair_elmo_modes.text.resolve_shards`).
         max_sentence_tokens: longer lines are split (0: no limit).
     """
 
@@ -123,7 +97,17 @@ class ShardedText:
 
     @classmethod
     def from_patterns(cls, patterns: Sequence[str | Path], max_sentence_tokens: int = 0) -> ShardedText:
-        return cls(tuple(resolve_shards(patterns)), max_sentence_tokens)
+        """The shards of ``patterns`` (:func:`~flair_elmo_modes.text.resolve_shards`).
+
+        Raises:
+            FileNotFoundError: a path (not a glob) names nothing.
+            TrainingDataError: no pattern, a glob matching no file, or a directory without files.
+        """
+        try:
+            shards = resolve_shards(patterns)
+        except TextError as error:
+            raise TrainingDataError(str(error)) from None
+        return cls(tuple(shards), max_sentence_tokens)
 
     def sentences(self, order: Sequence[int] | None = None) -> Iterator[list[str]]:
         """Every sentence, shard after shard (in ``order``, shard indices, when given)."""

@@ -108,7 +108,7 @@ def test_bad_input_is_one_error_line_before_anything_is_written(
     capsys.readouterr()
     cases = [
         ([str(tmp_path / "shards-*.txt")], "shards-*.txt: the pattern matches no file"),
-        ([str(bad_shard)], "bad.txt, line 3: not UTF-8 (byte 1 of the line)"),
+        ([str(bad_shard)], "bad.txt: line 3, column 1: invalid UTF-8 (bytes c3)"),
         ([train_file, "--vocab", str(no_specials)], "vocab.txt: the first lines are ['the', 'cat']"),
         ([train_file, "--init-from", str(tmp_path / "nothing")], "--init-from"),
         ([train_file, "--init-from", str(EFML)], f"--init-from {EFML}: an ELMoForManyLangs model; training starts"),

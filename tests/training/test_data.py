@@ -9,10 +9,10 @@ from flair_elmo_modes.training.data import (
     TrainingDataError,
     Vocabulary,
     make_batches,
-    read_sentences,
     split_long_sentences,
 )
 from flair_elmo_modes.training.lm import IGNORE_INDEX
+from flair_elmo_modes.training.shards import read_sentences
 
 
 def test_read_sentences_splits_on_whitespace_and_skips_blank_lines(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_bad_text_files_give_clear_errors(tmp_path: Path) -> None:
         read_sentences(empty)
     binary = tmp_path / "latin1.txt"
     binary.write_bytes("caf\xe9\n".encode("latin-1"))
-    with pytest.raises(TrainingDataError, match="not UTF-8"):
+    with pytest.raises(TrainingDataError, match=r"latin1\.txt: line 1, column 4: invalid UTF-8"):
         read_sentences(binary)
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from flair_elmo_modes.training.data import SPECIAL_TOKENS, TrainingDataError, Vocabulary, read_sentences
+from flair_elmo_modes.training.data import SPECIAL_TOKENS, TrainingDataError, Vocabulary
 from flair_elmo_modes.training.shards import (
     ShardedText,
     count_batches,
     epoch_batches,
-    resolve_shards,
+    read_sentences,
     shard_sentences,
 )
 
@@ -33,22 +33,16 @@ def write_shards(directory: Path, sizes: Sequence[int], name: str = "train-{}.tx
 
 
 def test_patterns_name_files_directories_and_globs(tmp_path: Path) -> None:
+    """The patterns are resolved by flair_elmo_modes.text (tests/test_text.py); training's errors are its own."""
     a, b, c = write_shards(tmp_path / "data", [2, 2, 2])
-    write_shards(tmp_path / "data" / "deeper", [1], name="more-{}.txt")
-    (tmp_path / "data" / ".hidden").write_text("x\n")
-    assert resolve_shards([str(tmp_path / "data" / "train-*.txt")]) == [a, b, c]
-    assert resolve_shards([tmp_path / "data"]) == [a, b, c]  # files directly inside, not hidden ones
-    assert resolve_shards([str(tmp_path / "data" / "**" / "more-*.txt")]) == [
-        tmp_path / "data" / "deeper" / "more-0.txt"
-    ]
-    assert resolve_shards([c, str(tmp_path / "data" / "train-*.txt")]) == [c, a, b]  # each once, first mention
+    assert ShardedText.from_patterns([c, str(tmp_path / "data" / "train-*.txt")]).shards == (c, a, b)
     with pytest.raises(TrainingDataError, match=r"train-9\*\.txt: the pattern matches no file"):
-        resolve_shards([str(tmp_path / "data" / "train-9*.txt")])
+        ShardedText.from_patterns([str(tmp_path / "data" / "train-9*.txt")])
     with pytest.raises(FileNotFoundError, match="training text not found"):
-        resolve_shards([tmp_path / "missing.txt"])
+        ShardedText.from_patterns([tmp_path / "missing.txt"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(TrainingDataError, match="a directory without files"):
-        resolve_shards([tmp_path / "empty"])
+        ShardedText.from_patterns([tmp_path / "empty"])
 
 
 def test_a_bad_line_is_named_by_shard_and_line(tmp_path: Path) -> None:
@@ -56,7 +50,7 @@ def test_a_bad_line_is_named_by_shard_and_line(tmp_path: Path) -> None:
     shard.write_bytes(b"good line\nanother\nbad \xff byte\n")
     read = shard_sentences(shard)
     assert next(read) == ["good", "line"] and next(read) == ["another"]
-    with pytest.raises(TrainingDataError, match=r"bad\.txt, line 3: not UTF-8 \(byte 5 of the line\)"):
+    with pytest.raises(TrainingDataError, match=r"bad\.txt: line 3, column 5: invalid UTF-8 \(bytes ff\)"):
         next(read)
 
 

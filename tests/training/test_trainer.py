@@ -21,10 +21,11 @@ from flair_elmo_modes.training import (
     train_bilm,
 )
 from flair_elmo_modes.training import trainer as trainer_module
-from flair_elmo_modes.training.data import SPECIAL_TOKENS, EncodedCorpus, Vocabulary, read_sentences
+from flair_elmo_modes.training.data import SPECIAL_TOKENS, EncodedCorpus, Vocabulary
 from flair_elmo_modes.training.distributed import World
 from flair_elmo_modes.training.export import write_json
 from flair_elmo_modes.training.lm import BiLanguageModel
+from flair_elmo_modes.training.shards import read_sentences
 from tests.helpers import TINY_OPTIONS
 from tests.training.conftest import write_corpus
 
