@@ -12,9 +12,7 @@ import contextlib
 import itertools
 import logging
 import math
-import pickle
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -23,13 +21,23 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from flair_elmo_modes.atomic import atomic_file, remove_stale_temps
-from flair_elmo_modes.bilm.errors import weights_only_refusal
+from flair_elmo_modes.atomic import remove_stale_temps
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.models import ALLENNLP, resolve_model
 from flair_elmo_modes.training import distributed
+from flair_elmo_modes.training.checkpoint import (
+    CHECKPOINT_NAME,
+    Progress,
+    check_same_checkpoint,
+    check_same_text,
+    checkpoint_state,
+    load_checkpoint,
+    rng_state,
+    set_rng_state,
+    write_checkpoint,
+)
 from flair_elmo_modes.training.config import SMALL_OPTIONS, TrainConfig
 from flair_elmo_modes.training.data import (
     EncodedCorpus,
@@ -42,18 +50,10 @@ from flair_elmo_modes.training.data import (
 from flair_elmo_modes.training.distributed import World
 from flair_elmo_modes.training.export import LM_HEAD_NAME, export_model, load_language_model, write_json
 from flair_elmo_modes.training.lm import BiLanguageModel
-from flair_elmo_modes.training.shards import (
-    ShardedText,
-    TextStats,
-    count_batches,
-    epoch_batches,
-    text_changes,
-    text_identity,
-)
+from flair_elmo_modes.training.shards import ShardedText, TextStats, count_batches, epoch_batches, text_identity
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint.pt"
 RESULT_NAME = "result.json"
 MODEL_DIR_NAME = "model"
 
@@ -117,21 +117,36 @@ class TrainResult:
         return raw
 
 
-@dataclass
-class _Progress:
-    """Where training is; saved in the checkpoint."""
+@dataclass(frozen=True)
+class StepInfo:
+    """What :func:`train_bilm` tells its ``on_step`` hook after each optimizer step.
 
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    step: int = 0
-    train_tokens: int = 0
-    train_seconds: float = 0.0
-    epoch_nll: float = 0.0
-    epoch_tokens: int = 0
-    dev: list[dict[str, Any]] = field(default_factory=list)
+    Attributes:
+        step: the step's number, from 1, counted across resumes (the last is ``TrainResult.steps``).
+        epoch: the epoch the step belongs to, from 1.
+        batch_in_epoch: the step's batch within that epoch, from 1.
+        loss: the batch's mean NLL per prediction of both directions (nats; over all processes).
+        tokens: the batch's predictions per direction (words plus one sentence marker per sentence).
+        sentences: the batch's sentences (long lines split: see ``TrainConfig.max_sentence_tokens``).
+        longest: words of the batch's longest sentence (its markers not counted).
+        seconds: the step's time.
+    """
+
+    step: int
+    epoch: int
+    batch_in_epoch: int
+    loss: float
+    tokens: int
+    sentences: int
+    longest: int
+    seconds: float
 
 
-def train_bilm(config: TrainConfig, check: Callable[[], None] | None = None) -> TrainResult:
+def train_bilm(
+    config: TrainConfig,
+    check: Callable[[], None] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> TrainResult:
     """Train forward and backward ELMo language models on ``config.train_files`` and export them.
 
     Resumes from ``config.output_dir/checkpoint.pt`` when it exists and ``config.resume`` is set;
@@ -145,6 +160,11 @@ def train_bilm(config: TrainConfig, check: Callable[[], None] | None = None) -> 
         check: called before every step and just before every file is renamed into place;
             an exception it raises (the CLI's ``Interrupted``) stops the run, and every file
             of ``output_dir`` stays as it was (the last checkpoint included).
+        on_step: called with a :class:`StepInfo` after every optimizer step, on every process
+            (with the same values), once the step is counted and, where ``checkpoint_every``
+            falls on it, checkpointed (the checkpoint at the end of an epoch comes after it).
+            An exception it raises stops the run as one raised inside the step would:
+            ``output_dir`` keeps the last checkpoint written.
 
     Raises:
         FileNotFoundError: a text, vocabulary or model file is missing.
@@ -160,12 +180,16 @@ def train_bilm(config: TrainConfig, check: Callable[[], None] | None = None) -> 
         world = distributed.from_environment()
         device = distributed.device_for(config.device, world)
         with distributed.process_group(world, device):
-            return _train(config, check or _no_check, world, device)
+            return _train(config, check or _no_check, on_step or _no_hook, world, device)
     finally:
         torch.set_num_threads(threads)
 
 
 def _no_check() -> None:
+    pass
+
+
+def _no_hook(info: StepInfo) -> None:
     pass
 
 
@@ -196,8 +220,9 @@ class _Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    progress: _Progress
+    progress: Progress
     check: Callable[[], None]
+    on_step: Callable[[StepInfo], None]
 
     @property
     def checkpoint_path(self) -> Path:
@@ -217,9 +242,21 @@ class _Run:
 
     def save_checkpoint(self) -> None:
         """Every process's random state, then rank 0 writes the checkpoint (every process calls this)."""
-        rng_states = self.world.gather(_rng_state(self.device))
+        rng_states = self.world.gather(rng_state(self.device))
         if self.world.is_main:
-            _save_checkpoint(self, rng_states)
+            state = checkpoint_state(
+                config=self.config.model_dict(self.model.bilm.options),
+                text=self.text_identity,
+                world_size=self.world.size,
+                vocab=list(self.vocab.words),
+                model=self.model.state_dict(),
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                scaler=self.scaler.state_dict(),
+                progress=asdict(self.progress),
+                rng_states=rng_states,
+            )
+            write_checkpoint(self.checkpoint_path, state, self.check)
         self.world.barrier()  # no process runs ahead of a checkpoint it might be resumed from
 
     def evaluate_dev(self) -> Perplexity | None:
@@ -230,7 +267,13 @@ class _Run:
         return self.world.gather(perplexity)[0]
 
 
-def _train(config: TrainConfig, check: Callable[[], None], world: World, device: torch.device) -> TrainResult:
+def _train(
+    config: TrainConfig,
+    check: Callable[[], None],
+    on_step: Callable[[StepInfo], None],
+    world: World,
+    device: torch.device,
+) -> TrainResult:
     # bad input fails before anything is written
     text = ShardedText.from_patterns(config.train_files, config.max_sentence_tokens)
     dev = _read_dev(config)
@@ -239,9 +282,9 @@ def _train(config: TrainConfig, check: Callable[[], None], world: World, device:
     checkpoint_path = config.output_dir / CHECKPOINT_NAME
     checkpoint = None
     if config.resume and checkpoint_path.is_file():
-        checkpoint = _load_checkpoint(checkpoint_path, config.model_dict(start.options), world)
-        _check_same_text(checkpoint_path, checkpoint["text"], identity, config.allow_changed_text)
-    _check_same_checkpoint(world, checkpoint, checkpoint_path)
+        checkpoint = load_checkpoint(checkpoint_path, config.model_dict(start.options), world)
+        check_same_text(checkpoint_path, checkpoint["text"], identity, config.allow_changed_text)
+    check_same_checkpoint(world, checkpoint, checkpoint_path)
     stats = text.scan(count_words=checkpoint is None and start.vocab is None)
     if checkpoint is not None:
         vocab = Vocabulary(tuple(checkpoint["vocab"]))
@@ -250,51 +293,12 @@ def _train(config: TrainConfig, check: Callable[[], None], world: World, device:
     config.output_dir.mkdir(parents=True, exist_ok=True)
     if world.is_main:
         _remove_stale_temps(config.output_dir)
-    run = _build_run(config, world, device, text, identity, stats, vocab, dev, start, check)
+    run = _build_run(config, world, device, text, identity, stats, vocab, dev, start, check, on_step)
     if checkpoint is not None:
         _resume(run, checkpoint)
     stopped_by = _train_epochs(run)
     train_loss = _finish(run, stopped_by)
     return _export(run, stopped_by, train_loss)
-
-
-def _check_same_text(path: Path, recorded: dict[str, Any], current: dict[str, Any], allow_changed: bool) -> None:
-    """A checkpoint resumes only on the bytes it was trained on (see ``shards.text_identity``).
-
-    Raises:
-        TrainingDataError: a shard or the vocabulary file changed, was added or removed (unless
-            ``allow_changed``, which logs a warning instead).
-    """
-    changes = text_changes(recorded, current)
-    if not changes:
-        return
-    more = f" (and {len(changes) - 1} more change(s))" if len(changes) > 1 else ""
-    if allow_changed:
-        logger.warning(
-            "resuming on changed text: %s%s since %s; its vocabulary and batch plan were made for the old text",
-            changes[0], more, path,
-        )  # fmt: skip
-        return
-    raise TrainingDataError(
-        f"{changes[0]}{more} since {path} was written: its vocabulary and batch plan belong to the old text; "
-        "train into a new --output to start over, or pass --allow-changed-text to continue knowingly"
-    )
-
-
-def _check_same_checkpoint(world: World, checkpoint: dict[str, Any] | None, path: Path) -> None:
-    """Every process must resume from the same checkpoint (or none): ``--output`` must be shared.
-
-    Raises:
-        ValueError: processes see different checkpoints.
-    """
-    step = -1 if checkpoint is None else int(checkpoint["progress"]["step"])
-    steps = world.gather(step)
-    if len(set(steps)) > 1:
-        seen = ", ".join(f"rank {rank}: {'none' if s < 0 else f'step {s}'}" for rank, s in enumerate(steps))
-        raise ValueError(
-            f"{path}: the processes see different checkpoints ({seen}); the output directory must be on a "
-            "filesystem that every machine of the run shares"
-        )
 
 
 def _read_dev(config: TrainConfig) -> list[list[str]] | None:
@@ -373,6 +377,7 @@ def _build_run(
     dev_sentences: list[list[str]] | None,
     start: _Start,
     check: Callable[[], None],
+    on_step: Callable[[StepInfo], None],
 ) -> _Run:
     """Model (fresh or pretrained weights), optimizer and learning-rate schedule."""
     options = start.options
@@ -434,8 +439,9 @@ def _build_run(
         optimizer,
         scheduler,
         scaler,
-        _Progress(),
+        Progress(),
         check,
+        on_step,
     )
 
 
@@ -445,22 +451,9 @@ def _resume(run: _Run, checkpoint: dict[str, Any]) -> None:
     run.optimizer.load_state_dict(checkpoint["optimizer"])
     run.scheduler.load_state_dict(checkpoint["scheduler"])
     run.scaler.load_state_dict(checkpoint["scaler"])
-    run.progress = _Progress(**checkpoint["progress"])
-    _set_rng_state(checkpoint["rng_states"][run.world.rank], run.device)
+    run.progress = Progress(**checkpoint["progress"])
+    set_rng_state(checkpoint["rng_states"][run.world.rank], run.device)
     run.log("resumed from %s at epoch %d, step %d", run.checkpoint_path, run.progress.epoch + 1, run.progress.step)
-
-
-def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _train_epochs(run: _Run) -> str:
@@ -514,7 +507,8 @@ def _train_epoch(run: _Run) -> str:
             start = time.perf_counter()
             nll, count = _train_step(run, batch)
             run.scheduler.step()
-            progress.train_seconds += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            progress.train_seconds += seconds
             progress.step += 1
             progress.batch_in_epoch += 1
             progress.train_tokens += count
@@ -525,6 +519,18 @@ def _train_epoch(run: _Run) -> str:
             bar.update()
             if config.checkpoint_every and progress.step % config.checkpoint_every == 0:
                 run.save_checkpoint()
+            run.on_step(
+                StepInfo(
+                    step=progress.step,
+                    epoch=progress.epoch + 1,
+                    batch_in_epoch=progress.batch_in_epoch,
+                    loss=nll / (2 * count),
+                    tokens=count,
+                    sentences=len(batch),
+                    longest=max(len(sentence) for sentence in batch),
+                    seconds=seconds,
+                )
+            )
     return "epochs"
 
 
@@ -653,127 +659,3 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def _format_record(record: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-
-
-def _save_checkpoint(run: _Run, rng_states: list[dict[str, torch.Tensor]]) -> None:
-    """Write the run's checkpoint (:func:`write_checkpoint`); ``rng_states``: every process's, in rank order."""
-    state = {
-        "config": run.config.model_dict(run.model.bilm.options),
-        "text": run.text_identity,
-        "world_size": run.world.size,
-        "vocab": list(run.vocab.words),
-        "model": run.model.state_dict(),
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "progress": asdict(run.progress),
-        "rng_states": rng_states,
-    }
-    write_checkpoint(run.checkpoint_path, state, run.check)
-
-
-def write_checkpoint(path: Path, state: dict[str, Any], check: Callable[[], None] | None = None) -> None:
-    """Write a checkpoint atomically (:func:`~flair_elmo_modes.atomic.atomic_file`).
-
-    It must hold only tensors and plain data, so that :func:`_load_checkpoint` can read it with
-    ``weights_only=True``. ``check`` runs just before the rename. A failed write (disk full) is a
-    :class:`~flair_elmo_modes.atomic.WriteError` naming the file; the old one is kept.
-
-    Raises:
-        TypeError: ``state`` holds something else (nothing is written).
-    """
-    problem = _not_plain(state, "checkpoint")
-    if problem is not None:  # a bug here, not bad input: the checkpoint could not be resumed from
-        raise TypeError(
-            f"{path}: {problem} is not a tensor or plain data; torch.load(weights_only=True) would refuse it"
-        )
-    with atomic_file(path, before_commit=check) as handle:
-        torch.save(state, handle)
-
-
-_PLAIN_TYPES = (str, int, float, bool, type(None))
-#: What ``_save_checkpoint`` writes; ``_load_checkpoint`` checks each key's type before use.
-_CHECKPOINT_TYPES: dict[str, type] = {
-    "config": dict,
-    "vocab": list,
-    "model": dict,
-    "optimizer": dict,
-    "scheduler": dict,
-    "scaler": dict,
-    "progress": dict,
-    "rng_states": list,
-    "text": dict,
-    "world_size": int,
-}
-
-
-def _not_plain(value: Any, where: str) -> str | None:
-    """The first part of ``value`` that is neither a tensor nor plain data, else ``None``.
-
-    Exact types: a subclass (``numpy.float64`` is a ``float``) would be pickled as a class.
-    """
-    if type(value) in _PLAIN_TYPES or isinstance(value, torch.Tensor):
-        return None
-    if type(value) in (dict, OrderedDict):
-        for key, item in value.items():
-            if type(key) not in _PLAIN_TYPES:
-                return f"a key of {where} ({type(key).__name__})"
-            problem = _not_plain(item, f"{where}[{key!r}]")
-            if problem is not None:
-                return problem
-        return None
-    if type(value) in (list, tuple):
-        for i, item in enumerate(value):
-            problem = _not_plain(item, f"{where}[{i}]")
-            if problem is not None:
-                return problem
-        return None
-    return f"{where} ({type(value).__name__})"
-
-
-def _load_checkpoint(path: Path, expected: dict[str, Any], world: World) -> dict[str, Any]:
-    """Read a checkpoint and check that it was made with the same config and number of processes.
-
-    Args:
-        path: the checkpoint.
-        expected: ``TrainConfig.model_dict`` of this run.
-        world: this run's processes.
-
-    Loads with ``weights_only=True``: a pickle that would create other objects (or run code) is
-    refused without being executed.
-    """
-
-    def unreadable(reason: str) -> ValueError:
-        return ValueError(f"{path}: not a readable training checkpoint ({reason}); delete it to start over")
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        reason = weights_only_refusal(error)
-        raise unreadable(f"it holds more than tensors and plain data: {reason}") from error
-    except Exception as error:  # zip, EOF and torch errors all mean "not a usable checkpoint"
-        raise unreadable(str(error)) from error
-    if not isinstance(checkpoint, dict):
-        raise unreadable(f"found a {type(checkpoint).__name__}; expected a dict with {', '.join(_CHECKPOINT_TYPES)}")
-    for key, kind in _CHECKPOINT_TYPES.items():
-        if key not in checkpoint:
-            raise unreadable(f"'{key}' is missing")
-        if not isinstance(checkpoint[key], kind):
-            raise unreadable(f"'{key}' is a {type(checkpoint[key]).__name__}; expected a {kind.__name__}")
-    if not all(isinstance(word, str) for word in checkpoint["vocab"]):
-        raise unreadable("'vocab' holds something other than strings")
-    expected_progress = {f.name for f in fields(_Progress)}
-    if set(checkpoint["progress"]) != expected_progress:
-        raise unreadable(f"'progress' has keys {sorted(checkpoint['progress'])}; expected {sorted(expected_progress)}")
-    found = checkpoint["config"]
-    differing = sorted(key for key in expected if found.get(key) != expected[key])
-    if differing:
-        details = "; ".join(f"{key}: checkpoint {found.get(key)!r}, config {expected[key]!r}" for key in differing)
-        raise ValueError(f"{path} was made with a different config ({details}); use another output directory")
-    if checkpoint["world_size"] != world.size or len(checkpoint["rng_states"]) != world.size:
-        raise ValueError(
-            f"{path} was made by {checkpoint['world_size']} process(es), this run has {world.size}: resume with "
-            f"torchrun --nproc_per_node {checkpoint['world_size']} (or as many processes on several machines), "
-            "or use another output directory"
-        )
-    return checkpoint

@@ -105,7 +105,7 @@ def test_allow_changed_text_resumes_with_a_warning_and_records_the_new_text(
     started: TrainConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
     named = edit(started)
-    with caplog.at_level(logging.WARNING, logger="flair_elmo_modes.training.trainer"):
+    with caplog.at_level(logging.WARNING, logger="flair_elmo_modes.training.checkpoint"):
         result = train_bilm(dataclasses.replace(started, allow_changed_text=True))
     assert result.steps == 4  # resumed at step 3, not started over
     assert any(named in record.getMessage() and record.levelno == logging.WARNING for record in caplog.records)

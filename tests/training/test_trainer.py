@@ -14,13 +14,14 @@ import torch
 
 from flair_elmo_modes.bilm import batch_to_ids, load_bilm
 from flair_elmo_modes.training import (
+    StepInfo,
     TrainConfig,
     TrainingDataError,
     evaluate,
     load_language_model,
     train_bilm,
 )
-from flair_elmo_modes.training import trainer as trainer_module
+from flair_elmo_modes.training.checkpoint import check_same_checkpoint, write_checkpoint
 from flair_elmo_modes.training.data import SPECIAL_TOKENS, EncodedCorpus, Vocabulary
 from flair_elmo_modes.training.distributed import World
 from flair_elmo_modes.training.export import write_json
@@ -106,28 +107,21 @@ def test_export_loads_back_with_the_same_outputs(trained) -> None:
     assert all(path.stat().st_mode & 0o777 == 0o644 for path in result.model_dir.iterdir())
 
 
-def test_resume_after_interruption_continues_identically(
-    corpus_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_resume_after_interruption_continues_identically(corpus_files: tuple[Path, Path], tmp_path: Path) -> None:
     changes = {"epochs": 2, "dropout": 0.2, "lr_schedule": "linear", "checkpoint_every": 4}
     reference = train_bilm(tiny_config(corpus_files, tmp_path / "whole", **changes))
 
     interrupted = tiny_config(corpus_files, tmp_path / "resumed", **changes)
-    real_step = trainer_module._train_step
-    calls = {"n": 0}
 
-    def failing_step(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 27:  # epoch 2, after the checkpoint at step 24
+    def interrupt(info: StepInfo) -> None:
+        if info.step == 26:  # epoch 2, after the checkpoint at step 24
+            assert info.epoch == 2
             raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "_train_step", failing_step)
     with pytest.raises(KeyboardInterrupt):
-        train_bilm(interrupted)
+        train_bilm(interrupted, on_step=interrupt)
     saved = torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=True)
     assert saved["progress"]["step"] == 24 and saved["progress"]["epoch"] == 1
-    monkeypatch.setattr(trainer_module, "_train_step", real_step)
     resumed = train_bilm(interrupted)
 
     assert resumed.steps == reference.steps
@@ -284,10 +278,10 @@ def test_a_checkpoint_that_could_not_be_resumed_is_not_written(corpus_files: tup
         return {"vocab": list(vocab.words), "model": model.state_dict(), "scheduler": scheduler.state_dict()}
 
     with pytest.raises(TypeError, match=r"checkpoint\['scheduler'\]\['lr_lambdas'\]\[0\]\['floor'\] \(float64\)"):
-        trainer_module.write_checkpoint(path, state())
+        write_checkpoint(path, state())
     assert list(tmp_path.iterdir()) == []
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    trainer_module.write_checkpoint(path, state())
+    write_checkpoint(path, state())
     assert torch.load(path, weights_only=True)["vocab"] == list(vocab.words)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
@@ -307,24 +301,19 @@ def test_result_json_is_strict_json_with_null_for_nan(tmp_path: Path) -> None:
 
 
 def test_long_lines_are_split_so_no_step_sees_more_than_max_sentence_tokens(
-    corpus_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    corpus_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """A 100,000-token line needed about 10 GiB in one step; now it is cut into pieces."""
     text = tmp_path / "train.txt"
     text.write_text(corpus_files[0].read_text(encoding="utf-8") + " ".join(["the cat sat"] * 2000) + "\n")
-    real_step = trainer_module._train_step
-    timesteps: list[int] = []
-
-    def recording(run, batch):  # type: ignore[no-untyped-def]
-        timesteps.append(max(len(sentence) for sentence in batch) + 2)
-        return real_step(run, batch)
-
-    monkeypatch.setattr(trainer_module, "_train_step", recording)
+    steps: list[StepInfo] = []
     config = tiny_config(
         corpus_files, tmp_path / "run", train_files=text, dev_files=(), epochs=1, max_sentence_tokens=50
     )
-    result = train_bilm(config)
-    assert max(timesteps) == 50 + 2  # the pieces of the 6,000-token line, with their markers
+    result = train_bilm(config, on_step=steps.append)
+    assert max(info.longest for info in steps) == 50  # the pieces of the 6,000-token line
+    assert [info.step for info in steps] == list(range(1, result.steps + 1))
+    assert sum(info.tokens for info in steps) == result.train_tokens
     assert result.train_tokens == sum(len(s) + 1 for s in read_sentences(corpus_files[0])) + 6000 + 120
 
 
@@ -359,28 +348,24 @@ def three_shards(directory: Path) -> str:
 
 
 def test_a_run_resumed_mid_shard_takes_the_steps_of_an_uninterrupted_one(
-    corpus_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    corpus_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     # 300 sentences through a 40-sentence buffer: a checkpoint at step 6 lies inside the second shard
     changes = {"train_files": three_shards(tmp_path / "text"), "shuffle_buffer": 40, "checkpoint_every": 6}
     changes.update(epochs=2, dropout=0.2, dev_files=())
     reference = train_bilm(tiny_config(corpus_files, tmp_path / "whole", **changes))
     interrupted = tiny_config(corpus_files, tmp_path / "resumed", **changes)
-    real_step = trainer_module._train_step
-    seen: list[list[list[str]]] = []
+    seen: list[StepInfo] = []
 
-    def failing_step(run, batch):  # type: ignore[no-untyped-def]
-        if len(seen) == 9:
+    def interrupt(info: StepInfo) -> None:
+        seen.append(info)
+        if info.step == 9:
             raise KeyboardInterrupt
-        seen.append(batch)
-        return real_step(run, batch)
 
-    monkeypatch.setattr(trainer_module, "_train_step", failing_step)
     with pytest.raises(KeyboardInterrupt):
-        train_bilm(interrupted)
+        train_bilm(interrupted, on_step=interrupt)
     assert torch.load(interrupted.output_dir / "checkpoint.pt", weights_only=True)["progress"]["step"] == 6
-    assert {sentence[0] for batch in seen[6:9] for sentence in batch}  # the batches after the checkpoint
-    monkeypatch.setattr(trainer_module, "_train_step", real_step)
+    assert all(info.sentences for info in seen[6:9])  # the batches after the checkpoint were trained on
     resumed = train_bilm(interrupted)
     assert resumed.steps == reference.steps and resumed.shards == 3
     whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
@@ -390,19 +375,10 @@ def test_a_run_resumed_mid_shard_takes_the_steps_of_an_uninterrupted_one(
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_trains_on_the_cpu(
-    corpus_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str
-) -> None:
-    real_step = trainer_module._train_step
+def test_mixed_precision_trains_on_the_cpu(corpus_files: tuple[Path, Path], tmp_path: Path, precision: str) -> None:
     losses: list[float] = []
-
-    def recording(run, batch):  # type: ignore[no-untyped-def]
-        nll, count = real_step(run, batch)
-        losses.append(nll / (2 * count))
-        return nll, count
-
-    monkeypatch.setattr(trainer_module, "_train_step", recording)
-    result = train_bilm(tiny_config(corpus_files, tmp_path, precision=precision, epochs=3, lr=1e-2, dev_files=()))
+    config = tiny_config(corpus_files, tmp_path, precision=precision, epochs=3, lr=1e-2, dev_files=())
+    result = train_bilm(config, on_step=lambda info: losses.append(info.loss))
     assert result.precision == precision and len(losses) == result.steps
     assert all(math.isfinite(loss) for loss in losses)
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5  # the loss falls
@@ -485,5 +461,5 @@ def test_processes_that_see_different_checkpoints_are_stopped(tmp_path: Path) ->
             return [value, -1]
 
     with pytest.raises(ValueError, match=r"different checkpoints \(rank 0: step 12, rank 1: none\).*every machine"):
-        trainer_module._check_same_checkpoint(TwoMachines(0, 2), {"progress": {"step": 12}}, tmp_path / "c.pt")
-    trainer_module._check_same_checkpoint(World(), None, tmp_path / "c.pt")  # one process: nothing to compare
+        check_same_checkpoint(TwoMachines(0, 2), {"progress": {"step": 12}}, tmp_path / "c.pt")
+    check_same_checkpoint(World(), None, tmp_path / "c.pt")  # one process: nothing to compare
