@@ -94,7 +94,7 @@ def _architecture(options: ElmoOptions) -> dict[str, Any]:
 def count_parameters(options: ElmoOptions) -> int:
     """Parameters of the biLM built from ``options``, from the architecture alone (no torch import).
 
-    tests/test_cli.py checks it against ``ElmoBiLm(options).parameters()``.
+    tests/cli/test_info.py checks it against ``ElmoBiLm(options).parameters()``.
     """
     emb, nf, cell, proj = options.char_embedding_dim, options.n_filters, options.cell_dim, options.projection_dim
     chars = options.char_embedding_rows * emb

@@ -1,0 +1,173 @@
+"""``flair-elmo info`` (cli/info.py): models, files, parameter counts, --system."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flair_elmo_modes import models
+from flair_elmo_modes.bilm import ElmoBiLm, load_bilm, onednn
+from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.kernels import kernel_name
+from flair_elmo_modes.cli import main
+from flair_elmo_modes.cli.info import count_parameters
+from flair_elmo_modes.models import PUBLISHED_MODELS, published_architecture
+from flair_elmo_modes.system import kernel_rule, native_bf16
+from tests.cli.helpers import assert_one_line_error, run
+from tests.helpers import ALIGNED_OPTIONS, TINY_OPTIONS, tiny_options, torch_threads, write_random_model
+
+# --------------------------------------------------------------------------------------------
+# info
+
+
+def test_info_local_model(
+    model_dir: Path, tiny_model_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "info", model_dir, "--json")
+    assert code == 0 and err == ""
+    info = json.loads(out)
+    bilm = load_bilm(*tiny_model_files)
+    options = bilm.options
+    assert info["kind"] == "local"
+    assert info["options_file"]["path"] == str(tiny_model_files[0])
+    assert info["weight_file"] == {
+        "path": str(tiny_model_files[1]),
+        "exists": True,
+        "bytes": tiny_model_files[1].stat().st_size,
+    }
+    assert info["parameters"] == sum(p.numel() for p in bilm.parameters())
+    assert info["output_layers"] == options.n_layers + 1 and info["layer_dim"] == 2 * options.projection_dim
+    assert info["architecture"]["filters"] == [list(f) for f in options.filters]
+    assert info["architecture"]["n_highway"] == options.n_highway
+    layer = 2 * options.projection_dim
+    assert info["embedding_length"] == {
+        "all": (options.n_layers + 1) * layer,
+        "top": layer,
+        "average": layer,
+        "bottom": layer,
+        "mix": layer,
+    }
+
+    code, text, _ = run(capsys, "info", model_dir)
+    assert code == 0
+    rows = dict(line.split("  ", 1) for line in text.splitlines())
+    assert rows["parameters"].strip() == f"{info['parameters']:,}"
+    assert rows["embedding length"].strip().startswith(f"all={3 * layer}, top={layer}, average={layer}")
+    assert str(tiny_model_files[1]) in text
+
+
+def test_info_options_file(tiny_model_files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "info", tiny_model_files[0], "--json")
+    info = json.loads(out)
+    assert code == 0 and info["kind"] == "options file"
+    assert info["weight_file"]["path"] == str(tiny_model_files[1])
+
+
+def test_info_published_model_does_not_download(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import flair
+    import flair.file_utils
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("info must not download")
+
+    monkeypatch.setattr(flair, "cache_root", tmp_path)
+    monkeypatch.setattr(flair.file_utils, "cached_path", no_network)
+    monkeypatch.setattr(flair.file_utils, "get_from_cache", no_network)
+    code, out, _ = run(capsys, "info", "original", "--json")
+    info = json.loads(out)
+    assert code == 0 and info["kind"] == "published"
+    assert info["options_file"]["exists"] is False and info["options_file"]["url"].startswith("https://")
+    assert info["architecture"]["source"] == "file name" and info["architecture"]["lstm_layers"] == 2
+    assert info["embedding_length"]["all"] == 3 * 2 * info["architecture"]["projection_dim"]
+    assert info["parameters"] is None
+    code, text, _ = run(capsys, "info", "original")
+    assert code == 0 and "not cached" in text and str(tmp_path / "embeddings") in text
+
+    # Once the options file is cached, info reads it (and still does not download the weights).
+    options_url = models.PUBLISHED_MODELS["small"][0]
+    cached = tmp_path / "embeddings" / "elmo-small" / options_url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    write_random_model(tmp_path / "m")
+    cached.write_bytes((tmp_path / "m" / "options.json").read_bytes())
+    info = json.loads(run(capsys, "info", "small", "--json")[1])
+    assert info["options_file"]["exists"] is True and info["weight_file"]["exists"] is False
+    assert info["architecture"]["source"] == "options.json" and info["parameters"] > 0
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity"])
+def test_info_refuses_non_finite_options_instead_of_printing_invalid_json(
+    value: str, tiny_model_files: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    raw = json.loads(tiny_model_files[0].read_text())
+    raw["lstm"]["cell_clip"] = "PLACEHOLDER"
+    options_file = tmp_path / "options.json"
+    options_file.write_text(json.dumps(raw).replace('"PLACEHOLDER"', value))
+    code, out, err = run(capsys, "info", options_file, "--json")
+    assert code == 2 and out == ""
+    assert_one_line_error(err, str(options_file), "'lstm.cell_clip'", "expected a finite number")
+
+
+def test_info_unknown_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "info", str(tmp_path / "nothing"))
+    assert code == 2 and out == ""
+    assert_one_line_error(err, "unknown model", "original")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [TINY_OPTIONS, ALIGNED_OPTIONS, tiny_options(n_layers=3, n_highway=0), tiny_options(cell_dim=7, projection_dim=3)],
+)
+def test_parameter_count_from_the_options_equals_the_built_model(options) -> None:
+    assert count_parameters(options) == sum(p.numel() for p in ElmoBiLm(options).parameters())
+
+
+def test_info_system_reports_this_process(capsys: pytest.CaptureFixture[str]) -> None:
+    with torch_threads(1):
+        assert main(["info", "--system", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["versions"]["torch"] == torch.__version__ and info["versions"]["numpy"] == np.__version__
+    assert info["versions"]["python"] == platform.python_version()
+    assert info["threads"]["torch"] == 1  # the count in force, not a default
+    assert info["cpu"]["torch_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info["math"]["mkl"] == torch.backends.mkl.is_available()
+    assert info["math"]["onednn"] == torch.backends.mkldnn.is_available()
+    assert info["cuda"] == [] or torch.cuda.is_available()
+    assert set(info["kernels"]) == {name for name in PUBLISHED_MODELS if published_architecture(name)}
+    # the plan is the decision a forward of that many rows makes (tests/bilm/test_fast_paths.py checks
+    # that choose_kernel builds the kernel kernel_name names)
+    original = published_architecture("original")
+    for batch, kernel in info["kernels"]["original"].items():
+        assert kernel == kernel_name(original.cell_dim, original.projection_dim, int(batch), torch.zeros(0))
+    assert main(["info", "--system"]) == 0
+    text = capsys.readouterr().out
+    assert f"torch {torch.__version__}" in text and "kernel rule original" in text and "native bf16" in text
+    assert info["kernel_plan"]["file"] in text
+
+
+def test_kernel_rule_follows_the_fast_paths_switch() -> None:
+    with fast_paths(enabled=False):
+        assert {k for kernels in kernel_rule().values() for k in kernels.values()} == {"TorchKernel"}
+    with fast_paths(batch_invariant=True):
+        expected = "OneDnnKernel" if onednn.usable(torch.zeros(1)) else "TorchKernel:in_place"
+        assert {k for kernels in kernel_rule().values() for k in kernels.values()} == {expected}
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [
+        (frozenset({"avx2", "avx512f", "avx512_bf16"}), True),  # AMD Zen 4, Intel Cooper Lake
+        (frozenset({"avx2", "amx_tile", "amx_bf16"}), True),  # Intel Sapphire Rapids
+        (frozenset({"fp", "asimd", "bf16"}), True),  # Arm with the BF16 extension
+        (frozenset({"avx2", "avx512f", "avx512_vnni"}), False),  # Intel Cascade Lake
+        (None, None),  # not Linux: unknown
+    ],
+)
+def test_native_bf16_from_the_cpu_flags(flags: frozenset[str] | None, native: bool | None) -> None:
+    assert native_bf16(flags) is native
