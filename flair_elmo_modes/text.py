@@ -100,6 +100,10 @@ def read_lines(handle: BinaryIO, name: str | Path) -> Iterator[Line]:
             ) from None
         if number == 0 and text.startswith(BYTE_ORDER_MARK):
             text = text[1:]
+        if "\r" not in text and text.endswith("\n"):  # one line (most text): what the split below makes
+            number += 1
+            yield Line(number, text.strip())
+            continue
         if text.endswith("\n"):
             pieces = text[:-1].removesuffix("\r").split("\r")
         else:  # the last line, without a newline; a final lone "\r" ends it

@@ -48,6 +48,8 @@ def test_lines_split_as_text_mode_with_the_byte_order_mark_dropped(tmp_path: Pat
     assert list(file_lines(path)) == expected
     with path.open(encoding="utf-8") as handle:  # a file opened in text mode: the same records
         assert list(text_lines(handle)) == expected
+    for empty in (b"", "\ufeff".encode()):  # no line at all, a byte order mark alone included
+        assert list(read_lines(io.BytesIO(empty), "in.txt")) == []
 
 
 def test_lines_end_only_at_newlines_as_python_reads_them(tmp_path: Path) -> None:
