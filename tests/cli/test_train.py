@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -149,12 +150,12 @@ def test_train_export_on_a_full_disk_is_one_line_and_keeps_the_old_model(
 def test_train_out_of_memory_is_one_line_naming_the_options_that_bound_memory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, error: BaseException
 ) -> None:
-    from flair_elmo_modes.training import trainer
+    from flair_elmo_modes.training import StepInfo, command, train_bilm
 
-    def allocation_fails(*args: object, **kwargs: object) -> None:
+    def allocation_fails(info: StepInfo) -> None:  # raised after the first step, as by a step
         raise error
 
-    monkeypatch.setattr(trainer, "_train_step", allocation_fails)
+    monkeypatch.setattr(command, "train_bilm", functools.partial(train_bilm, on_step=allocation_fails))
     corpus = write_training_text(tmp_path / "train.txt", 40)
     code, _, err = run(capsys, "train", corpus, "-o", tmp_path / "run", *TINY_TRAIN, "--quiet")
     assert code == 1
