@@ -1,6 +1,12 @@
-"""Shared pieces of the benchmarks: configurations, random weights, timing, machine facts, logging.
+"""Shared pieces of the benchmarks: models, text, timing, comparisons, machine facts, publishing.
 
-Nothing here imports allennlp, so every benchmark runs in the dev venv; the AllenNLP side lives
+Every ``bench_*.py`` answers one question and writes its answer with :func:`publish`:
+``results/<name>.json`` (the numbers and :func:`machine_info`) and ``results/<name>.md`` (its
+tables, then one line of machine facts: CPU model and flags, torch and its threads, the load
+average and whether other processes ran), with no machine's paths in either.
+
+Nothing here imports allennlp or Flair, and h5py only where random weights are written, so every
+benchmark runs in the dev venv and ``bench_int8.py`` in a torch-only venv; the AllenNLP side lives
 in :mod:`allennlp_side` and is only imported when allennlp is importable. The text (Brown
 sentences) comes from :mod:`corpora`. No sibling imports here: the downstream experiment imports
 this module as ``benchmarks._common``.
@@ -15,12 +21,14 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +38,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, save_bilm  # noqa: E402
-from flair_elmo_modes.system import cpu_model, system_info  # noqa: E402
+from flair_elmo_modes.bilm import ElmoOptions  # noqa: E402
+from flair_elmo_modes.system import system_info  # noqa: E402
+
+if TYPE_CHECKING:
+    from flair_elmo_modes import ElmoEmbedder
+    from flair_elmo_modes.bilm import ElmoBiLm
+
+T = TypeVar("T")
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Random weights, downloads (Brown, WNUT-16), and the scripts' text splits and training runs,
@@ -87,6 +101,8 @@ def random_weights(options: ElmoOptions, seed: int = WEIGHT_SEED) -> ElmoBiLm:
     2.5. On Brown sentences every layer then has a standard deviation of about 1 (maximum about 5),
     and a few outputs (0.05% small, 0.5% original) reach the projection clip of 3.
     """
+    from flair_elmo_modes.bilm import ElmoBiLm
+
     generator = torch.Generator().manual_seed(seed)
 
     def normal_(tensor: torch.Tensor, std: float, mean: float = 0.0) -> None:
@@ -128,6 +144,8 @@ def model_files(name: str, cache_dir: Path) -> tuple[Path, Path]:
     directory = cache_dir / f"{name}-seed{WEIGHT_SEED}-v{WEIGHT_VERSION}"
     options_file, weight_file = directory / "options.json", directory / "weights.hdf5"
     if not (options_file.is_file() and weight_file.is_file()):
+        from flair_elmo_modes.bilm import save_bilm  # h5py: not needed by the torch-only benchmarks
+
         print(f"writing random {name} weights to {directory}", file=sys.stderr)
         save_bilm(directory, random_weights(CONFIGS[name]))
     return options_file, weight_file
@@ -143,8 +161,9 @@ def running_text(length: int, count: int, corpus: list[list[str]]) -> list[list[
 # Batches, logging
 
 
-def batches(sentences: Sequence[list[str]], size: int) -> list[Sequence[list[str]]]:
-    return [sentences[i : i + size] for i in range(0, len(sentences), size)]
+def batches(items: Sequence[T], size: int) -> list[list[T]]:
+    """``items`` in consecutive batches of ``size`` (the last one shorter)."""
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
 def log(message: str) -> None:
@@ -180,11 +199,10 @@ def nominal_flops(options: ElmoOptions, sentence_lengths: Sequence[int]) -> dict
     return parts
 
 
-def gemm_rate(size: int = 2048, repeats: int = 7) -> float:
-    """Measured fp32 ``torch.mm`` rate of ``size``-square matrices in FLOP/s (median)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    for _ in range(2):
-        torch.mm(a, b)
+def gemm_rate(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5) -> float:
+    """Measured ``torch.mm`` rate of ``size``-square matrices of ``dtype`` in FLOP/s (median)."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.mm(a, b)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -194,19 +212,93 @@ def gemm_rate(size: int = 2048, repeats: int = 7) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Timing and machine facts
+# Running and timing
 
 
-def time_passes(run: Callable[[], Any], passes: int, warmup: int = 1) -> list[float]:
-    """Wall seconds of ``passes`` calls of ``run`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
+def embed_all(embedder: ElmoEmbedder, batch_list: Sequence[Sequence[list[str]]]) -> list[np.ndarray]:
+    """``embedder.embed_batch`` over every batch: one array per sentence, in order."""
+    return [array for batch in batch_list for array in embedder.embed_batch(batch)]
+
+
+def time_sides(sides: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each side per round: one warm-up call each, then ``rounds`` rounds, the order of
+    the sides reversed from round to round (ours / theirs / theirs / ours ...: the first call of a
+    round finds colder caches, and a change of the machine's load hits every side). A side's call
+    is timed here, unless it returns a float: then that is its own measured seconds (a worker
+    process that times itself, without the pipe)."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for run in sides.values():
         run()
-    times = []
-    for _ in range(passes):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
+    names = list(sides)
+    for round_ in range(rounds):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            reported = sides[name]()
+            seconds = time.perf_counter() - start
+            times[name].append(reported if isinstance(reported, float) else seconds)
     return times
+
+
+def medians(times: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Comparing outputs
+
+
+def float64_layers(
+    options_file: Path, weight_file: Path, batch_list: Sequence[Sequence[list[str]]]
+) -> list[np.ndarray]:
+    """The reference of the float32 errors: the biLM of these files evaluated in float64 on the plain
+    path (``fast_paths(enabled=False)``, which matches AllenNLP's float64 to 1e-9 in the golden
+    tests), ``(n_layers + 1, n_tokens, dim)`` float64 per sentence."""
+    from flair_elmo_modes import ElmoEmbedder
+    from flair_elmo_modes.bilm import load_bilm
+    from flair_elmo_modes.bilm.fast_paths import fast_paths
+
+    exact = ElmoEmbedder(bilm=load_bilm(options_file, weight_file).double())
+    arrays = []
+    with fast_paths(enabled=False):
+        for batch in batch_list:
+            layers, mask = exact.batch_to_embeddings(batch)  # float64 (embed_batch rounds to float32)
+            for row, length in zip(layers.numpy(), mask.sum(dim=-1).tolist(), strict=True):
+                arrays.append(row[:, :length])
+    return arrays
+
+
+def _pairs(arrays: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    pairs = list(zip(arrays, reference, strict=True))
+    for a, r in pairs:
+        if a.shape != r.shape:
+            raise AssertionError(f"shapes differ: {a.shape} vs {r.shape}")
+    return pairs
+
+
+def layer_max_diff(arrays: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> list[float]:
+    """Largest absolute difference per layer (axis 0), over all sentences, in float64."""
+    worst = [0.0] * reference[0].shape[0]
+    for a, r in _pairs(arrays, reference):
+        if a.size:
+            diff = np.abs(a.astype(np.float64) - r.astype(np.float64)).reshape(len(worst), -1).max(axis=1)
+            worst = [max(w, float(d)) for w, d in zip(worst, diff, strict=True)]
+    return worst
+
+
+def max_abs_diff(arrays: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
+    """Largest absolute difference over all sentences and layers, in float64."""
+    return max(layer_max_diff(arrays, reference), default=0.0)
+
+
+def mean_abs_diff(arrays: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
+    """Mean absolute difference over every value of every sentence, in float64."""
+    pairs = _pairs(arrays, reference)
+    total = sum(float(np.abs(a.astype(np.float64) - r.astype(np.float64)).sum()) for a, r in pairs)
+    return total / max(sum(a.size for a, _ in pairs), 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Memory
 
 
 def peak_rss_mb() -> float:
@@ -244,53 +336,163 @@ class RssSampler:
         self.peak = max(self.peak, current_rss_mb())
 
 
+# ---------------------------------------------------------------------------------------------------
+# Machine facts
+
+#: Cores kept busy by other processes at or above which a run counts as sharing the machine.
+SHARED_CORES = 0.3
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """Busy clock ticks of the whole machine and of this process (all threads)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return user + nice + system + irq + softirq + steal, int(own[11]) + int(own[12])
+
+
+def other_cpu(interval: float = 1.0) -> float | None:
+    """CPU cores kept busy by other processes over ``interval`` seconds (None where /proc is missing)."""
+    try:
+        busy0, own0 = cpu_ticks()
+        time.sleep(interval)
+        busy1, own1 = cpu_ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(max(0.0, (busy1 - busy0) - (own1 - own0)) / os.sysconf("SC_CLK_TCK") / interval, 2)
+
+
+def l3_cache() -> str | None:
+    """The size of CPU 0's level-3 cache as sysfs writes it (``32768K``), or None."""
+    try:
+        for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+            if (index / "level").read_text().strip() == "3":
+                return (index / "size").read_text().strip()
+    except OSError:
+        pass
+    return None
+
+
 def machine_info() -> dict[str, Any]:
     """The machine block of every benchmark JSON: ``flair-elmo info --system``'s data under ``system``,
-    with the date, the load and the flat fields earlier results have (``cpu_model``, ...)."""
-    import numpy
-
+    the L3 size, the date, the load (load average, and the cores other processes used over a second)
+    and the flat fields earlier results have (``cpu_model``, ...). Call it when the run starts:
+    :func:`publish` adds the same load figures at its end."""
+    system = system_info()
     info: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "system": system_info(),
-        "cpu_model": cpu_model(),
+        "system": system,
+        "cpu_model": system["cpu"]["model"],
         "logical_cpus": os.cpu_count(),
+        "l3_cache": l3_cache(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "numpy": numpy.__version__,
+        "numpy": np.__version__,
         "mkldnn": torch.backends.mkldnn.is_available(),
         "load_average_at_start": load_average(),
+        "other_cpu_at_start": other_cpu(),
     }
-    try:
-        import flair
-
-        info["flair"] = flair.__version__
-    except ImportError:
-        pass
-    try:
-        import allennlp.version
-
-        info["allennlp"] = allennlp.version.VERSION
-    except ImportError:
-        info["allennlp"] = None
+    for package in ("flair", "allennlp"):
+        try:
+            info[package] = __import__("importlib.metadata").metadata.version(package)
+        except Exception:  # PackageNotFoundError
+            info[package] = None
     return info
+
+
+def shared(machine: dict[str, Any]) -> bool:
+    """Whether other processes ran beside the benchmark: they kept at least :data:`SHARED_CORES`
+    cores busy at its start or end, or the one-minute load average at its start says so."""
+    others = [machine.get("other_cpu_at_start"), machine.get("other_cpu_at_end")]
+    start_load = (machine.get("load_average_at_start") or [0.0])[0]
+    return start_load >= 0.5 + SHARED_CORES or any(cores is not None and cores >= SHARED_CORES for cores in others)
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    """One line of a results table's machine facts (from the JSON's machine block, so that a table
+    rendered again from its JSON names the machine it was measured on)."""
+    system = machine.get("system", {})
+    cpu = system.get("cpu", {})
+    flags = ", ".join(cpu.get("flags") or []) or "flags unknown"
+    math_libraries = system.get("math", {})
+    versions = [f"torch {machine.get('torch')}", f"Python {machine.get('python')}"]
+    versions += [f"{package} {machine[package]}" for package in ("flair", "allennlp") if machine.get(package)]
+    if math_libraries.get("onednn_version"):
+        versions.append(f"oneDNN {math_libraries['onednn_version']}")
+    load = [machine.get("load_average_at_start"), machine.get("load_average_at_end")]
+    others = [machine.get("other_cpu_at_start"), machine.get("other_cpu_at_end")]
+    load_text = " and ".join(
+        f"{load[i][0]:.2f} at {when}" + ("" if others[i] is None else f" (others used {others[i]:.1f} cores)")
+        for i, when in enumerate(("start", "end"))
+        if load[i]
+    )
+    verdict = "machine shared with other processes" if shared(machine) else "machine otherwise idle"
+    return (
+        f"Machine: {machine.get('cpu_model')} ({machine.get('logical_cpus')} logical CPUs; {flags}"
+        + (f"; L3 {machine['l3_cache']}" if machine.get("l3_cache") else "")
+        + f"), {machine.get('torch_threads')} torch threads; {', '.join(versions)}; {machine.get('date')}; "
+        f"load average (1 min) {load_text}: {verdict}."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Publishing
+
+
+def portable(value: Any) -> Any:
+    """``value`` (JSON data or text) with no machine's paths: the checkout written as ``.``, the
+    home directory as ``~``, the temporary directory as ``<tmp>``; non-finite floats as None
+    (strict JSON)."""
+    if isinstance(value, str):
+        for path, name in ((REPO, "."), (Path(tempfile.gettempdir()), "<tmp>"), (Path.home(), "~")):
+            value = value.replace(f"{path}/", f"{name}/").replace(str(path), name)
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {portable(key): portable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(item) for item in value]
+    return value
 
 
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(portable(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def publish(out: Path, name: str, results: dict[str, Any], markdown: str) -> None:
-    """Write ``<name>.json`` and ``<name>.md`` to ``out``; print the results (no machine facts) and the tables."""
-    write_json(out / f"{name}.json", results)
-    (out / f"{name}.md").write_text(markdown + "\n", encoding="utf-8")
-    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1))
-    print(markdown)
+def publish(
+    out: Path, name: str, results: dict[str, Any], markdown: str, *, echo: bool = True, json_file: bool = True
+) -> dict[str, Path]:
+    """Write ``<name>.json`` (unless not ``json_file``) and ``<name>.md`` to ``out``, without machine
+    paths (:func:`portable`); return their paths.
+
+    ``results["machine"]`` (:func:`machine_info`, where the results have it) gets the end-of-run load
+    unless it has it already (a table rendered again from its JSON keeps the run's), and the markdown
+    ends with its :func:`machine_line`. With ``echo``, the results (less the machine block) and the
+    markdown go to stdout."""
+    machine = results.get("machine")
+    if machine is not None:
+        if "load_average_at_end" not in machine:
+            machine["load_average_at_end"] = load_average()
+            machine["other_cpu_at_end"] = other_cpu()
+        markdown = markdown.rstrip("\n") + "\n\n" + machine_line(machine)
+    markdown = portable(markdown).rstrip("\n") + "\n"
+    paths = {"md": out / f"{name}.md"}
+    if json_file:
+        paths["json"] = out / f"{name}.json"
+        write_json(paths["json"], results)
+    out.mkdir(parents=True, exist_ok=True)
+    paths["md"].write_text(markdown, encoding="utf-8")
+    if echo:
+        print(json.dumps(portable({k: v for k, v in results.items() if k != "machine"}), indent=1))
+        print(markdown)
+    return paths
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -20,8 +20,7 @@ Examples:
     python benchmarks/bench_corpus.py
     python benchmarks/bench_corpus.py --sentences 500 --repeats 1
 
-Writes ``corpus.json`` and ``corpus.md`` to ``--out``; the JSON and the markdown go to stdout,
-progress to stderr.
+Writes ``corpus.json`` and ``corpus.md`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -120,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     cpus = os.cpu_count() or 1
+    machine = machine_info()
     sentences = corpora.brown_sentences(corpora.brown_directory(args.cache_dir))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "runs_seconds": runs,
             "results": results,
             "ray": ray.__version__,
-            "machine": machine_info(),
+            "machine": machine,
         },
         markdown,
     )

@@ -7,7 +7,7 @@ states are reset before every batch (``elmo._elmo_lstm._elmo_lstm.reset_states()
 ``_ElmoBiLm`` -> ``ElmoLstm``): both sides compute every batch from zero state.
 
 Input: ``--batches`` batches of ``--batch-size`` natural Brown sentences (``corpora.sample_sentences``
-with ``--seed``, as ``bench_throughput.py``), turned into ids once with AllenNLP's ``batch_to_ids``
+with ``--seed``), turned into ids once with AllenNLP's ``batch_to_ids``
 (ours gives the same ids: checked) before timing; timed is the module call per batch (the reset
 included on AllenNLP's side). Configurations ``--configs``: the published "small" and "original"
 shapes with random weights in the official layout (``_common.model_files``), or the shipped
@@ -25,16 +25,13 @@ Examples:
     PYTHONPATH=. ../venvs/allennlp/bin/python benchmarks/bench_elmo_module.py --configs en-tiny \\
         --batches 2 --rounds 1 --out /tmp/elmo_module_smoke   # a smoke run
 
-Writes ``elmo_module.json`` and ``elmo_module.md`` to ``--out``; the results and the table go to
-stdout, progress to stderr.
+Writes ``elmo_module.json`` and ``elmo_module.md`` to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,8 +47,10 @@ from _common import (
     log,
     machine_info,
     markdown_table,
+    medians,
     model_files,
     publish,
+    time_sides,
 )
 from corpora import brown_directory, sample_sentences
 
@@ -81,15 +80,10 @@ def build_sides(options_file: Path, weight_file: Path) -> dict[str, Forward]:
     return {"ours": ours, "allennlp": allennlp}
 
 
-def run_pass(forward: Forward, id_batches: Sequence[torch.Tensor]) -> tuple[float, list[dict[str, Any]]]:
-    """Wall seconds of ``forward`` over every batch, and its outputs."""
-    outputs = []
+def run_pass(forward: Forward, id_batches: Sequence[torch.Tensor]) -> list[dict[str, Any]]:
+    """``forward`` over every batch under ``torch.no_grad``: its outputs."""
     with torch.no_grad():
-        start = time.perf_counter()
-        for ids in id_batches:
-            outputs.append(forward(ids))
-        seconds = time.perf_counter() - start
-    return seconds, outputs
+        return [forward(ids) for ids in id_batches]
 
 
 def compare(ours: Sequence[dict[str, Any]], theirs: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -122,15 +116,15 @@ def bench_config(name: str, args: argparse.Namespace, sentences: list[list[str]]
     sides = build_sides(options_file, weight_file)
     log(f"{name}: {len(chosen)} sentences, {tokens} tokens, batch {args.batch_size}; load {load_average()}")
     load_before = load_average()
-    for forward in sides.values():
-        run_pass(forward, id_batches)  # warm-up
-    times: dict[str, list[float]] = {side: [] for side in sides}
     outputs: dict[str, list[dict[str, Any]]] = {}
-    for round_index in range(args.rounds):
-        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
-        for side in order:
-            seconds, outputs[side] = run_pass(sides[side], id_batches)
-            times[side].append(seconds)
+
+    def keeping_outputs(key: str) -> Callable[[], None]:
+        def run() -> None:
+            outputs[key] = run_pass(sides[key], id_batches)
+
+        return run
+
+    times = time_sides({key: keeping_outputs(key) for key in sides}, args.rounds)
     load_after = load_average()
     result: dict[str, Any] = {
         "config": name,
@@ -144,8 +138,9 @@ def bench_config(name: str, args: argparse.Namespace, sentences: list[list[str]]
         "sides": {},
         **compare(outputs["ours"], outputs["allennlp"]),
     }
+    median_seconds = medians(times)
     for side in sides:
-        median = statistics.median(times[side])
+        median = median_seconds[side]
         result["sides"][side] = {
             "pass_seconds": [round(t, 4) for t in times[side]],
             "median_seconds": median,
@@ -162,7 +157,7 @@ def bench_config(name: str, args: argparse.Namespace, sentences: list[list[str]]
 
 
 def report(results: dict[str, Any]) -> str:
-    info, settings = results["machine"], results["settings"]
+    settings = results["settings"]
     rows = []
     for r in results["configs"]:
         for side, v in r["sides"].items():
@@ -185,10 +180,6 @@ def report(results: dict[str, Any]) -> str:
         "`elmo._elmo_lstm._elmo_lstm.reset_states()` before every batch. Timed: the module call per batch "
         f"(ids made beforehand); {settings['rounds']} interleaved rounds after a warm-up pass, median. Random "
         "weights for small and original (`_common.model_files`).",
-        "",
-        f"Date {info['date']}; CPU {info['cpu_model']} ({info['logical_cpus']} logical CPUs), "
-        f"{info['torch_threads']} torch threads; torch {info['torch']}, allennlp {info['allennlp']}, "
-        f"python {info['python']}.",
         "",
         markdown_table(
             [
@@ -245,7 +236,6 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/bench_elmo_module.py " + " ".join(argv).replace(str(args.cache_dir), "DIR"),
         "configs": [bench_config(name, args, sentences) for name in args.configs.split(",")],
     }
-    results["machine"]["load_average_at_end"] = load_average()
     publish(args.out, "elmo_module", results, report(results))
     return 0
 

@@ -11,12 +11,13 @@ Overhead = Flair time / raw time - 1, from the medians of interleaved passes.
 Examples:
     python benchmarks/bench_flair.py
     python benchmarks/bench_flair.py --configs small --passes 5
+
+Writes ``flair_overhead.json`` and ``flair_overhead.md`` to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,8 +33,10 @@ from _common import (
     log,
     machine_info,
     markdown_table,
+    medians,
     model_files,
-    write_json,
+    publish,
+    time_sides,
 )
 from corpora import brown_directory, sample_sentences
 from flair.data import Sentence
@@ -62,25 +65,22 @@ def bench(name: str, args: argparse.Namespace, token_lists: list[list[str]]) -> 
             for sentence in batch:
                 sentence.clear_embeddings()
 
-    run_raw()
-    run_flair()
-    clear()
-    times: dict[str, list[float]] = {"raw": [], "flair": []}
-    for _ in range(args.passes):
-        start = time.perf_counter()
-        run_raw()
-        times["raw"].append(time.perf_counter() - start)
+    def run_flair_fresh() -> float:
+        """A pass on sentences without embeddings (cleared before the clock starts): its seconds."""
+        clear()
         start = time.perf_counter()
         run_flair()
-        times["flair"].append(time.perf_counter() - start)
-        clear()
+        return time.perf_counter() - start
+
+    times = time_sides({"raw": run_raw, "flair": run_flair_fresh}, args.passes)
     # same vectors: the last sentence's tokens, all layers concatenated
     sentence = sentence_batches[-1][-1]
     embeddings.embed(sentence_batches[-1])
     expected = torch.from_numpy(raw.embed_batch(batch_list[-1])[-1])  # (layers, tokens, dim)
     flair_vectors = torch.stack([token.get_embedding() for token in sentence]).cpu()
     diff = float((flair_vectors - expected.permute(1, 0, 2).reshape(len(sentence), -1)).abs().max())
-    raw_median, flair_median = statistics.median(times["raw"]), statistics.median(times["flair"])
+    median = medians(times)
+    raw_median, flair_median = median["raw"], median["flair"]
     return {
         "config": name,
         "tokens": n_tokens,
@@ -92,6 +92,23 @@ def bench(name: str, args: argparse.Namespace, token_lists: list[list[str]]) -> 
         "flair_seconds": times["flair"],
         "flair_device": str(flair.device),
     }
+
+
+def report(results: dict[str, Any]) -> str:
+    return "Batch 32 of Brown sentences, `embedding_type='all'`.\n\n" + markdown_table(
+        ["config", "tokens", "ElmoEmbedder tokens/s", "ELMoEmbeddings tokens/s", "overhead", "max abs diff"],
+        [
+            [
+                r["config"],
+                r["tokens"],
+                f"{r['raw_tokens_per_s']:.0f}",
+                f"{r['flair_tokens_per_s']:.0f}",
+                f"{100 * r['overhead']:+.1f}%",
+                f"{r['max_abs_diff']:.1e}",
+            ]
+            for r in results["configs"]
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,31 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         n_batches = args.batches or {"small": 16, "original": 6}.get(name, 6)
         log(f"{name}: load {load_average()}")
         results["configs"].append(bench(name, args, sentences[: 32 * n_batches]))
-    results["machine"]["load_average_at_end"] = load_average()
-    write_json(args.out / "flair_overhead.json", results)
-    info = results["machine"]
-    markdown = (
-        f"Date {info['date']}; CPU {info['cpu_model']}, {info['torch_threads']} torch threads; torch {info['torch']}, "
-        f"flair {info.get('flair')}; batch 32 of Brown sentences, embedding_type='all'; load average "
-        f"{info['load_average_at_start']} at start, {info['load_average_at_end']} at end.\n\n"
-        + markdown_table(
-            ["config", "tokens", "ElmoEmbedder tokens/s", "ELMoEmbeddings tokens/s", "overhead", "max abs diff"],
-            [
-                [
-                    r["config"],
-                    r["tokens"],
-                    f"{r['raw_tokens_per_s']:.0f}",
-                    f"{r['flair_tokens_per_s']:.0f}",
-                    f"{100 * r['overhead']:+.1f}%",
-                    f"{r['max_abs_diff']:.1e}",
-                ]
-                for r in results["configs"]
-            ],
-        )
-        + "\n"
-    )
-    (args.out / "flair_overhead.md").write_text(markdown, encoding="utf-8")
-    print(markdown)
+    publish(args.out, "flair_overhead", results, report(results))
     return 0
 
 

@@ -45,7 +45,7 @@ absolute error / mean absolute value and max absolute error / mean absolute valu
 uniform(-1, 1) (hidden states, cell outputs and layer inputs all lie in that range), weights
 N(0, 0.05).
 
-Standalone (torch and torchao only, no flair_elmo_modes), for a venv with torchao::
+Needs torch and torchao only (``_common`` imports no h5py, Flair or allennlp), for a venv with torchao::
 
     python benchmarks/bench_int8.py [--out benchmarks/results/int8] [--threads 1 2] [--rounds 5]
 
@@ -77,8 +77,9 @@ from typing import Any
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="bench_int8_inductor_"))
 
 import torch
+from _common import RESULTS, cpu_ticks, l3_cache, load_average, markdown_table, other_cpu, publish
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "int8"
+DEFAULT_OUT = RESULTS / "int8"
 ROWS = (1, 8, 32, 128)
 INPUT_PROJECTION_ROWS = 512
 PACK_HINT = 32  # the batch-size hint of the oneDNN weight reorder
@@ -159,17 +160,10 @@ def cpu_facts() -> dict[str, Any]:
                 flags = set(value.split())
     except OSError:
         pass
-    l3 = None
-    try:
-        for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-            if (index / "level").read_text().strip() == "3":
-                l3 = (index / "size").read_text().strip()
-    except OSError:
-        pass
     return {
         "cpu_model": model,
         "flags": {flag: flag in flags for flag in CPU_FLAGS},
-        "l3_cache": l3,
+        "l3_cache": l3_cache(),
         "logical_cpus": os.cpu_count(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
@@ -180,29 +174,6 @@ def onednn_version() -> str | None:
         if "MKL-DNN" in line or "oneDNN" in line:
             return line.strip(" -")
     return None
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def _cpu_ticks() -> tuple[int, int]:
-    """Busy clock ticks of the whole machine and of this process (all threads)."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    return user + nice + system + irq + softirq + steal, int(own[11]) + int(own[12])
-
-
-def other_cpu(interval: float = 1.0) -> float | None:
-    """CPU cores kept busy by other processes over ``interval`` seconds (None where /proc is missing)."""
-    try:
-        busy0, own0 = _cpu_ticks()
-        time.sleep(interval)
-        busy1, own1 = _cpu_ticks()
-    except (OSError, ValueError, IndexError):
-        return None
-    return max(0.0, (busy1 - busy0) - (own1 - own0)) / os.sysconf("SC_CLK_TCK") / interval
 
 
 def wait_quiet(max_wait: float, threshold: float) -> float | None:
@@ -507,7 +478,7 @@ def measure_cell(
                 pools[v.name].append(fn)
 
     samples: dict[tuple[str, str], list[Sample]] = {(v.name, c): [] for v in variants for c in ("hot", "cold")}
-    ticks_start, wall_start = _cpu_ticks(), time.monotonic()
+    ticks_start, wall_start = cpu_ticks(), time.monotonic()
     for r in range(rounds):
         order = variants[r % len(variants) :] + variants[: r % len(variants)] if variants else []
         for v in order:
@@ -517,7 +488,7 @@ def measure_cell(
             if v.name in pools:
                 cold = clean_sample(lambda v=v: time_cold(pools[v.name], flush, cold_calls), max_waited, retries)
                 samples[v.name, "cold"].append(cold)
-    ticks_end, wall_end = _cpu_ticks(), time.monotonic()
+    ticks_end, wall_end = cpu_ticks(), time.monotonic()
     load_after = load_average()
     others = (ticks_end[0] - ticks_start[0]) - (ticks_end[1] - ticks_start[1])
     other_during = round(max(0, others) / os.sysconf("SC_CLK_TCK") / (wall_end - wall_start), 2)
@@ -635,12 +606,6 @@ def summarize(results: list[dict[str, Any]], threshold: float) -> list[dict[str,
     return out
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _ms(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -686,7 +651,7 @@ def markdown(report: dict[str, Any]) -> str:
         "load avg 1 min (cores used by others: before, during)",
     ]
     parts.append(
-        _table(
+        markdown_table(
             header,
             [
                 [
@@ -737,13 +702,13 @@ def markdown(report: dict[str, Any]) -> str:
                 else:
                     row.append(_ms(r[f"{cache}_ms"]) + ("*" if r[f"{cache}_contended"] else ""))
             table_rows.append(row)
-        parts.append(_table(["threads", "product", "rows", *variants], table_rows))
+        parts.append(markdown_table(["threads", "product", "rows", *variants], table_rows))
     parts += ["", "## Accuracy vs float64 (mean abs err / mean abs value; max abs err / mean abs value)", ""]
     acc_variants = list(dict.fromkeys(a["variant"] for a in acc))
     acc_by = {(a["model"], a["product"], a["rows"], a["variant"]): a for a in acc}
     acc_cells = sorted({(a["model"], a["product"], a["rows"]) for a in acc}, key=lambda c: cell_order((0, *c)))
     parts.append(
-        _table(
+        markdown_table(
             ["product", "rows", *acc_variants],
             [
                 [f"{m} {p}", rows]
@@ -813,8 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render:
         report = json.loads(Path(f"{args.out}.json").read_text())
         report["summary"] = summarize(report["results"], report["meta"]["threshold"])
-        Path(f"{args.out}.json").write_text(json.dumps(report, indent=1) + "\n")
-        Path(f"{args.out}.md").write_text(markdown(report))
+        publish(args.out.parent, args.out.name, report, markdown(report), echo=False)
         return 0
 
     torch.set_grad_enabled(False)
@@ -923,9 +887,7 @@ def save(
         meta["load_start"] = [run["load_start"] for run in earlier] + [meta["load_start"]]
         meta["load_end"] = [run["load_end"] for run in earlier] + [meta["load_end"]]
     report = {"meta": meta, "summary": summarize(results, threshold), "results": results, "accuracy": accuracy_rows}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.json").write_text(json.dumps(report, indent=1) + "\n")
-    Path(f"{out}.md").write_text(markdown(report))
+    publish(out.parent, out.name, report, markdown(report), echo=False)
     return report
 
 

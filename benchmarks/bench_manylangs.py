@@ -11,7 +11,7 @@ training orders ``word.dic``) and the characters of the Brown text seen at least
 entries; so known and unknown words and characters both occur in the timed sentences (the shares
 are in the JSON).
 
-Text: Brown sentences (natural lengths) drawn with a fixed seed, as in ``bench_throughput.py``;
+Text: Brown sentences (natural lengths) drawn with a fixed seed (``corpora.sample_sentences``);
 the same batches of ``--batch-size`` for every side. Ours: ``ElmoEmbedder(model_dir).embed_batch``
 per batch (zero LSTM state for every sentence). Theirs: one ``sents2elmo(batch, output_layer=-2)``
 per batch on an ``Embedder(model_dir, batch_size)``, after ``model.encoder.reset_states()`` (their
@@ -29,8 +29,7 @@ Examples:
     ORACLE/bin/python benchmarks/bench_manylangs.py   # both sides (oracle venv), ~7 min; +1 min to build the model once
     ORACLE/bin/python benchmarks/bench_manylangs.py --batches 2 --passes 1   # a smoke run
 
-Writes ``manylangs.json`` and ``manylangs.md`` to ``--out``; the markdown goes to stdout,
-progress to stderr.
+Writes ``manylangs.json`` and ``manylangs.md`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -51,7 +50,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import DEFAULT_CACHE, RESULTS, batches, load_average, log, machine_info, markdown_table, publish
+from _common import (
+    DEFAULT_CACHE,
+    RESULTS,
+    batches,
+    load_average,
+    log,
+    machine_info,
+    markdown_table,
+    max_abs_diff,
+    publish,
+)
 from corpora import BROWN_TARBALL_SHA1, brown_directory, brown_sentences, sample_sentences
 
 from flair_elmo_modes import ElmoEmbedder
@@ -217,27 +226,14 @@ def measure(
     return times, outputs
 
 
-def max_abs_diff(ours: list[np.ndarray], theirs: list[np.ndarray]) -> float:
-    worst = 0.0
-    for a, b in zip(ours, theirs, strict=True):
-        if a.shape != b.shape or a.dtype != b.dtype:
-            raise AssertionError(f"ours {a.shape} {a.dtype}, theirs {b.shape} {b.dtype}")
-        if a.size:
-            worst = max(worst, float(np.abs(a - b).max()))
-    return worst
-
-
 # ---------------------------------------------------------------------------------------------------
 # Report
 
 
 def report(results: dict[str, Any]) -> str:
-    info = results["machine"]
     lines = [
-        f"Date {info['date']}; CPU {info['cpu_model']} ({info['logical_cpus']} logical CPUs), "
-        f"{info['torch_threads']} torch threads; torch {info['torch']}, elmoformanylangs "
-        f"{info['elmoformanylangs']}, python {info['python']}.",
-        f"Model: {results['model']['config']} (released shape), random weights; {results['sentences']} Brown "
+        f"elmoformanylangs {results['machine']['elmoformanylangs']}. Model: {results['model']['config']} "
+        f"(released shape), random weights; {results['sentences']} Brown "
         f"sentences, {results['tokens']} tokens, batches of {results['batch_size']}; "
         f"{100 * results['coverage']['known_word_fraction']:.1f}% of tokens in word.dic, "
         f"{100 * results['coverage']['unknown_char_token_fraction']:.1f}% with a character not in char.dic. "

@@ -1,5 +1,5 @@
-"""No slow corner: the default (a measured kernel plan) vs every LSTM kernel the library has, the plain
-path and bf16, over a grid of shapes; and vs AllenNLP.
+"""Throughput and latency of the default path: a grid of shapes against every LSTM kernel, the plain
+path and bf16; and against AllenNLP 2.10.1 on natural text and long sentences.
 
 1. Grid (``--configs``): batch 1/8/32/128 x sentence length 1/10/50/300/1,000/5,000 tokens (running
    Brown text cut to that length), end to end (``ElmoEmbedder.embed_batch``). Each cell times,
@@ -7,27 +7,31 @@ path and bf16, over a grid of shapes; and vs AllenNLP.
    directory); every float32 LSTM kernel forced (``fast_paths(kernel=NAME)``); the plain torch path
    (``fast_paths(onednn=False, mkl_packed=False)``: ``bmm`` steps); and ``precision="bf16"``. It
    reports default / fastest kernel (goal >= 0.9), default / plain (goal >= 1) and bf16 / default
-   (tokens/s ratios). Cells above ``--max-cell-tokens`` are skipped.
+   (tokens/s ratios). Cells above ``--max-cell-tokens`` are skipped. Batch 1 is the latency: a
+   sentence of N tokens takes N / (tokens/s) seconds.
 2. GEMM peaks: a (2048 x 2048) by (2048 x 2048) product in float32 and in bf16, GFLOP/s.
 3. Against AllenNLP 2.10.1 (when importable: run in the oracle venv, ``PYTHONPATH=.``): batch 1 on
    natural Brown sentences, single sentences of 300 and 1,000 tokens, batch 32 on a sample of all
-   Brown sentences and on one of sentences up to 60 tokens, batch 128. For each: tokens/s of ours
-   (float32 default and bf16) and of AllenNLP, and the float32 errors against a float64 evaluation
-   of the same weights (our biLM in float64 on the plain path, which matches AllenNLP's float64 to
-   1e-9 in tests/bilm/test_parity_allennlp.py).
+   Brown sentences and on one of sentences up to 60 tokens, batch 128. AllenNLP's side is
+   ``batch_to_ids`` + ``_ElmoBiLm`` with its states reset before every batch + boundary removal +
+   numpy per sentence (allennlp 0.9's ``ElmoEmbedder.embed_batch``). For each: tokens/s of ours
+   (float32 default and bf16) and of AllenNLP, ours' nominal FLOP rate against the float32 GEMM
+   peak (the straightforward computation's FLOPs per token, ``_common.nominal_flops``), and the
+   float32 errors against a float64 evaluation of the same weights (``_common.float64_layers``).
 
-Prints JSON and markdown tables; writes ``results/shapes.json`` and ``results/shapes.md``.
+Examples:
+    python benchmarks/bench_shapes.py --configs en-tiny,small --name shapes_grid_small   # the grid
+    PYTHONPATH=. ORACLE/bin/python benchmarks/bench_shapes.py --configs "" --allennlp-configs small
+
+Writes ``<name>.json`` and ``<name>.md`` (``--name``, default ``shapes``) to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import random
-import statistics
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,13 +42,21 @@ from _common import (
     DEFAULT_CACHE,
     RESULTS,
     batches,
+    embed_all,
+    float64_layers,
+    gemm_rate,
     load_average,
     log,
     machine_info,
     markdown_table,
+    max_abs_diff,
+    mean_abs_diff,
+    medians,
     model_files,
+    nominal_flops,
     publish,
     running_text,
+    time_sides,
 )
 from corpora import brown_directory, brown_sentences
 
@@ -52,25 +64,7 @@ from flair_elmo_modes import ElmoEmbedder
 from flair_elmo_modes.bilm import kernel_plan
 from flair_elmo_modes.bilm import lstm as lstm_module
 from flair_elmo_modes.bilm.fast_paths import fast_paths
-from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.kernels import candidates
-
-Embed = Callable[[Sequence[list[str]]], list[np.ndarray]]
-
-
-def time_sides(sides: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
-    """Median wall seconds per side: one warm-up call each, then ``reps`` rounds, the order of the
-    sides alternating from round to round (the first call of a round finds colder caches)."""
-    for run in sides.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    names = list(sides)
-    for round_ in range(reps):
-        for name in names if round_ % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
-            sides[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def kernels_of(embedder: ElmoEmbedder, batch: list[list[str]]) -> str:
@@ -89,10 +83,6 @@ def kernels_of(embedder: ElmoEmbedder, batch: list[list[str]]) -> str:
     finally:
         lstm_module.choose_kernel = original
     return "+".join(sorted(set(taken)))
-
-
-def embed_all(embed: Embed, batch_list: Sequence[Sequence[list[str]]]) -> list[np.ndarray]:
-    return [array for batch in batch_list for array in embed(batch)]
 
 
 def grid(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[dict[str, Any]]:
@@ -118,7 +108,7 @@ def grid(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[d
             }
             for kernel in kernel_names:
                 sides[f"kernel {kernel}"] = lambda batch=batch, kernel=kernel: _with(embedder, batch, kernel=kernel)
-            seconds = time_sides(sides, args.reps)
+            seconds = medians(time_sides(sides, args.reps))
             fastest = min(kernel_names, key=lambda kernel: seconds[f"kernel {kernel}"])
             row["kernel"] = kernels_of(embedder, batch)
             row["bf16_kernel"] = kernels_of(bf16, batch)
@@ -143,51 +133,33 @@ def _with(embedder: ElmoEmbedder, batch: list[list[str]], **paths: Any) -> None:
         embedder.embed_batch(batch)
 
 
-def gemm_peaks(size: int = 2048, reps: int = 5) -> dict[str, float]:
-    """GFLOP/s of a (size x size) by (size x size) product in float32 and in bf16 (median of ``reps``)."""
-    peaks = {}
-    for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-        torch.mm(a, b)
-        times = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            torch.mm(a, b)
-            times.append(time.perf_counter() - start)
-        peaks[label] = 2 * size**3 / statistics.median(times) / 1e9
-    log(f"GEMM {size}: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
+def gemm_peaks() -> dict[str, float]:
+    """GFLOP/s of a 2048-square product in float32 and in bf16."""
+    peaks = {"fp32": gemm_rate(torch.float32) / 1e9, "bf16": gemm_rate(torch.bfloat16) / 1e9}
+    log(f"GEMM 2048: fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s")
     return peaks
 
 
-def float32_error(arrays: list[np.ndarray], exact: list[np.ndarray]) -> float:
-    return max(float(np.abs(a.astype(np.float64) - e).max()) for a, e in zip(arrays, exact, strict=True) if a.size)
-
-
-def mean_error(arrays: list[np.ndarray], exact: list[np.ndarray]) -> float:
-    total = sum(float(np.abs(a.astype(np.float64) - e).sum()) for a, e in zip(arrays, exact, strict=True))
-    return total / max(sum(a.size for a in arrays), 1)
-
-
 def _storing(
-    outputs: dict[str, list[np.ndarray]], key: str, embed: Embed, batch_list: Sequence[Sequence[list[str]]]
+    outputs: dict[str, list[np.ndarray]], key: str, embedder: Any, batch_list: Sequence[Sequence[list[str]]]
 ) -> Callable[[], None]:
     """A timed side that keeps its last outputs under ``key``."""
 
     def run() -> None:
-        outputs[key] = embed_all(embed, batch_list)
+        outputs[key] = embed_all(embedder, batch_list)
 
     return run
 
 
-def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]]) -> list[dict[str, Any]]:
+def against_allennlp(
+    name: str, args: argparse.Namespace, corpus: list[list[str]], fp32_peak: float
+) -> list[dict[str, Any]]:
     from allennlp_side import AllenNlpEmbedder
 
     options_file, weight_file = model_files(name, args.cache_dir)
     ours = ElmoEmbedder(options_file, weight_file)
     ours_bf16 = ElmoEmbedder(bilm=ours.bilm, precision="bf16")
     theirs = AllenNlpEmbedder(options_file, weight_file)
-    exact_bilm = copy.deepcopy(load_bilm(options_file, weight_file)).double()
-    exact = ElmoEmbedder(bilm=exact_bilm)
     rng = random.Random(args.seed)
     n_all = args.batch32_sentences or {"original": 256}.get(name, 768)
     workloads = [
@@ -204,16 +176,18 @@ def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]
         n_tokens = sum(len(s) for s in sentences)
         outputs: dict[str, list[np.ndarray]] = {}
         load = load_average()
-        seconds = time_sides(
-            {
-                "ours": _storing(outputs, "ours", ours.embed_batch, batch_list),
-                "ours_bf16": _storing(outputs, "ours_bf16", ours_bf16.embed_batch, batch_list),
-                "allennlp": _storing(outputs, "theirs", theirs.embed_batch, batch_list),
-            },
-            3,
+        seconds = medians(
+            time_sides(
+                {
+                    "ours": _storing(outputs, "ours", ours, batch_list),
+                    "ours_bf16": _storing(outputs, "ours_bf16", ours_bf16, batch_list),
+                    "allennlp": _storing(outputs, "theirs", theirs, batch_list),
+                },
+                args.allennlp_reps,
+            )
         )
-        with fast_paths(enabled=False):
-            reference = embed_all(exact.embed_batch, batch_list)
+        reference = float64_layers(options_file, weight_file, batch_list)
+        flops = nominal_flops(ours.bilm.options, [len(s) for s in sentences])["total"]
         row = {
             "config": name,
             "workload": label,
@@ -225,12 +199,14 @@ def against_allennlp(name: str, args: argparse.Namespace, corpus: list[list[str]
             "allennlp_tokens_per_s": n_tokens / seconds["allennlp"],
             "ratio": seconds["allennlp"] / seconds["ours"],
             "bf16_ratio": seconds["allennlp"] / seconds["ours_bf16"],
-            "ours_bf16_float32_error": float32_error(outputs["ours_bf16"], reference),
-            "ours_bf16_mean_error": mean_error(outputs["ours_bf16"], reference),
-            "ours_float32_error": float32_error(outputs["ours"], reference),
-            "allennlp_float32_error": float32_error(outputs["theirs"], reference),
-            "ours_mean_error": mean_error(outputs["ours"], reference),
-            "allennlp_mean_error": mean_error(outputs["theirs"], reference),
+            "ours_bf16_float32_error": max_abs_diff(outputs["ours_bf16"], reference),
+            "ours_bf16_mean_error": mean_abs_diff(outputs["ours_bf16"], reference),
+            "ours_float32_error": max_abs_diff(outputs["ours"], reference),
+            "allennlp_float32_error": max_abs_diff(outputs["theirs"], reference),
+            "ours_mean_error": mean_abs_diff(outputs["ours"], reference),
+            "allennlp_mean_error": mean_abs_diff(outputs["theirs"], reference),
+            "nominal_flops_per_token": flops,
+            "ours_fraction_of_fp32_peak": n_tokens / seconds["ours"] * flops / (fp32_peak * 1e9),
             "load_average_before": load,
         }
         row["error_ratio"] = row["ours_float32_error"] / row["allennlp_float32_error"]
@@ -307,6 +283,7 @@ def report(results: dict[str, Any]) -> str:
                     "fp32 / AllenNLP",
                     "bf16 / AllenNLP",
                     "bf16 / fp32",
+                    "ours fp32 nominal FLOP/s / fp32 GEMM peak",
                     "ours f32 max error",
                     "AllenNLP f32 max error",
                     "ours / AllenNLP mean error",
@@ -323,6 +300,7 @@ def report(results: dict[str, Any]) -> str:
                         f"{r['ratio']:.2f}x",
                         f"{r['bf16_ratio']:.2f}x",
                         f"{r['ours_bf16_tokens_per_s'] / r['ours_tokens_per_s']:.2f}x",
+                        f"{100 * r['ours_fraction_of_fp32_peak']:.0f}%",
                         f"{r['ours_float32_error']:.2e}",
                         f"{r['allennlp_float32_error']:.2e}",
                         f"{r['ours_mean_error'] / r['allennlp_mean_error']:.2f}",
@@ -347,6 +325,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="largest batch x length timed per configuration (name=N, default=N)",
     )
     parser.add_argument("--reps", type=int, default=3, help="timed rounds per grid cell (after one warm-up)")
+    parser.add_argument("--allennlp-reps", type=int, default=3, help="timed rounds per AllenNLP workload")
     parser.add_argument("--batch1-sentences", type=int, default=150)
     parser.add_argument("--long-sentences", type=int, default=4, help="300- and 1,000-token sentences each")
     parser.add_argument(
@@ -363,6 +342,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="kernel plan directory (default: a fresh one, so that this run measures its own plan)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="shapes", help="the results' file name, without suffix")
     args = parser.parse_args(argv)
     args.configs = [c for c in args.configs.split(",") if c]
     args.allennlp_configs = [c for c in args.allennlp_configs.split(",") if c]
@@ -379,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[kernel_plan.DIRECTORY_VARIABLE] = str(args.plan_dir or tempfile.mkdtemp(prefix="kernel-plans-"))
     corpus = brown_sentences(brown_directory(args.cache_dir))
     results: dict[str, Any] = {"machine": machine_info(), "grid": [], "allennlp": []}
-    results["gemm_peaks"] = gemm_peaks()
+    results["gemm_peaks"] = peaks = gemm_peaks()
     for name in args.configs:
         results["grid"] += grid(name, args, corpus)
     try:
@@ -389,11 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         log("allennlp is not importable: grid only (run in the oracle venv for the comparison)")
     if not args.no_allennlp:
         for name in args.allennlp_configs:
-            results["allennlp"] += against_allennlp(name, args, corpus)
-    results["machine"]["load_average_at_end"] = load_average()
+            results["allennlp"] += against_allennlp(name, args, corpus, peaks["fp32"])
     results["kernel_plan"] = kernel_plan.PLAN.entries()
-    text = report(results)
-    publish(args.out, "shapes", results, text)
+    publish(args.out, args.name, results, report(results))
     return 0
 
 

@@ -45,20 +45,17 @@ Examples:
     .venv/bin/python benchmarks/bench_simple_elmo.py --configs en-tiny \\
         --sentences-batch1 10 --sentences-batch32 64 --reps 1 --out /tmp/simple_elmo_smoke   # a smoke run
 
-Writes ``simple_elmo.json`` and ``simple_elmo.md`` to ``--out``; the tables go to stdout, progress
-to stderr.
+Writes ``simple_elmo.json`` and ``simple_elmo.md`` to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import random
 import statistics
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,18 +67,21 @@ from _common import (
     REPO,
     RESULTS,
     batches,
+    embed_all,
+    float64_layers,
+    layer_max_diff,
     load_average,
     log,
     machine_info,
     markdown_table,
+    mean_abs_diff,
     model_files,
     publish,
+    time_sides,
 )
 from corpora import brown_directory, brown_sentences
 
 from flair_elmo_modes import ElmoEmbedder
-from flair_elmo_modes.bilm.fast_paths import fast_paths
-from flair_elmo_modes.bilm.hdf5 import load_bilm
 
 SIDE = Path(__file__).resolve().parent / "simple_elmo_side.py"
 DEFAULT_PYTHON = REPO.parent / "venvs" / "simple_elmo" / "bin" / "python"
@@ -134,61 +134,6 @@ class SimpleElmoWorker:
             self.process.wait()
 
 
-def embed_all(embedder: ElmoEmbedder, batch_list: Sequence[Sequence[list[str]]]) -> list[np.ndarray]:
-    return [array for batch in batch_list for array in embedder.embed_batch(batch)]
-
-
-def float64_layers(exact: ElmoEmbedder, batch_list: Sequence[Sequence[list[str]]]) -> list[np.ndarray]:
-    """float64 ``(n_layers + 1, n_tokens, dim)`` per sentence (``embed_batch`` would round to float32)."""
-    arrays = []
-    with fast_paths(enabled=False):
-        for batch in batch_list:
-            layers, mask = exact.batch_to_embeddings(batch)  # (batch, n_layers + 1, timesteps, dim), float64
-            for row, length in zip(layers.numpy(), mask.sum(dim=-1).tolist(), strict=True):
-                arrays.append(row[:, :length])
-    return arrays
-
-
-def layer_max_diff(arrays: list[np.ndarray], reference: list[np.ndarray]) -> list[float]:
-    """Largest absolute difference per layer, over all sentences (in float64)."""
-    n_layers = reference[0].shape[0]
-    worst = [0.0] * n_layers
-    for a, r in zip(arrays, reference, strict=True):
-        if a.shape != r.shape:
-            raise ValueError(f"shapes differ: {a.shape} vs {r.shape}")
-        if a.size:
-            diff = np.abs(a.astype(np.float64) - r.astype(np.float64)).reshape(n_layers, -1).max(axis=1)
-            worst = [max(w, float(d)) for w, d in zip(worst, diff, strict=True)]
-    return worst
-
-
-def mean_error(arrays: list[np.ndarray], exact: list[np.ndarray]) -> float:
-    total = sum(float(np.abs(a.astype(np.float64) - e).sum()) for a, e in zip(arrays, exact, strict=True))
-    return total / max(sum(a.size for a in arrays), 1)
-
-
-def time_sides(sides: dict[str, Callable[[], float]], reps: int) -> dict[str, list[float]]:
-    """Seconds of each side per round: one warm-up call each, then ``reps`` rounds, the order of the
-    sides reversed from round to round. A side returns its own seconds (theirs: timed in the worker)."""
-    for run in sides.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    names = list(sides)
-    for round_ in range(reps):
-        for name in names if round_ % 2 == 0 else names[::-1]:
-            times[name].append(sides[name]())
-    return times
-
-
-def timed(run: Callable[[], Any]) -> Callable[[], float]:
-    def call() -> float:
-        start = time.perf_counter()
-        run()
-        return time.perf_counter() - start
-
-    return call
-
-
 def our_embedders(options_file: Path, weight_file: Path, precisions: Sequence[str]) -> dict[str, ElmoEmbedder]:
     """``ours`` (float32) and ``ours_<p>`` for every other precision ``ElmoEmbedder`` accepts."""
     embedders = {"ours": ElmoEmbedder(options_file, weight_file)}
@@ -209,7 +154,7 @@ def workload(
     batch_size: int,
     sentences: list[list[str]],
     ours: dict[str, ElmoEmbedder],
-    exact: ElmoEmbedder,
+    model: tuple[Path, Path],
     worker: SimpleElmoWorker,
     reps: int,
 ) -> dict[str, Any]:
@@ -220,11 +165,11 @@ def workload(
     reset_seconds: list[float] = []
     calls = [0]
 
-    def ours_side(key: str) -> Callable[[], float]:
+    def ours_side(key: str) -> Callable[[], None]:
         def run() -> None:
             outputs[key] = embed_all(ours[key], batch_list)
 
-        return timed(run)
+        return run
 
     def theirs_side() -> float:
         calls[0] += 1  # call 1 is the warm-up; the vectors of the last round are kept
@@ -235,14 +180,14 @@ def workload(
             outputs[THEIRS] = arrays
         return seconds
 
-    sides: dict[str, Callable[[], float]] = {"ours": ours_side("ours"), THEIRS: theirs_side}
+    sides: dict[str, Callable[[], float | None]] = {"ours": ours_side("ours"), THEIRS: theirs_side}
     sides.update({key: ours_side(key) for key in ours if key != "ours"})
     load = load_average()
     times = time_sides(sides, reps)
     seconds = {side: statistics.median(t) for side, t in times.items()}
     _, _, carried = worker.embed(sentences, batch_size, save=True, reset=False)
     assert carried is not None
-    reference = float64_layers(exact, batch_list)
+    reference = float64_layers(*model, batch_list)
     row: dict[str, Any] = {
         "workload": label,
         "batch_size": batch_size,
@@ -264,7 +209,7 @@ def workload(
         per_layer = layer_max_diff(outputs[side], reference)
         row[f"{side}_float64_error_per_layer"] = per_layer
         row[f"{side}_float64_error"] = max(per_layer)
-        row[f"{side}_mean_error"] = mean_error(outputs[side], reference)
+        row[f"{side}_mean_error"] = mean_abs_diff(outputs[side], reference)
         if side.startswith("ours_"):
             row[f"{side}_tokens_per_s"] = n_tokens / seconds[side]
             row[f"{side}_ratio"] = seconds[THEIRS] / seconds[side]
@@ -277,7 +222,6 @@ def compare(
     """Every workload of configuration ``name``; also the worker's facts (versions, threads)."""
     options_file, weight_file = model_files(name, args.cache_dir)
     ours = our_embedders(options_file, weight_file, args.ours_precisions)
-    exact = ElmoEmbedder(bilm=copy.deepcopy(load_bilm(options_file, weight_file)).double())
     rng = random.Random(args.seed)
     workloads = [
         ("batch 1, natural", 1, rng.sample(corpus, args.sentences_batch1)),
@@ -289,7 +233,8 @@ def compare(
         log(f"simple_elmo {name}: loaded ({len(info['state_variables'])} LSTM state variables)")
         rows = []
         for label, batch_size, sentences in workloads:
-            row = {"config": name, **workload(label, batch_size, sentences, ours, exact, worker, args.reps)}
+            model = (options_file, weight_file)
+            row = {"config": name, **workload(label, batch_size, sentences, ours, model, worker, args.reps)}
             log(
                 f"{name} {label}: ours {row['ours_tokens_per_s']:.0f} tokens/s, simple_elmo "
                 f"{row['simple_elmo_tokens_per_s']:.0f} tokens/s ({row['ratio']:.2f}x); max |ours - theirs| "
@@ -414,7 +359,6 @@ def main(argv: list[str] | None = None) -> int:
         rows, info = compare(name, args, corpus)
         results["rows"] += rows
         results["simple_elmo"] = {k: v for k, v in info.items() if k not in ("ok", "state_variables")}
-    results["machine"]["load_average_at_end"] = load_average()
     publish(args.out, "simple_elmo", results, report(results))
     return 0
 

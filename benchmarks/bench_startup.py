@@ -9,14 +9,12 @@ Examples:
     python benchmarks/bench_startup.py
     python benchmarks/bench_startup.py --repeats 11
 
-Writes ``startup.json`` and ``startup.md`` to ``--out``; the JSON and the markdown go to stdout,
-progress to stderr.
+Writes ``startup.json`` and ``startup.md`` to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import subprocess
@@ -25,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, RESULTS, load_average, log, machine_info, markdown_table, write_json
+from _common import REPO, RESULTS, load_average, log, machine_info, markdown_table, publish
 
 
 def flair_elmo() -> list[str]:
@@ -83,26 +81,14 @@ def main(argv: list[str] | None = None) -> int:
                 "times_s": [round(t, 3) for t in times],
             }
         )
-    results["machine"]["load_average_at_end"] = load_average()
-    write_json(args.out / "startup.json", results)
-    info = results["machine"]
-    markdown = (
-        f"Date {info['date']}; CPU {info['cpu_model']} ({info['logical_cpus']} logical CPUs); Python "
-        f"{info['python']}, torch {info['torch']}, flair {info.get('flair')}; median of {args.repeats} fresh "
-        f"processes after one untimed run; load average {info['load_average_at_start']} at start, "
-        f"{info['load_average_at_end']} at end.\n\n"
-        + markdown_table(
-            ["command", "median s", "min s", "max s"],
-            [
-                [f"`{r['command']}`", f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['max_s']:.2f}"]
-                for r in results["commands"]
-            ],
-        )
-        + "\n"
+    markdown = f"Median of {args.repeats} fresh processes after one untimed run.\n\n" + markdown_table(
+        ["command", "median s", "min s", "max s"],
+        [
+            [f"`{r['command']}`", f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['max_s']:.2f}"]
+            for r in results["commands"]
+        ],
     )
-    (args.out / "startup.md").write_text(markdown, encoding="utf-8")
-    print(json.dumps(results, indent=2))
-    print(markdown)
+    publish(args.out, "startup", results, markdown)
     return 0
 
 

@@ -24,22 +24,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks import corpora
-from benchmarks._common import DEFAULT_CACHE, RESULTS, machine_info, markdown_table, publish
+from benchmarks._common import DEFAULT_CACHE, RESULTS, log, machine_info, markdown_table, publish
 from flair_elmo_modes.models import SHIPPED_DIR, SHIPPED_MODEL
 from flair_elmo_modes.training import evaluate, load_language_model
 from flair_elmo_modes.training.data import EncodedCorpus
 from flair_elmo_modes.training.shards import ShardedText
 
 SHIPPED = SHIPPED_DIR / SHIPPED_MODEL
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def write_lines(path: Path, sentences: list[list[str]]) -> Path:

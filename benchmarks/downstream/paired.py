@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from flair.data import Sentence
 from flair.models import SequenceTagger
 
 from benchmarks import corpora
-from benchmarks._common import DEFAULT_CACHE
+from benchmarks._common import DEFAULT_CACHE, publish
 from benchmarks.downstream import run
 from benchmarks.downstream.report import CONFIG_LABELS, EXTRA_MODES, METRICS, MODES, mean_std
 from flair_elmo_modes.bilm.cpu import cpu_flags
@@ -378,11 +377,7 @@ def markdown(report: dict[str, Any], study: Study) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path, study: Study) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {suffix: out / f"{study.result_name}.{suffix}" for suffix in ("json", "md")}
-    paths["json"].write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    paths["md"].write_text(markdown(report, study), encoding="utf-8")
-    return paths
+    return publish(out, study.result_name, report, markdown(report, study), echo=False)
 
 
 # ----------------------------------------------------------------------------------------------

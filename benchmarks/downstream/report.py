@@ -6,11 +6,12 @@ runs of one task each (run side by side), without training anything.
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from benchmarks._common import publish
 
 MODES = ("all", "top", "average", "bottom", "mix")
 CONFIGS = ("baseline", *MODES, *(f"baseline+{mode}" for mode in MODES))
@@ -235,10 +236,7 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_report(report: dict[str, Any], out: Path, write_json: bool = True) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {suffix: out / f"{RESULT_NAME}.{suffix}" for suffix in ("json", "md", "png")}
-    if write_json:
-        paths["json"].write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    paths["md"].write_text(markdown(report), encoding="utf-8")
+    paths = publish(out, RESULT_NAME, report, markdown(report), echo=False, json_file=write_json)
+    paths["png"] = out / f"{RESULT_NAME}.png"
     plot(report, paths["png"])
     return paths

@@ -57,7 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ from flair.models import SequenceTagger
 from flair.trainers import ModelTrainer
 
 from benchmarks import corpora
-from benchmarks._common import DEFAULT_CACHE
+from benchmarks._common import DEFAULT_CACHE, batches
 from benchmarks.downstream.embeddings import BatchedCharacterEmbeddings, char_dictionary
 from benchmarks.downstream.report import (
     CONFIGS,
@@ -302,11 +302,6 @@ def find_elmo(embeddings: TokenEmbeddings) -> ELMoEmbeddings | None:
 
 # ----------------------------------------------------------------------------------------------
 # cache: pre-fill and speed-up
-
-
-def batches(sentences: Sequence[Sentence], size: int) -> Iterator[list[Sentence]]:
-    for start in range(0, len(sentences), size):
-        yield list(sentences[start : start + size])
 
 
 def embed_pass(embeddings: ELMoEmbeddings, sentences: Sequence[Sentence], batch_size: int) -> float:

@@ -52,6 +52,7 @@ from typing import Any
 import torch
 from flair.data import Sentence
 
+from benchmarks._common import batches
 from benchmarks.downstream import paired, run
 from flair_elmo_modes.bilm.derived import track_parameters
 from flair_elmo_modes.bilm.model import ElmoBiLm
@@ -104,11 +105,11 @@ def fill_in_order(
     for name, sentences in parts.items():
         started = time.perf_counter()
         runner.reset_states()
-        repeats, repeat_max_abs_diff, batches = 0, 0.0, 0
-        for batch in run.batches(sentences, batch_size):
+        repeats, repeat_max_abs_diff, n_batches = 0, 0.0, 0
+        for batch in batches(sentences, batch_size):
             texts = [[token.text for token in sentence] for sentence in batch]
             layers = runner.run(texts).layers  # (n_layers + 1, batch, timesteps, dim)
-            batches += 1
+            n_batches += 1
             for row, tokens in enumerate(texts):
                 key = tuple(tokens)
                 entry = layers[:, row, : len(tokens)]
@@ -121,7 +122,7 @@ def fill_in_order(
         info[name] = {
             "sentences": len(sentences),
             "tokens": sum(map(len, sentences)),
-            "batches": batches,
+            "batches": n_batches,
             "seconds": time.perf_counter() - started,
             "repeats": repeats,
             "repeat_max_abs_diff": repeat_max_abs_diff,
