@@ -255,7 +255,7 @@ def float64_layers(
     tests), ``(n_layers + 1, n_tokens, dim)`` float64 per sentence."""
     from flair_elmo_modes import ElmoEmbedder
     from flair_elmo_modes.bilm import load_bilm
-    from flair_elmo_modes.bilm.fast_paths import fast_paths
+    from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 
     exact = ElmoEmbedder(bilm=load_bilm(options_file, weight_file).double())
     arrays = []

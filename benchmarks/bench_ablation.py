@@ -62,7 +62,7 @@ from _common import (
 from corpora import brown_directory, brown_sentences, sample_sentences
 
 from flair_elmo_modes import ElmoEmbedder
-from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from _common import (
 )
 from corpora import brown_directory, brown_sentences
 
-from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.runner import BiLmRunner
 

@@ -61,10 +61,10 @@ from _common import (
 from corpora import brown_directory, brown_sentences
 
 from flair_elmo_modes import ElmoEmbedder
-from flair_elmo_modes.bilm import kernel_plan
 from flair_elmo_modes.bilm import lstm as lstm_module
-from flair_elmo_modes.bilm.fast_paths import fast_paths
-from flair_elmo_modes.bilm.kernels import candidates
+from flair_elmo_modes.bilm.fast import kernel_plan
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.kernels import candidates
 
 
 def kernels_of(embedder: ElmoEmbedder, batch: list[list[str]]) -> str:

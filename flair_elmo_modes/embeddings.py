@@ -13,7 +13,7 @@ from flair.data import Sentence
 from flair.embeddings.base import register_embeddings
 from flair.embeddings.token import TokenEmbeddings
 
-from flair_elmo_modes.bilm.derived import apply_and_drop
+from flair_elmo_modes.bilm.fast.derived import apply_and_drop
 from flair_elmo_modes.bilm.lexicons import Lexicons
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions

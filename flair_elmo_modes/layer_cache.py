@@ -12,7 +12,7 @@ from collections.abc import Hashable, Sequence
 
 import torch
 
-from flair_elmo_modes.bilm.derived import weights_key
+from flair_elmo_modes.bilm.fast.derived import weights_key
 from flair_elmo_modes.bilm.model import ElmoBiLm
 
 
@@ -21,7 +21,7 @@ class LayerCache:
 
     Entries hold ``(num_layers, n_tokens, dim)`` detached tensors; the whole cache is dropped
     when any weight of the biLM may have changed (the cache policy of
-    :mod:`flair_elmo_modes.bilm.derived`), and by :meth:`clear`.
+    :mod:`flair_elmo_modes.bilm.fast.derived`), and by :meth:`clear`.
     """
 
     def __init__(self, max_sentences: int) -> None:

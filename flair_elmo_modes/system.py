@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from flair_elmo_modes.bilm import kernel_plan
 from flair_elmo_modes.bilm.cpu import cpu_flags, cpu_model, native_bf16
-from flair_elmo_modes.bilm.kernels import kernel_name
+from flair_elmo_modes.bilm.fast import kernel_plan
+from flair_elmo_modes.bilm.fast.kernels import kernel_name
 from flair_elmo_modes.models import PUBLISHED_MODELS, published_architecture
 
 #: Packages whose versions decide the numbers (ray only where installed).
@@ -109,7 +109,7 @@ def kernel_rule() -> dict[str, dict[str, str]]:
 
 
 def measured_plan() -> dict[str, Any]:
-    """This machine's measured kernel plan (:mod:`~flair_elmo_modes.bilm.kernel_plan`): its file and
+    """This machine's measured kernel plan (:mod:`~flair_elmo_modes.bilm.fast.kernel_plan`): its file and
     the kernel of each workload measured so far, in this process or any earlier one."""
     entries = kernel_plan.PLAN.entries()
     return {

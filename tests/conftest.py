@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flair_elmo_modes.bilm import fast_paths
+from flair_elmo_modes.bilm.fast import fast_paths
 from tests.corpus_samples import write_brown, write_wnut
 from tests.helpers import write_random_model
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from flair_elmo_modes import atomic, models
-from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, kernel_plan, save_bilm
+from flair_elmo_modes.bilm import ElmoBiLm, ElmoOptions, save_bilm
+from flair_elmo_modes.bilm.fast import kernel_plan
 
 TINY_OPTIONS = ElmoOptions(
     char_embedding_dim=4,
@@ -182,7 +183,7 @@ def float32_tolerance(bilm: ElmoBiLm, sentences: Sequence[Sequence[str]]) -> flo
     Sentences are evaluated one at a time, without state.
     """
     from flair_elmo_modes import ElmoEmbedder
-    from flair_elmo_modes.bilm.fast_paths import fast_paths
+    from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 
     sentences = [list(s) for s in sentences if len(s)]
     exact = ElmoEmbedder(bilm=copy.deepcopy(bilm).double()).embed_batch(sentences)
@@ -241,7 +242,7 @@ def full_disk(monkeypatch: pytest.MonkeyPatch, capacity: int, only: Callable[[Pa
     """Files opened by ``atomic_file`` (those for which ``only`` is true) hold at most ``capacity`` bytes.
 
     By default every file but the kernel plan's: a full disk there leaves the plan in memory
-    (``tests/bilm/test_kernel_plan.py``) and would add its warning to what a test checks.
+    (``tests/bilm/fast/test_kernel_plan.py``) and would add its warning to what a test checks.
     """
     real_open = open
     plans = kernel_plan.plan_directory()

@@ -21,7 +21,7 @@ from benchmarks import corpora
 from benchmarks.downstream import precision, report, run, state
 from benchmarks.downstream.embeddings import BatchedCharacterEmbeddings, char_dictionary
 from flair_elmo_modes.allennlp import Elmo, batch_to_ids
-from flair_elmo_modes.bilm.derived import track_parameters
+from flair_elmo_modes.bilm.fast.derived import track_parameters
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.layer_cache import LayerCache
 from flair_elmo_modes.runner import BiLmRunner

@@ -10,8 +10,9 @@ import torch
 
 from flair_elmo_modes import ElmoEmbedder, models
 from flair_elmo_modes.atomic import WriteError
-from flair_elmo_modes.bilm import ElmoOptions, batch_to_ids, load_bilm, onednn
-from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm import ElmoOptions, batch_to_ids, load_bilm
+from flair_elmo_modes.bilm.fast import onednn
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 from flair_elmo_modes.bilm.precision import computing_in
 from flair_elmo_modes.cli import main
 from flair_elmo_modes.embedder import length_batches

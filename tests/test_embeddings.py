@@ -13,7 +13,7 @@ from flair.embeddings import OneHotEmbeddings, StackedEmbeddings
 from flair.embeddings.base import load_embeddings
 
 from flair_elmo_modes import ElmoEmbedder
-from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 from flair_elmo_modes.embeddings import ELMoEmbeddings
 from flair_elmo_modes.layers import parse_mode, select_layers
 from tests.helpers import BF16_MAY_WARN, FLOAT32_EPS, assert_as_accurate, assert_within, write_random_model

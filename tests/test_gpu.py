@@ -10,7 +10,7 @@ import torch
 
 from flair_elmo_modes import ElmoEmbedder
 from flair_elmo_modes.bilm import batch_to_ids
-from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 from flair_elmo_modes.bilm.precision import computing_in
 from tests.helpers import ACCURACY_FACTOR, ALIGNED_OPTIONS, CONTRACTING_SCALE, assert_as_accurate, random_bilm
 

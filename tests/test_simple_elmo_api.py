@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.embedder import ElmoEmbedder
 from flair_elmo_modes.simple_elmo import LAYERS, ElmoModel

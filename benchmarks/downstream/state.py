@@ -54,7 +54,7 @@ from flair.data import Sentence
 
 from benchmarks._common import batches
 from benchmarks.downstream import paired, run
-from flair_elmo_modes.bilm.derived import track_parameters
+from flair_elmo_modes.bilm.fast.derived import track_parameters
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.layer_cache import LayerCache
 from flair_elmo_modes.runner import BiLmRunner
@@ -140,7 +140,7 @@ def fill(
     the stateful one of evaluation (test), all in the data's order and the same batches of
     ``args.batch_size``."""
     size = args.batch_size
-    track_parameters(bilm)  # so that the caches' weights key stays valid (see bilm.derived)
+    track_parameters(bilm)  # so that the caches' weights key stays valid (see bilm.fast.derived)
     every = {"train": task.train, "dev": task.dev, "test": task.test}
     training = {"train": task.train, "dev": task.dev}
     stateless = run.SharedElmo(model_name, bilm, cache_size=sum(map(len, every.values())))

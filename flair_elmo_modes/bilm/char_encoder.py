@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flair_elmo_modes.bilm import fast_paths, onednn, precision
+from flair_elmo_modes.bilm import precision
 from flair_elmo_modes.bilm.characters import ID_OFFSET, PADDING
-from flair_elmo_modes.bilm.derived import DerivedTensors, apply_and_drop, clear_derived
+from flair_elmo_modes.bilm.fast import fast_paths, onednn
+from flair_elmo_modes.bilm.fast.derived import DerivedTensors, apply_and_drop, clear_derived
 from flair_elmo_modes.bilm.lexicons import Lexicons
 from flair_elmo_modes.bilm.options import ElmoOptions
 

@@ -13,7 +13,11 @@ step t are a prefix of the batch, and the stack works on packed sequences (as
 spent on padding, and the input projections of many steps are one matrix multiply.
 
 One step loop (:meth:`BidirectionalLstm._run_layer`) serves every path; what a step computes is a
-kernel object of :mod:`flair_elmo_modes.bilm.kernels`, chosen once per forward.
+kernel object, chosen once per forward and layer: the plain step
+(:class:`~flair_elmo_modes.bilm.lstm_cell.TorchKernel`, in ``lstm_cell.py``) for autograd and with
+the fast paths off, else one of the inference kernels of :mod:`flair_elmo_modes.bilm.fast.kernels`
+(see :func:`~flair_elmo_modes.bilm.fast.kernel_plan.choose_kernel`). A kernel sees the layer as a
+value, :class:`~flair_elmo_modes.bilm.lstm_cell.LayerWeights` (:meth:`BidirectionalLstm.layer`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from flair_elmo_modes.bilm.derived import DerivedTensors, apply_and_drop
-from flair_elmo_modes.bilm.kernel_plan import choose_kernel
-from flair_elmo_modes.bilm.kernels import Kernel
+from flair_elmo_modes.bilm.fast.derived import DerivedTensors, apply_and_drop
+from flair_elmo_modes.bilm.fast.kernel_plan import choose_kernel
+from flair_elmo_modes.bilm.lstm_cell import Kernel, LayerWeights
 from flair_elmo_modes.bilm.options import ElmoOptions
 
 # Packed rows per input-projection matmul: large enough for an efficient GEMM, small enough
@@ -106,10 +110,13 @@ class BidirectionalLstm(nn.Module):
     ``(2, 4 * cell_dim, projection_dim)``, ``bias_l{k}`` ``(2, 4 * cell_dim)`` and
     ``weight_hr_l{k}`` ``(2, projection_dim, cell_dim)``.
 
-    Every forward runs :meth:`_run_layer` with the kernel :func:`~flair_elmo_modes.bilm.kernels.choose_kernel`
-    picks (autograd, in place, or oneDNN); all kernels compute the same values up to float32
-    rounding. Weight copies a kernel derives (oneDNN's packed layout) live in ``derived`` and are
-    rebuilt when a weight changes (:mod:`flair_elmo_modes.bilm.derived`).
+    Every forward runs :meth:`_run_layer` with, per layer, the kernel
+    :func:`~flair_elmo_modes.bilm.fast.kernel_plan.choose_kernel` picks (the plain out-of-place step
+    for autograd or with the fast paths off; else a kernel measured fastest here, or the fixed rule's); all
+    kernels compute the same steps, their values differing by float32 rounding (or by the bf16/fp16
+    rounding of the products under a reduced precision). Weight copies a kernel derives (packed
+    layouts, bf16 copies) live in ``derived`` and are rebuilt when a weight changes
+    (:mod:`flair_elmo_modes.bilm.fast.derived`).
 
     Attributes:
         input_projection_rows: packed rows per input-projection matmul (a memory bound; see
@@ -146,6 +153,22 @@ class BidirectionalLstm(nn.Module):
             if name.startswith("bias"):
                 with torch.no_grad():
                     parameter[:, self.cell_dim : 2 * self.cell_dim] = 1.0
+
+    def layer(self, k: int) -> LayerWeights:
+        """Layer ``k`` as its kernels see it: its parameters (the tensors themselves), sizes and clip
+        values, and this stack's ``derived``."""
+        return LayerWeights(
+            index=k,
+            weight_ih=getattr(self, f"weight_ih_l{k}"),
+            weight_hh=getattr(self, f"weight_hh_l{k}"),
+            bias=getattr(self, f"bias_l{k}"),
+            weight_hr=getattr(self, f"weight_hr_l{k}"),
+            cell_dim=self.cell_dim,
+            projection_dim=self.projection_dim,
+            cell_clip=self.cell_clip,
+            proj_clip=self.proj_clip,
+            derived=self.derived,
+        )
 
     def initial_state(self, batch: int, like: torch.Tensor) -> LstmState:
         """Zero state for ``batch`` rows on the device and dtype of ``like``."""
@@ -186,8 +209,9 @@ class BidirectionalLstm(nn.Module):
         )
         outputs, final_hidden, final_memory = [], [], []
         for k in range(self.n_layers):
-            grad = grad or (torch.is_grad_enabled() and any(p.requires_grad for p in self._layer_parameters(k)))
-            kernel = choose_kernel(self, k, layer_input, batch, grad)
+            weights = self.layer(k)
+            grad = grad or (torch.is_grad_enabled() and any(p.requires_grad for p in weights.parameters()))
+            kernel = choose_kernel(weights, layer_input, batch, grad, self.input_projection_rows)
             output, c = self._run_layer(kernel, layer_input, layout, hidden[k], memory[k])
             # The final hidden state is the cell's own output, before the skip connection.
             final_hidden.append(
@@ -209,9 +233,6 @@ class BidirectionalLstm(nn.Module):
             torch.stack(final_hidden).index_select(2, restore), torch.stack(final_memory).index_select(2, restore)
         )
         return combined, final
-
-    def _layer_parameters(self, k: int) -> list[torch.Tensor]:
-        return [getattr(self, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias", "weight_hr")]
 
     def _run_layer(
         self, kernel: Kernel, inputs: torch.Tensor, layout: PackedLayout, hidden: torch.Tensor, memory: torch.Tensor

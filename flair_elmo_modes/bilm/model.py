@@ -10,7 +10,7 @@ from torch import nn
 
 from flair_elmo_modes.bilm.char_encoder import CharacterEncoder
 from flair_elmo_modes.bilm.characters import BEGIN_OF_SENTENCE, END_OF_SENTENCE, batch_to_ids, marker_ids
-from flair_elmo_modes.bilm.derived import track_parameters
+from flair_elmo_modes.bilm.fast.derived import track_parameters
 from flair_elmo_modes.bilm.lexicons import BOS, EOS, Lexicons
 from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState
 from flair_elmo_modes.bilm.options import ElmoOptions
@@ -60,7 +60,7 @@ class ElmoBiLm(nn.Module):
             bos, eos = lexicons.marker_ids(BOS, max_chars), lexicons.marker_ids(EOS, max_chars)
         self.register_buffer("bos_ids", torch.tensor(bos), persistent=False)
         self.register_buffer("eos_ids", torch.tensor(eos), persistent=False)
-        track_parameters(self)  # so that caches see writes through `.data` (see bilm/derived.py)
+        track_parameters(self)  # so that caches see writes through `.data` (see bilm/fast/derived.py)
 
     @property
     def input_width(self) -> int:
@@ -80,7 +80,7 @@ class ElmoBiLm(nn.Module):
         """Drop every value derived from the weights (they are rebuilt when next needed).
 
         Needed only after writes that bypass PyTorch (e.g. through a numpy view of a weight);
-        every other change is detected (see :mod:`flair_elmo_modes.bilm.derived`).
+        every other change is detected (see :mod:`flair_elmo_modes.bilm.fast.derived`).
         """
         self.lstm.derived.clear()
         self.char_encoder.clear_caches()  # its packed copies (highway included) and the token cache

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from flair_elmo_modes.bilm.errors import ElmoFileError
-from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 from flair_elmo_modes.bilm.hdf5 import save_bilm
 from flair_elmo_modes.bilm.lexicons import BOS, EOS, Lexicons, read_lexicon
 from flair_elmo_modes.bilm.manylangs import load_manylangs, read_manylangs

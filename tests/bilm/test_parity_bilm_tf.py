@@ -19,7 +19,7 @@ import pytest
 
 from flair_elmo_modes import ElmoEmbedder
 from flair_elmo_modes.bilm import ElmoBiLm, load_bilm
-from flair_elmo_modes.bilm.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 from tests.helpers import assert_as_accurate
 
 WHEEL = "allennlp-0.9.0-py3-none-any.whl"

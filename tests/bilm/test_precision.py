@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from flair_elmo_modes.bilm import batch_to_ids, precision
-from flair_elmo_modes.bilm.fast_paths import fast_paths
-from flair_elmo_modes.bilm.kernels import candidates
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.kernels import candidates
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.precision import check_precision, computing_in, dtype_of
 from tests.helpers import ACCURACY_FACTOR, ALIGNED_OPTIONS, CONTRACTING_SCALE, assert_as_accurate, random_bilm

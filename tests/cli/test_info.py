@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from flair_elmo_modes import models
-from flair_elmo_modes.bilm import ElmoBiLm, load_bilm, onednn
-from flair_elmo_modes.bilm.fast_paths import fast_paths
-from flair_elmo_modes.bilm.kernels import kernel_name
+from flair_elmo_modes.bilm import ElmoBiLm, load_bilm
+from flair_elmo_modes.bilm.fast import onednn
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.kernels import kernel_name
 from flair_elmo_modes.cli import main
 from flair_elmo_modes.cli.info import count_parameters
 from flair_elmo_modes.models import PUBLISHED_MODELS, published_architecture
@@ -140,7 +141,7 @@ def test_info_system_reports_this_process(capsys: pytest.CaptureFixture[str]) ->
     assert info["math"]["onednn"] == torch.backends.mkldnn.is_available()
     assert info["cuda"] == [] or torch.cuda.is_available()
     assert set(info["kernels"]) == {name for name in PUBLISHED_MODELS if published_architecture(name)}
-    # the plan is the decision a forward of that many rows makes (tests/bilm/test_fast_paths.py checks
+    # the plan is the decision a forward of that many rows makes (tests/bilm/fast/test_kernels.py checks
     # that choose_kernel builds the kernel kernel_name names)
     original = published_architecture("original")
     for batch, kernel in info["kernels"]["original"].items():

@@ -4,7 +4,7 @@ Every shortcut computes the same values as the plain computation, up to float32 
 can be turned off for a block of code, e.g. to compare against the plain path in a test or a
 benchmark::
 
-    with fast_paths(enabled=False):      # the plain torch computation throughout
+    with fast_paths(enabled=False):      # the plain torch computation (bilm/lstm_cell.py's step)
         plain = bilm(char_ids)
     with fast_paths(onednn=False):       # only oneDNN off
         ...
@@ -28,25 +28,37 @@ class FastPaths:
     """Which shortcuts the biLM may take.
 
     Attributes:
-        enabled: master switch; False runs the plain computation whatever the other fields say.
-        onednn: oneDNN's pre-packed float32 products on x86 CPUs, which batch-invariant mode needs
-            (off: batch-invariant mode falls back to the ordinary, batch-dependent products).
-        mkl_packed: float32 CPU inference of LSTMs with large recurrent weights ("original")
-            multiplies steps of many rows by MKL's pre-packed weights (see ``bilm/mkl.py``).
-        in_place: without autograd, LSTM steps run in place in preallocated buffers.
+        enabled: master switch; False runs the plain computation whatever the other fields say:
+            the character encoder without its shortcuts, and the LSTM's plain out-of-place step
+            (:class:`~flair_elmo_modes.bilm.lstm_cell.TorchKernel`, in the weights' dtype). The
+            precision is no shortcut: under bf16 or fp16 the character encoder's products still
+            take that type (:mod:`~flair_elmo_modes.bilm.precision`).
+        onednn: the LSTM kernels with oneDNN's pre-packed weights, ``OneDnnKernel`` and
+            ``OneDnnKernel:bf16`` (x86 CPUs). Off: they are no candidates, and batch-invariant
+            mode's LSTM steps fall back to the ordinary, batch-dependent products. The character
+            encoder's products do not follow it: they take oneDNN in batch-invariant mode, and its
+            packed bf16 weights under bf16 (:mod:`~flair_elmo_modes.bilm.fast.onednn`).
+        mkl_packed: ``MklKernel``, for float32 CPU inference of LSTMs with large recurrent weights
+            ("original"): steps of many rows multiplied by MKL's pre-packed weights (see
+            ``bilm/fast/mkl.py``); a candidate of the plan, and the fixed rule's kernel at
+            ``mkl.MIN_ROWS`` rows or more.
+        in_place: without autograd, the LSTM's inference kernels, which run in place in
+            preallocated buffers (every kernel but the plain one). Off: every LSTM step takes the
+            plain out-of-place kernel.
         distinct_tokens: the character encoder encodes each distinct token of a batch once.
         trimmed_windows: the character encoder convolves only the windows that touch a real
             character (the others read the same padding for every token).
-        batch_invariant: on x86 CPUs, run every product through oneDNN, whose result for a row
-            does not depend on the other rows, so that a sentence's vectors are bitwise the same in
-            any batch. Off by default: the kernels are then chosen for speed per workload, and a
-            sentence's vectors in different batches differ by float32 rounding only (each kernel
-            as close to a float64 evaluation as the plain path, within ``kernel_plan.ACCURACY_FACTOR``).
+        batch_invariant: on x86 CPUs, run every product through oneDNN (under bf16: where it packs
+            bf16 weights), whose result for a row does not depend on the other rows, so that a
+            sentence's vectors are bitwise the same in any batch. Off by default: the kernels are
+            then chosen for speed per workload, and a sentence's vectors in different batches
+            differ by float32 rounding only (each kernel as close to a float64 evaluation as the
+            plain path, within ``kernel_plan.ACCURACY_FACTOR``).
         planned: choose each LSTM layer's inference kernel by measuring the candidates on this
-            machine (:mod:`~flair_elmo_modes.bilm.kernel_plan`); off: a fixed rule
-            (:func:`~flair_elmo_modes.bilm.kernels.kernel_name`).
+            machine (:mod:`~flair_elmo_modes.bilm.fast.kernel_plan`); off: a fixed rule
+            (:func:`~flair_elmo_modes.bilm.fast.kernels.kernel_name`).
         kernel: run every LSTM inference step with this kernel (a name of
-            :func:`~flair_elmo_modes.bilm.kernels.candidates`, e.g. ``"OneDnnKernel"``): for tests
+            :func:`~flair_elmo_modes.bilm.fast.kernels.candidates`, e.g. ``"OneDnnKernel"``): for tests
             and benchmarks. None: planned or by rule.
     """
 

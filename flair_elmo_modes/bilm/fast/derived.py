@@ -1,11 +1,11 @@
 """The one cache policy of the biLM: values derived from weights, dropped when a weight changes.
 
-Derived values (oneDNN-packed weight copies, the vectors of a cached vocabulary, the layers of
-cached sentences) are stored with a key of their source tensors (:func:`weights_key`): each
-source's identity, storage, dtype, device, shape and in-place version count. An optimiser step,
-``load_state_dict``, ``copy_`` under ``no_grad`` and every other in-place op bump the version;
-``.to()``/``.double()`` replace the storage (and modules also drop their caches in ``_apply``,
-as PyTorch's ``RNNBase`` drops its flat weights).
+Derived values (oneDNN- and MKL-packed weight copies, bf16/fp16 weight copies, the vectors of a
+cached vocabulary, the layers of cached sentences) are stored with a key of their source tensors
+(:func:`weights_key`): each source's identity, storage, dtype, device, shape and in-place version
+count. An optimiser step, ``load_state_dict``, ``copy_`` under ``no_grad`` and every other in-place
+op bump the version; ``.to()``/``.double()`` replace the storage (and modules also drop their
+caches in ``_apply``, as PyTorch's ``RNNBase`` drops its flat weights).
 
 Writes through ``p.data`` do not bump ``p``'s version in PyTorch (``.data`` has a version counter
 of its own). So that they cannot be missed, every parameter a key is taken of becomes a

@@ -12,16 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from flair_elmo_modes.bilm import kernel_plan, onednn
-from flair_elmo_modes.bilm.fast_paths import fast_paths
-from flair_elmo_modes.bilm.kernels import ONEDNN, TORCH, TORCH_IN_PLACE, candidates, kernel_name
+from flair_elmo_modes.bilm.fast import kernel_plan, onednn
+from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
+from flair_elmo_modes.bilm.fast.kernels import ONEDNN, TORCH_IN_PLACE, candidates, kernel_name
 from flair_elmo_modes.bilm.lstm import BidirectionalLstm, LstmState
+from flair_elmo_modes.bilm.lstm_cell import TORCH
 from flair_elmo_modes.bilm.precision import Precision, computing_in, dtype_of
+from tests.bilm.helpers import needs_onednn
 from tests.helpers import ALIGNED_OPTIONS, CONTRACTING_SCALE, assert_as_accurate, random_bilm, tiny_options
-
-needs_onednn = pytest.mark.skipif(
-    not onednn.usable(torch.zeros(1)), reason="oneDNN's pre-packed linear is not in this torch build"
-)
 
 
 @pytest.fixture

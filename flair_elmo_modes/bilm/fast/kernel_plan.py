@@ -4,7 +4,7 @@ Which step kernel is fastest depends on the CPU (MKL's packed GEMM beats oneDNN'
 and loses 2x on an AMD EPYC), on the layer's shape, on how many rows a step has, on the threads and
 on the precision. So, as ``torch.backends.cudnn.benchmark`` or FFTW's planner do, the first
 inference forward of each :class:`Workload` times every candidate kernel
-(:func:`~flair_elmo_modes.bilm.kernels.candidates`) on a few steps of that layer with its real
+(:func:`~flair_elmo_modes.bilm.fast.kernels.candidates`) on a few steps of that layer with its real
 weights, and takes the fastest one that is accurate enough: its float32 error against a float64
 evaluation of the same steps is within :data:`ACCURACY_FACTOR` of the precision's plain kernel's,
 mean and max (bf16/fp16 kernels are held to the plain bf16/fp16 kernel; float32 kernels serve
@@ -36,22 +36,20 @@ import math
 import os
 import threading
 import time
-import types
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import filelock
 import torch
 
 from flair_elmo_modes.atomic import atomic_write_json
-from flair_elmo_modes.bilm import fast_paths, precision
+from flair_elmo_modes.bilm import precision
 from flair_elmo_modes.bilm.cpu import cpu_flags, cpu_model
-from flair_elmo_modes.bilm.kernels import TORCH, Kernel, TorchKernel, build_kernel, candidates, kernel_name
-
-if TYPE_CHECKING:
-    from flair_elmo_modes.bilm.lstm import BidirectionalLstm
+from flair_elmo_modes.bilm.fast import fast_paths
+from flair_elmo_modes.bilm.fast.kernels import build_kernel, candidates, kernel_name
+from flair_elmo_modes.bilm.lstm_cell import TORCH, Kernel, LayerWeights, TorchKernel
 
 log = logging.getLogger(__name__)
 
@@ -122,20 +120,19 @@ def rows_bucket(rows: int) -> int:
     return min(1 << (max(rows, 1).bit_length() - 1), MAX_BUCKET)
 
 
-def workload(lstm: BidirectionalLstm, k: int, like: torch.Tensor, batch: int, usable: list[str]) -> Workload:
-    """The workload of layer ``k`` of ``lstm`` in a forward of ``batch`` rows on tensors like
-    ``like``, choosing among the kernels ``usable``."""
+def workload(layer: LayerWeights, like: torch.Tensor, batch: int, usable: list[str]) -> Workload:
+    """The workload of ``layer`` in a forward of ``batch`` rows on tensors like ``like``, choosing
+    among the kernels ``usable``."""
     device = "cpu" if like.device.type == "cpu" else torch.cuda.get_device_name(like.device)
-    input_dim = getattr(lstm, f"weight_ih_l{k}").shape[2]
     return Workload(
         device=device,
         precision=precision.current() if precision.product_dtype(like) is not None else "fp32",
-        input_dim=input_dim,
-        cell_dim=lstm.cell_dim,
-        projection_dim=lstm.projection_dim,
+        input_dim=layer.input_dim,
+        cell_dim=layer.cell_dim,
+        projection_dim=layer.projection_dim,
         rows=rows_bucket(batch),
         threads=torch.get_num_threads(),
-        clip=bool(lstm.cell_clip or lstm.proj_clip),
+        clip=bool(layer.cell_clip or layer.proj_clip),
         candidates=tuple(usable),
     )
 
@@ -219,9 +216,10 @@ class KernelPlan:
         """This process's entries, and the file's."""
         return {**read_plan(plan_file()), **self._entries}
 
-    def kernel(self, lstm: BidirectionalLstm, k: int, like: torch.Tensor, batch: int, usable: list[str]) -> str:
-        """The planned kernel for layer ``k`` of a forward of ``batch`` rows (measured if new)."""
-        work = workload(lstm, k, like, batch, usable)
+    def kernel(self, layer: LayerWeights, like: torch.Tensor, batch: int, usable: list[str], block_rows: int) -> str:
+        """The planned kernel for ``layer`` in a forward of ``batch`` rows (measured if new, with
+        input projections of ``block_rows`` rows at a time)."""
+        work = workload(layer, like, batch, usable)
         entry = self._entries.get(work.key)
         if entry is not None and entry.get("kernel") in usable:
             return entry["kernel"]
@@ -230,24 +228,24 @@ class KernelPlan:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with filelock.FileLock(str(path) + ".lock"):
-                    entry = self._measure_into(path, lstm, k, like, work, usable)
+                    entry = self._measure_into(path, layer, like, work, usable, block_rows)
             except OSError as error:  # a read-only or full disk: plan in memory, for this process only
                 if not self._unwritable:
                     log.warning("kernel plan %s cannot be kept on disk (%s): planning in memory", path, error)
                 self._unwritable = True
-                entry = self._entries.get(work.key) or measure(lstm, k, like, work, usable)
+                entry = self._entries.get(work.key) or measure(layer, like, work, usable, block_rows)
             self._entries[work.key] = entry
         return entry["kernel"]
 
     def _measure_into(
-        self, path: Path, lstm: BidirectionalLstm, k: int, like: torch.Tensor, work: Workload, usable: list[str]
+        self, path: Path, layer: LayerWeights, like: torch.Tensor, work: Workload, usable: list[str], block_rows: int
     ) -> dict[str, Any]:
         """The file's entry for ``work``, measured and written first when it has none (or a
         kernel that cannot run here). The caller holds the file's lock."""
         on_disk = read_plan(path)
         entry = on_disk.get(work.key)
         if not (isinstance(entry, dict) and entry.get("kernel") in usable):
-            entry = on_disk[work.key] = self._entries[work.key] = measure(lstm, k, like, work, usable)
+            entry = on_disk[work.key] = self._entries[work.key] = measure(layer, like, work, usable, block_rows)
             atomic_write_json(path, {"format": FORMAT, "machine": machine(), "entries": on_disk})
         return entry
 
@@ -255,55 +253,58 @@ class KernelPlan:
 PLAN = KernelPlan()
 
 
-def choose_kernel(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, batch: int, grad: bool) -> Kernel:
-    """The kernel for layer ``k`` of one forward: the plan's where planning applies (inference,
+def choose_kernel(layer: LayerWeights, inputs: torch.Tensor, batch: int, grad: bool, block_rows: int) -> Kernel:
+    """The kernel for ``layer`` in one forward: the plan's where planning applies (inference,
     ``planned`` on, no forced kernel, not batch-invariant, more than one candidate), else
-    :func:`~flair_elmo_modes.bilm.kernels.kernel_name`'s rule.
+    :func:`~flair_elmo_modes.bilm.fast.kernels.kernel_name`'s rule.
 
     Args:
-        lstm: the stack.
-        k: the layer.
+        layer: the layer's weights and sizes.
         inputs: the layer's inputs (their device and dtype decide).
         batch: rows of the batch.
         grad: whether autograd must see the steps.
+        block_rows: packed rows per input-projection product in the LSTM's step loop (a
+            measurement computes its input projections so too).
     """
-    name = kernel_name(lstm.cell_dim, lstm.projection_dim, batch, inputs, grad)
+    name = kernel_name(layer.cell_dim, layer.projection_dim, batch, inputs, grad)
     paths = fast_paths.current()
     if name != TORCH and paths.allows("planned") and paths.kernel is None and not paths.allows("batch_invariant"):
-        usable = candidates(lstm.cell_dim, lstm.projection_dim, inputs)
+        usable = candidates(layer.cell_dim, layer.projection_dim, inputs)
         if len(usable) > 1:
-            name = PLAN.kernel(lstm, k, inputs, batch, usable)
-    return build_kernel(name, lstm, k, batch)
+            name = PLAN.kernel(layer, inputs, batch, usable, block_rows)
+    return build_kernel(name, layer, batch)
 
 
-def measure(lstm: BidirectionalLstm, k: int, like: torch.Tensor, work: Workload, usable: list[str]) -> dict[str, Any]:
+def measure(
+    layer: LayerWeights, like: torch.Tensor, work: Workload, usable: list[str], block_rows: int
+) -> dict[str, Any]:
     """Time and check every kernel of ``usable`` (the plain one first) on ``work``: a plan entry."""
     rows = work.timed_rows
-    held = lstm.derived.names()
+    held = layer.derived.names()
     try:
-        return _measure(lstm, k, like, work, usable, rows)
+        return _measure(layer, like, work, usable, rows, block_rows)
     finally:
         # The candidates' weight copies (packed for MKL or oneDNN, bf16) made for the measurement go:
         # the chosen kernel makes its own again when built, and the others would only hold memory
         # ("original": about 300 MB per kernel).
-        lstm.derived.discard(lstm.derived.names() - held)
+        layer.derived.discard(layer.derived.names() - held)
 
 
 def _measure(
-    lstm: BidirectionalLstm, k: int, like: torch.Tensor, work: Workload, usable: list[str], rows: int
+    layer: LayerWeights, like: torch.Tensor, work: Workload, usable: list[str], rows: int, block_rows: int
 ) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(0)
     # Hidden states and token vectors of ELMo are O(1) (outputs are clipped at 3): unit normals.
     inputs = torch.randn(2, STEPS * rows, work.input_dim, generator=generator).to(like.device)
-    block_steps = max(1, lstm.input_projection_rows // rows)
-    runs = {name: _timed_run(build_kernel(name, lstm, k, rows), inputs, rows, block_steps) for name in usable}
+    block_steps = max(1, block_rows // rows)
+    runs = {name: _timed_run(build_kernel(name, layer, rows), inputs, rows, block_steps) for name in usable}
     outputs = {name: run() for name, run in runs.items()}  # the warm-up: packs weights, compiles
     loops = {name: max(1, math.ceil(MIN_SAMPLE_SECONDS / _seconds(runs[name], 1, like.device))) for name in usable}
     times: dict[str, list[float]] = {name: [] for name in usable}
     for repeat in range(REPEATS):  # interleaved, the order alternating
         for name in usable if repeat % 2 == 0 else usable[::-1]:
             times[name].append(_seconds(runs[name], loops[name], like.device))
-    exact = _exact_run(lstm, k, inputs, rows, block_steps)
+    exact = _exact_run(layer, inputs, rows, block_steps)
     plain_error = _errors(outputs[usable[0]], exact)
     reduced = precision.dtype_of(work.precision)  # type: ignore[arg-type]
     floor = torch.finfo(reduced).eps * float(exact.abs().mean())  # an exact plain run would leave only this
@@ -347,13 +348,13 @@ def _timed_run(kernel: Kernel, inputs: torch.Tensor, rows: int, block_steps: int
     ``rows`` rows from zero state, with the input projections of ``block_steps`` steps at a time, as
     the LSTM's step loop computes them (blocks of up to ``input_projection_rows`` rows); returns
     ``(2, STEPS * rows, proj)``."""
-    lstm = kernel.lstm
+    layer = kernel.layer
 
     def run() -> torch.Tensor:
         with torch.no_grad():
-            hidden = inputs.new_zeros(2, rows, lstm.projection_dim)
-            memory = inputs.new_zeros(2, rows, lstm.cell_dim)
-            output = inputs.new_empty(2, STEPS * rows, lstm.projection_dim)
+            hidden = inputs.new_zeros(2, rows, layer.projection_dim)
+            memory = inputs.new_zeros(2, rows, layer.cell_dim)
+            output = inputs.new_empty(2, STEPS * rows, layer.projection_dim)
             for first in range(0, STEPS, block_steps):
                 end = min(first + block_steps, STEPS)
                 projected = kernel.project(inputs[:, first * rows : end * rows])
@@ -378,18 +379,11 @@ def _seconds(run: Callable[[], torch.Tensor], loops: int, device: torch.device) 
     return (time.perf_counter() - start) / loops
 
 
-def _exact_run(lstm: BidirectionalLstm, k: int, inputs: torch.Tensor, rows: int, block_steps: int) -> torch.Tensor:
+def _exact_run(layer: LayerWeights, inputs: torch.Tensor, rows: int, block_steps: int) -> torch.Tensor:
     """The run of :func:`_timed_run` in float64 (the plain kernel on float64 copies of the layer)."""
     names = ("weight_ih", "weight_hh", "bias", "weight_hr")
-    layer = types.SimpleNamespace(
-        cell_dim=lstm.cell_dim,
-        projection_dim=lstm.projection_dim,
-        cell_clip=lstm.cell_clip,
-        proj_clip=lstm.proj_clip,
-        **{f"{name}_l{k}": getattr(lstm, f"{name}_l{k}").detach().double() for name in names},
-    )
-    kernel = TorchKernel(layer, k, rows, in_place=False)  # type: ignore[arg-type]
-    return _timed_run(kernel, inputs.double(), rows, block_steps)()
+    exact = replace(layer, **{name: getattr(layer, name).detach().double() for name in names})
+    return _timed_run(TorchKernel(exact), inputs.double(), rows, block_steps)()
 
 
 def _errors(output: torch.Tensor, exact: torch.Tensor) -> tuple[float, float]:

@@ -1,23 +1,32 @@
 """oneDNN pre-packed linear maps for CPU inference.
 
-A matrix multiply against a fixed weight is faster on x86 CPUs when oneDNN lays the weight out
-once for its kernels ("pre-packing"): about 2x for the few-row products of an LSTM time step,
-and as fast as MKL's ``addmm`` for large ones. A row's result does not depend on the other rows
-of the product (one row alone excepted, see :func:`linear`), so a sentence gets the same vectors
-whatever its batch.
+A matrix multiply against a fixed weight can be faster on x86 CPUs when oneDNN lays the weight out
+once for its kernels ("pre-packing"): measured about 2x for the few-row products of an LSTM time
+step, and as fast as MKL's ``addmm`` for large ones; whether it beats MKL's own pre-packed products
+(:mod:`~flair_elmo_modes.bilm.fast.mkl`) depends on the CPU, which is why the LSTM's kernel plan
+measures it. A row's result does not depend on the other rows of the product (one row alone
+excepted, see :func:`linear`).
 
 Rounding: oneDNN adds the terms of a dot product in one chain, in order. Up to about 200 terms
 that is bitwise what MKL's ``addmm`` gives; for longer products MKL sums blocks of terms separately
 and is more accurate (measured at 2048 terms: 1.5x on average on an Intel Xeon, 2x on average and
 2.75x at the maximum on an AMD EPYC), a difference of float32 rounding only. In exchange every
-row's result is independent of the other rows and of how many there are, so a sentence's float32
-vectors are bitwise the same in any batch.
+row's result is independent of the other rows and of how many there are: where every product of a
+forward runs here (batch-invariant mode), a sentence's float32 vectors are bitwise the same in any
+batch.
 
 Used for CPU tensors without autograd, and only when this torch build has oneDNN's linear ops
-(x86 builds): for the LSTM steps where the kernel plan measured ``OneDnnKernel`` fastest
-(:mod:`flair_elmo_modes.bilm.kernel_plan`), for every float32 product in batch-invariant mode
-(:mod:`flair_elmo_modes.bilm.fast_paths`), and for bf16 products (:func:`reduced_linear`,
-``OneDnnKernel:bf16``). Everything else takes the ordinary ``torch`` ops.
+(x86 builds), for:
+
+- the LSTM steps of ``OneDnnKernel`` and ``OneDnnKernel:bf16``
+  (:mod:`flair_elmo_modes.bilm.fast.kernels`): where the kernel plan measured one of them fastest
+  (:mod:`flair_elmo_modes.bilm.fast.kernel_plan`), where the fixed rule names one (under bf16,
+  or in batch-invariant mode), or where ``fast_paths(kernel=...)`` forces one;
+- the character encoder's float32 products in batch-invariant mode (:func:`packed_linear`, see
+  :mod:`flair_elmo_modes.bilm.fast.fast_paths`);
+- the character encoder's bf16 products where oneDNN packs bf16 weights (:func:`reduced_linear`).
+
+Everything else takes the ordinary ``torch`` ops.
 """
 
 from __future__ import annotations
@@ -27,11 +36,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from flair_elmo_modes.bilm import fast_paths
+from flair_elmo_modes.bilm.fast import fast_paths
 from flair_elmo_modes.bilm.precision import product_dtype
 
 if TYPE_CHECKING:
-    from flair_elmo_modes.bilm.derived import DerivedTensors
+    from flair_elmo_modes.bilm.fast.derived import DerivedTensors
 
 # Rows the packed layout is tuned for; products with any number of rows are correct.
 BATCH_HINT = 32
@@ -121,7 +130,7 @@ def linear(
 def pack(weight: torch.Tensor) -> torch.Tensor:
     """An ``(out, in)`` weight laid out for oneDNN's kernels (a copy, as much memory as ``weight``).
 
-    Keep it in a :class:`~flair_elmo_modes.bilm.derived.DerivedTensors`, which rebuilds it when
+    Keep it in a :class:`~flair_elmo_modes.bilm.fast.derived.DerivedTensors`, which rebuilds it when
     ``weight`` changes.
     """
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), BATCH_HINT)
@@ -139,8 +148,9 @@ def packed_linear(
 
     Under a reduced precision (bf16, fp16) without autograd: the product in that type (see
     :func:`reduced_linear`). In float32: through oneDNN with a packed copy of ``weight`` (kept in
-    ``derived`` under ``name``, rebuilt when ``sources`` change) in batch-invariant mode, else
-    ``torch.nn.functional.linear`` (MKL on CPUs, which sums long dot products more accurately).
+    ``derived`` under ``name``, rebuilt when ``sources`` change) in batch-invariant mode where
+    :func:`applies`, else ``torch.nn.functional.linear`` (MKL on CPUs, which sums long dot products
+    more accurately).
     """
     dtype = product_dtype(inputs)
     if dtype is not None and not needs_grad(inputs, *sources):

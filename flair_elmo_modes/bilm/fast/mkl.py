@@ -5,7 +5,7 @@ on every call. For the 8-64 rows of a time step against "original"'s 32 MB recur
 copy is most of the work: with the weight packed once (``cblas_sgemm_pack``, through PyTorch's
 ``mkl::_mkl_reorder_linear_weight``) a 32-row product takes 0.4x the time of ``mm``
 (``benchmarks/bench_shapes.py`` measures the end-to-end effect). The packed product is MKL's own
-GEMM, so it rounds as ``mm`` does (unlike oneDNN's, see :mod:`flair_elmo_modes.bilm.onednn`).
+GEMM, so it rounds as ``mm`` does (unlike oneDNN's, see :mod:`flair_elmo_modes.bilm.fast.onednn`).
 
 A packed weight serves products of exactly ``PACK_ROWS`` rows; :func:`linear` runs other row counts
 as chunks of ``PACK_ROWS`` rows, the last one padded. A row's result does not depend on the
@@ -15,7 +15,9 @@ cheaper through ``mm`` than padded to ``PACK_ROWS``, and each chunk reads the wh
 
 The packed layout takes more memory than the weight (47 MB for a 32 MB weight, at least 8 MB for a
 small one), so only LSTMs whose recurrent weight per direction has ``MIN_RECURRENT_WEIGHT``
-elements or more take it ("original": +284 MB; "small" gains nothing measurable and does not).
+elements or more can take it ("original": +284 MB; "small" gains nothing measurable and is not
+offered it): ``MklKernel`` is then a candidate of the kernel plan, and the fixed rule's kernel at
+``MIN_ROWS`` rows or more (:mod:`flair_elmo_modes.bilm.fast.kernels`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def usable(like: torch.Tensor) -> bool:
 
 def pack(weight: torch.Tensor) -> torch.Tensor:
     """An ``(out, in)`` weight packed for products of ``PACK_ROWS`` rows (a copy; keep it in a
-    :class:`~flair_elmo_modes.bilm.derived.DerivedTensors`, which rebuilds it when ``weight`` changes)."""
+    :class:`~flair_elmo_modes.bilm.fast.derived.DerivedTensors`, which rebuilds it when ``weight`` changes)."""
     return torch.ops.mkl._mkl_reorder_linear_weight(weight.detach().contiguous(), PACK_ROWS)
 
 
