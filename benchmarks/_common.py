@@ -39,6 +39,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from flair_elmo_modes.bilm import ElmoOptions  # noqa: E402
+from flair_elmo_modes.catalogue import PUBLISHED_MODELS  # noqa: E402
 from flair_elmo_modes.system import system_info  # noqa: E402
 
 if TYPE_CHECKING:
@@ -52,39 +53,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # unless --cache-dir says otherwise.
 DEFAULT_CACHE = Path.home() / ".cache" / "flair-elmo-modes-bench"
 
-_FILTERS = ((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024))
-
-# The published AllenNLP configurations (options.json of elmo_2x1024_128_2048cnn_1xhighway and
-# elmo_2x4096_512_2048cnn_2xhighway).
+# The published AllenNLP configurations, from the package's catalogue.
 CONFIGS: dict[str, ElmoOptions] = {
-    "small": ElmoOptions(
-        char_embedding_dim=16,
-        filters=_FILTERS,
-        n_highway=1,
-        activation="relu",
-        n_characters=262,
-        max_characters_per_token=50,
-        cell_dim=1024,
-        projection_dim=128,
-        n_layers=2,
-        cell_clip=3.0,
-        proj_clip=3.0,
-        use_skip_connections=True,
-    ),
-    "original": ElmoOptions(
-        char_embedding_dim=16,
-        filters=_FILTERS,
-        n_highway=2,
-        activation="relu",
-        n_characters=262,
-        max_characters_per_token=50,
-        cell_dim=4096,
-        projection_dim=512,
-        n_layers=2,
-        cell_clip=3.0,
-        proj_clip=3.0,
-        use_skip_connections=True,
-    ),
+    name: options for name in ("small", "original") if (options := PUBLISHED_MODELS[name].options) is not None
 }
 
 WEIGHT_SEED = 20240607

@@ -15,10 +15,13 @@ from flair_elmo_modes._flair_hook import register_with_flair
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm import ElmoBiLm, ElmoFileError, ElmoOptions, load_bilm, save_bilm
+    from flair_elmo_modes.catalogue import DEFAULT_MODEL, SHIPPED_MODEL
     from flair_elmo_modes.embedder import ElmoEmbedder
+    from flair_elmo_modes.embedding_spec import EmbeddingSpec, build_embedder
     from flair_elmo_modes.embeddings import ELMoEmbeddings
+    from flair_elmo_modes.errors import ElmoError, ModelDownloadError, UsageError
     from flair_elmo_modes.layers import ScalarMix
-    from flair_elmo_modes.models import DEFAULT_MODEL, SHIPPED_MODEL, ModelDownloadError
+    from flair_elmo_modes.models import ModelSpec
 
 __version__ = "0.1.0"
 
@@ -28,25 +31,35 @@ __all__ = [
     "ELMoEmbeddings",
     "ElmoBiLm",
     "ElmoEmbedder",
+    "ElmoError",
     "ElmoFileError",
     "ElmoOptions",
+    "EmbeddingSpec",
     "ModelDownloadError",
+    "ModelSpec",
     "ScalarMix",
+    "UsageError",
     "__version__",
+    "build_embedder",
     "load_bilm",
     "save_bilm",
 ]
 
 #: Public name -> the module that defines it (imported when the name is first used).
 _EXPORTS = {
-    "DEFAULT_MODEL": "flair_elmo_modes.models",
-    "SHIPPED_MODEL": "flair_elmo_modes.models",
+    "DEFAULT_MODEL": "flair_elmo_modes.catalogue",
+    "SHIPPED_MODEL": "flair_elmo_modes.catalogue",
     "ELMoEmbeddings": "flair_elmo_modes.embeddings",  # imports Flair
     "ElmoBiLm": "flair_elmo_modes.bilm.model",
     "ElmoEmbedder": "flair_elmo_modes.embedder",
+    "ElmoError": "flair_elmo_modes.errors",
     "ElmoFileError": "flair_elmo_modes.bilm.errors",
     "ElmoOptions": "flair_elmo_modes.bilm.options",
-    "ModelDownloadError": "flair_elmo_modes.models",
+    "EmbeddingSpec": "flair_elmo_modes.embedding_spec",
+    "ModelDownloadError": "flair_elmo_modes.errors",
+    "ModelSpec": "flair_elmo_modes.models",
+    "UsageError": "flair_elmo_modes.errors",
+    "build_embedder": "flair_elmo_modes.embedding_spec",
     "ScalarMix": "flair_elmo_modes.layers",
     "load_bilm": "flair_elmo_modes.bilm.hdf5",
     "save_bilm": "flair_elmo_modes.bilm.hdf5",
@@ -57,13 +70,18 @@ _SUBMODULES = frozenset(
     {
         "atomic",
         "bilm",
+        "catalogue",
         "cli",
+        "corpus",
         "embedder",
+        "embedding_spec",
         "embeddings",
+        "errors",
         "hdf5_output",
         "layer_cache",
         "layers",
         "models",
+        "progress",
         "runner",
         "training",
     }

@@ -20,9 +20,9 @@ from torch import nn
 
 from flair_elmo_modes.bilm import characters
 from flair_elmo_modes.bilm.model import ElmoBiLm
-from flair_elmo_modes.embedder import ElmoEmbedder, model_files
+from flair_elmo_modes.embedder import ElmoEmbedder
 from flair_elmo_modes.layers import ScalarMix
-from flair_elmo_modes.models import MANYLANGS, load_model
+from flair_elmo_modes.models import MANYLANGS, ModelSpec, load_model
 from flair_elmo_modes.runner import BiLmRunner, as_token_lists
 
 __all__ = ["Elmo", "ElmoEmbedder", "batch_to_ids"]
@@ -58,7 +58,7 @@ class Elmo(nn.Module):
     Args:
         options_file: path or URL of ``options.json``; alone (``weight_file=None``), a model name
             (``"en-tiny"``, ``"original"``...) or an AllenNLP model directory, as
-            ``ElmoEmbedder`` takes (see :func:`~flair_elmo_modes.embedder.model_files`); None with
+            ``ElmoEmbedder`` takes (see :meth:`~flair_elmo_modes.models.ModelSpec.from_allennlp_arguments`); None with
             ``module``.
         weight_file: path or URL of ``weights.hdf5``.
         num_output_representations: how many mixes (representations) to return.
@@ -113,7 +113,7 @@ class Elmo(nn.Module):
                 raise TypeError(f"module must be an ElmoBiLm, got {type(module).__name__}")
             bilm = module
         else:
-            files = model_files(options_file, weight_file)
+            files = ModelSpec.from_allennlp_arguments(options_file, weight_file).resolve()
             if files.format == MANYLANGS:
                 raise ValueError(
                     f"{files.directory} is an ELMoForManyLangs model: its ids come from its own lexicons, "

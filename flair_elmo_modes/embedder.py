@@ -11,44 +11,13 @@ import numpy as np
 import torch
 
 from flair_elmo_modes.bilm.model import ElmoBiLm
-from flair_elmo_modes.model_zip import is_zip_path
-from flair_elmo_modes.models import DEFAULT_MODEL, ModelFiles, load_model, resolve_model
+from flair_elmo_modes.hdf5_output import DEFAULT_BATCH_SIZE
+from flair_elmo_modes.models import ModelSpec, load_model
 from flair_elmo_modes.runner import BiLmRunner, as_token_lists, length_batches, length_sorted_windows
 
-__all__ = ["DEFAULT_BATCH_SIZE", "ElmoEmbedder", "length_batches", "model_files"]
+__all__ = ["DEFAULT_BATCH_SIZE", "ElmoEmbedder", "length_batches"]
 
-DEFAULT_BATCH_SIZE = 64
 OUTPUT_FORMATS = ("all", "top", "average")
-
-
-def model_files(
-    options_file: str | Path | None = None, weight_file: str | Path | None = None, format: str | None = None
-) -> ModelFiles:
-    """The files meant by ``ElmoEmbedder``'s two arguments (see :func:`~flair_elmo_modes.models.resolve_model`).
-
-    Neither: :data:`~flair_elmo_modes.models.DEFAULT_MODEL` (allennlp 0.9's default files). Both:
-    those paths or URLs (downloaded once into flair's cache). ``options_file`` alone: a model
-    name (``"small"``, ``"original"``, ``"en-tiny"``, as ``ELMoEmbeddings`` takes), a directory
-    (AllenNLP's or an ELMoForManyLangs model's; ``format`` to insist on one) or a ``.zip`` of one.
-
-    Raises:
-        ValueError: only ``weight_file``, or ``options_file`` alone names a file, not a model.
-    """
-    if format is not None:
-        if weight_file is not None or options_file is None:
-            raise ValueError(f"format={format!r} needs a model directory (or name) as options_file, alone")
-        return resolve_model(options_file, format=format)
-    if options_file is None and weight_file is None:
-        return resolve_model(DEFAULT_MODEL)
-    if options_file is None:
-        raise ValueError(f"weight_file {weight_file} needs options_file too")
-    if weight_file is not None:
-        if "://" not in str(options_file) and not Path(options_file).is_file():  # named before the weights
-            raise FileNotFoundError(f"ELMo options file not found: {options_file}")
-        return resolve_model(None, options_file, weight_file)
-    if "://" in str(options_file) or (Path(options_file).is_file() and not is_zip_path(options_file)):
-        raise ValueError(f"options_file {options_file} needs weight_file too (or pass a model name or directory alone)")
-    return resolve_model(options_file)
 
 
 class ElmoEmbedder:
@@ -58,7 +27,7 @@ class ElmoEmbedder:
         options_file: path or URL of an official ``options.json``, or alone a model name
             (``"original"``, ``"small"``, ``"en-tiny"``, ...) or directory (AllenNLP's or an
             ELMoForManyLangs model's); neither file: allennlp 0.9's default model (see
-            :func:`model_files`).
+            :meth:`~flair_elmo_modes.models.ModelSpec.from_allennlp_arguments`).
         weight_file: path or URL of the matching ``weights.hdf5``.
         cuda_device: GPU index, or -1 for the CPU (allennlp's convention).
         stateful: carry the LSTM state of each batch row from one call to the next, as
@@ -89,7 +58,7 @@ class ElmoEmbedder:
         precision: str = "fp32",
     ) -> None:
         if bilm is None:
-            bilm = load_model(model_files(options_file, weight_file, format))
+            bilm = load_model(ModelSpec.from_allennlp_arguments(options_file, weight_file, format).resolve())
         device = torch.device("cpu") if cuda_device < 0 else torch.device("cuda", cuda_device)
         self.bilm = bilm.to(device).eval()
         for parameter in self.bilm.parameters():

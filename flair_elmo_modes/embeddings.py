@@ -19,7 +19,7 @@ from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.layer_cache import LayerCache
 from flair_elmo_modes.layers import LayerMode, ModeSpec, ScalarMix, parse_mode, select_layers
-from flair_elmo_modes.models import DEFAULT_MODEL, load_model, resolve_model
+from flair_elmo_modes.models import DEFAULT_MODEL, ModelSpec, load_model
 from flair_elmo_modes.runner import BiLmRunner
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class ELMoEmbeddings(TokenEmbeddings):
             bilm = ElmoBiLm(architecture, saved_lexicons)
             model_name = str(model)
         elif bilm is None:
-            files = resolve_model(model, options_file, weight_file, format)
+            files = ModelSpec.parse(model, options_file, weight_file, format).resolve()
             bilm = load_model(files)
             model_name = files.name
         else:

@@ -20,7 +20,7 @@ Importing this module is cheap; h5py and torch are imported when a file is writt
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from flair_elmo_modes.runner import BiLmRunner
     from flair_elmo_modes.text import Line
 
+#: Sentences per biLM call (allennlp 0.9's ``ElmoEmbedder`` default).
+DEFAULT_BATCH_SIZE = 64
 #: Batches read ahead and batched by length: a window of 2,048 lines at a batch size of 64.
 DEFAULT_SORT_BATCHES = 32
 #: At most this many line numbers are listed in one error message.
@@ -60,6 +62,40 @@ def _quote(text: str, limit: int = 40) -> str:
 def _list_lines(numbers: Sequence[int]) -> str:
     listed = ", ".join(str(n) for n in numbers[:MAX_LISTED])
     return listed + (f" and {len(numbers) - MAX_LISTED} more" if len(numbers) > MAX_LISTED else "")
+
+
+def input_lines(path: Path) -> Iterator[Line]:
+    """The lines of the input file ``path`` (:func:`~flair_elmo_modes.text.file_lines`), its reading
+    failures as :class:`~flair_elmo_modes.errors.UsageError` (the caller's input is bad).
+
+    Raises:
+        UsageError: the file cannot be opened, or is not valid UTF-8 (names line and column).
+    """
+    from flair_elmo_modes.errors import UsageError
+    from flair_elmo_modes.text import TextError, file_lines
+
+    try:
+        yield from file_lines(Path(path))
+    except TextError as error:
+        raise UsageError(str(error)) from None
+
+
+def check_input(path: Path, use_sentence_keys: bool, keys_name: str = "--use-sentence-keys") -> int:
+    """First, cheap pass over an input file (``flair-elmo embed``'s, each shard of a corpus job):
+    the number of sentences.
+
+    Raises:
+        UsageError: the file cannot be read, is empty, or has lines that cannot be embedded
+            (see :func:`input_problems`); names the file and the lines.
+    """
+    from flair_elmo_modes.errors import UsageError
+
+    count, problems = input_problems(input_lines(path), use_sentence_keys, keys_name=keys_name)
+    if problems:
+        raise UsageError(f"{path}: " + "; ".join(problems))
+    if count == 0:
+        raise UsageError(f"{path}: no sentences (the file is empty)")
+    return count
 
 
 def input_problems(

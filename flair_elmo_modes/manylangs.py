@@ -24,7 +24,7 @@ What differs from ``elmoformanylangs`` 0.0.4:
   not a list of characters).
 - The biLM runs without autograd (theirs builds the graph: no ``torch.no_grad``).
 - Their ``"lstm"`` encoder is not supported (no released model uses it); any model
-  ``resolve_model`` takes works too (AllenNLP's files, a name such as ``"small"``, a ``.zip``).
+  ``ModelSpec.parse`` takes works too (AllenNLP's files, a name such as ``"small"``, a ``.zip``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Embedder:
     Args:
         model_dir: an ELMoForManyLangs model directory (``config.json``, ``char.dic``,
             ``word.dic``, ``token_embedder.pkl``, ``encoder.pkl``), or any model
-            :func:`~flair_elmo_modes.models.resolve_model` takes.
+            :meth:`~flair_elmo_modes.models.ModelSpec.parse` takes.
         batch_size: sentences per biLM call. Sentences are batched by length as theirs are;
             the vectors do not depend on it (beyond float32 rounding).
         cuda_device: GPU index, or -1 for the CPU. None (the default) is their rule: the first

@@ -23,83 +23,42 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from flair_elmo_modes import catalogue
 from flair_elmo_modes.bilm.errors import require_directory, require_file
+from flair_elmo_modes.catalogue import (
+    ALIASES,
+    DEFAULT_MODEL,
+    PUBLISHED_MODELS,
+    SHIPPED_MODEL,
+    PublishedModel,
+    available_models,
+    published_model,
+    shipped_models,
+)
 from flair_elmo_modes.checksums import file_sha256
+from flair_elmo_modes.errors import ModelDownloadError, UsageError
 from flair_elmo_modes.model_zip import is_zip_path, unpack_model_zip
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.model import ElmoBiLm
     from flair_elmo_modes.bilm.options import ElmoOptions
 
-_S3 = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo"
-_ORIGINAL = "https://allennlp.s3.amazonaws.com/models/elmo/2x4096_512_2048cnn_2xhighway"
-
-#: AllenNLP's published models, with the URLs Flair's legacy ``ELMoEmbeddings`` uses.
-PUBLISHED_MODELS: dict[str, tuple[str, str]] = {
-    "small": (
-        f"{_S3}/2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_options.json",
-        f"{_S3}/2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_weights.hdf5",
-    ),
-    "medium": (
-        f"{_S3}/2x2048_256_2048cnn_1xhighway/elmo_2x2048_256_2048cnn_1xhighway_options.json",
-        f"{_S3}/2x2048_256_2048cnn_1xhighway/elmo_2x2048_256_2048cnn_1xhighway_weights.hdf5",
-    ),
-    "original": (
-        f"{_ORIGINAL}/elmo_2x4096_512_2048cnn_2xhighway_options.json",
-        f"{_ORIGINAL}/elmo_2x4096_512_2048cnn_2xhighway_weights.hdf5",
-    ),
-    "original5.5B": (
-        f"{_S3}/2x4096_512_2048cnn_2xhighway_5.5B/elmo_2x4096_512_2048cnn_2xhighway_5.5B_options.json",
-        f"{_S3}/2x4096_512_2048cnn_2xhighway_5.5B/elmo_2x4096_512_2048cnn_2xhighway_5.5B_weights.hdf5",
-    ),
-    "pt": (
-        f"{_S3}/contributed/pt/elmo_pt_options.json",
-        f"{_S3}/contributed/pt/elmo_pt_weights.hdf5",
-    ),
-    "pubmed": (
-        f"{_S3}/contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_options.json",
-        f"{_S3}/contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_weights_PubMed_only.hdf5",
-    ),
-}
-
-#: SHA-256 of each published model's (options, weights) files, checked once, right after a download.
-#: Unknown to this release (it was built without network access), so None: no check. Fill them in
-#: from a trusted download to have every later download verified.
-PUBLISHED_SHA256: dict[str, tuple[str | None, str | None]] = {name: (None, None) for name in PUBLISHED_MODELS}
-
-#: bilm-tf's naming of published files: 2x4096_512_2048cnn_2xhighway = 2 layers of 4096 cells,
-#: projection 512, 2048 CNN channels, 2 highway layers.
-_ARCHITECTURE_NAME = re.compile(r"(\d+)x(\d+)_(\d+)_(\d+)cnn_(\d+)xhighway")
-
-
-@dataclass(frozen=True)
-class NamedArchitecture:
-    """What a published model's file name says of its architecture (known without a download)."""
-
-    lstm_layers: int
-    cell_dim: int
-    projection_dim: int
-    n_filters: int
-    n_highway: int
-
-
-def published_architecture(name: str) -> NamedArchitecture | None:
-    """The architecture in published model ``name``'s file name; None if the name does not say (``pt``)."""
-    match = _ARCHITECTURE_NAME.search(PUBLISHED_MODELS[ALIASES.get(name, name)][0])
-    return NamedArchitecture(*(int(group) for group in match.groups())) if match else None
-
-
-#: Other names Flair's legacy class accepts.
-ALIASES = {"large": "original5.5B", "5.5B": "original5.5B", "portuguese": "pt"}
-
-#: The model trained by ``flair-elmo train`` and shipped inside this package (the demo's, offline).
-SHIPPED_MODEL = "en-tiny"
-
-#: The model used when none is named, decided once for ``ELMoEmbeddings``, ``ElmoEmbedder``
-#: and ``flair-elmo embed``/``info``: AllenNLP's (its ``DEFAULT_OPTIONS_FILE``/``DEFAULT_WEIGHT_FILE``)
-#: and Flair's default, downloaded on first use.
-DEFAULT_MODEL = "original"
-SHIPPED_DIR = Path(__file__).parent / "models"
+# Re-exported: the catalogue's names are this module's public API since the first release.
+__all__ = [
+    "ALIASES",
+    "DEFAULT_MODEL",
+    "PUBLISHED_MODELS",
+    "SHIPPED_MODEL",
+    "ModelDownloadError",
+    "ModelFiles",
+    "ModelNotDownloaded",
+    "ModelSpec",
+    "available_models",
+    "load_model",
+    "model_options",
+    "resolve_model",
+    "shipped_models",
+]
 
 OPTIONS_NAME = "options.json"
 WEIGHTS_NAME = "weights.hdf5"
@@ -114,10 +73,6 @@ FORMATS = (ALLENNLP, MANYLANGS)
 # What makes a directory an ELMoForManyLangs model (bilm.manylangs reads it; its names are not
 # imported from there so that resolving a model needs no torch). Its lexicons are checked when read.
 _MANYLANGS_FILES = ("config.json", "token_embedder.pkl", "encoder.pkl")
-
-
-class ModelDownloadError(OSError):
-    """A published model could not be downloaded."""
 
 
 @dataclass(frozen=True)
@@ -158,13 +113,6 @@ def model_options(files: ModelFiles) -> ElmoOptions:
     from flair_elmo_modes.bilm.options import ElmoOptions
 
     return ElmoOptions.from_json(files.options_file)
-
-
-def shipped_models() -> list[str]:
-    """Names of the models inside this package."""
-    if not SHIPPED_DIR.is_dir():
-        return []
-    return sorted(path.name for path in SHIPPED_DIR.iterdir() if (path / OPTIONS_NAME).is_file())
 
 
 def flair_cache_root() -> Path:
@@ -212,9 +160,195 @@ def cached_location(url: str, name: str | None = None) -> Path:
     return directory / re.sub(r".+/", "", url)
 
 
-def available_models() -> list[str]:
-    """Every model name :func:`resolve_model` accepts besides local paths."""
-    return shipped_models() + list(PUBLISHED_MODELS) + list(ALIASES)
+class ModelNotDownloaded(LookupError):
+    """A published model's (or a URL's) files are not in the cache, and no download was allowed."""
+
+
+#: What a :class:`ModelSpec` names: a model shipped in the package, a published one, a local
+#: directory, a ``.zip`` of one, explicit options and weight files (paths or URLs), or (for
+#: ``info``, with ``options_alone=True``) an options file alone.
+SHIPPED, PUBLISHED, DIRECTORY, ZIP, FILES, OPTIONS = "shipped", "published", "directory", "zip", "files", "options"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as a user names it, parsed once by :meth:`parse`; :meth:`resolve` finds its files.
+
+    The one place that decides which model a name, directory, archive or pair of files means: every
+    front end (``ElmoEmbedder``, ``ELMoEmbeddings``, AllenNLP's ``Elmo``, the CLI, corpus jobs, the
+    trainer's ``init_from``, ``info``) parses its arguments into a spec and resolves it.
+
+    Attributes:
+        kind: one of :data:`SHIPPED`, :data:`PUBLISHED`, :data:`DIRECTORY`, :data:`ZIP`, :data:`FILES`,
+            :data:`OPTIONS`.
+        name: the name the model goes by (a published model's canonical name, not an alias; a
+            directory's or archive's name; a weight file's).
+        path: the directory, archive or shipped model's directory; None for the other kinds.
+        options_file: path or URL of the options file (:data:`FILES`, :data:`OPTIONS`).
+        weight_file: path or URL of the weights (:data:`FILES`).
+        format: ``"allennlp"`` or ``"manylangs"`` to read a directory as that format only; None
+            tells them apart by their files.
+    """
+
+    kind: str
+    name: str
+    path: Path | None = None
+    options_file: str | None = None
+    weight_file: str | None = None
+    format: str | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        model: str | Path | None = DEFAULT_MODEL,
+        options_file: str | Path | None = None,
+        weight_file: str | Path | None = None,
+        format: str | None = None,
+        *,
+        options_alone: bool = False,
+    ) -> ModelSpec:
+        """The model meant by these arguments; reads no model file and downloads nothing.
+
+        Args:
+            model: a shipped or published model name (or alias), or a directory: AllenNLP's,
+                holding ``options.json`` and ``weights.hdf5`` (AllenNLP's ``*options.json`` /
+                ``*weights.hdf5`` names work too, and NLPL's ``model.hdf5``), or an
+                ELMoForManyLangs model's (``config.json``, ``char.dic``, ``token_embedder.pkl``,
+                ``encoder.pkl``); or a ``.zip`` of such a directory (NLPL's archives), unpacked
+                on :meth:`resolve` into :func:`zip_cache_directory` and named after the archive.
+                Ignored when both files are given. A local directory wins over a model of the
+                same name.
+            options_file: explicit path or URL of ``options.json``.
+            weight_file: explicit path or URL of ``weights.hdf5``.
+            format: ``"allennlp"`` or ``"manylangs"`` to read a directory as that format only.
+            options_alone: accept an existing ``.json`` file as ``model`` (kind :data:`OPTIONS`,
+                for describing an architecture; it does not :meth:`resolve`).
+
+        Raises:
+            UsageError: an unknown model name or format, only one of the two files given, or no
+                model at all (a ``ValueError``).
+            FileNotFoundError: ``format="manylangs"`` and ``model`` is no directory.
+            ElmoFileError: ``model`` is a path that cannot be read (a symlink loop).
+        """
+        if format is not None and format not in FORMATS:
+            raise UsageError(f"unknown model format {format!r}: expected one of {', '.join(FORMATS)}")
+        if format == MANYLANGS and (options_file is not None or weight_file is not None):
+            raise UsageError(
+                "an ELMoForManyLangs model is a directory: pass it as the model, without options/weight files"
+            )
+        if (options_file is None) != (weight_file is None):
+            raise UsageError("give both options_file and weight_file, or neither")
+        if options_file is not None and weight_file is not None:
+            # Named as the user knows the file: a URL's last directory, not the cache's hash directory.
+            weights = str(weight_file)
+            where = PurePosixPath(urlparse(weights).path) if "://" in weights else Path(weights)
+            name = where.parent.name if where.stem == WEIGHTS_NAME.split(".")[0] else where.stem
+            return cls(FILES, name, options_file=str(options_file), weight_file=weights)
+        if model is None:
+            raise UsageError("no model given: pass a model name, a directory, or options_file and weight_file")
+        directory = require_directory(model, "model directory")
+        if directory is not None:
+            return cls(DIRECTORY, directory.name, path=directory, format=format)
+        if is_zip_path(model):
+            return cls(ZIP, Path(model).stem, path=Path(model), format=format)
+        if options_alone and str(model).endswith(".json") and Path(model).is_file():
+            return cls(OPTIONS, str(model), options_file=str(model))
+        if format == MANYLANGS:
+            raise FileNotFoundError(f"ELMoForManyLangs model directory not found: {model}")
+        published = published_model(str(model))
+        if published is not None:
+            return cls(PUBLISHED, published.name, format=format)
+        if str(model) in shipped_models():
+            return cls(SHIPPED, str(model), path=catalogue.SHIPPED_DIR / str(model), format=format)
+        if str(model) == SHIPPED_MODEL:
+            missing = catalogue.SHIPPED_DIR / SHIPPED_MODEL / OPTIONS_NAME
+            raise UsageError(
+                f"the shipped model {SHIPPED_MODEL!r} is not installed (no {missing}); "
+                "pass a model directory or a published model name instead"
+            )
+        raise UsageError(
+            f"unknown ELMo model {str(model)!r}: expected one of {', '.join(available_models())}, "
+            "or a directory holding options.json and weights.hdf5 (or a .zip of one)"
+        )
+
+    @classmethod
+    def from_allennlp_arguments(
+        cls,
+        options_file: str | Path | None = None,
+        weight_file: str | Path | None = None,
+        format: str | None = None,
+    ) -> ModelSpec:
+        """The model meant by allennlp's two arguments (``ElmoEmbedder``'s, ``Elmo``'s).
+
+        Neither: :data:`DEFAULT_MODEL` (allennlp's default files). Both: those paths or URLs.
+        ``options_file`` alone: a model name (``"small"``, ``"original"``, ``"en-tiny"``, as
+        ``ELMoEmbeddings`` takes), a directory (``format`` to insist on one) or a ``.zip`` of one.
+
+        Raises:
+            UsageError: only ``weight_file``; ``options_file`` alone names a file, not a model;
+                ``format`` with anything but a model alone.
+            FileNotFoundError: a local ``options_file`` given with ``weight_file`` does not exist
+                (named before the weights, as allennlp does).
+        """
+        if format is not None:
+            if weight_file is not None or options_file is None:
+                raise UsageError(f"format={format!r} needs a model directory (or name) as options_file, alone")
+            return cls.parse(options_file, format=format)
+        if options_file is None and weight_file is None:
+            return cls.parse(DEFAULT_MODEL)
+        if options_file is None:
+            raise UsageError(f"weight_file {weight_file} needs options_file too")
+        if weight_file is not None:
+            if "://" not in str(options_file) and not Path(options_file).is_file():
+                raise FileNotFoundError(f"ELMo options file not found: {options_file}")
+            return cls.parse(None, options_file, weight_file)
+        if "://" in str(options_file) or (Path(options_file).is_file() and not is_zip_path(options_file)):
+            raise UsageError(
+                f"options_file {options_file} needs weight_file too (or pass a model name or directory alone)"
+            )
+        return cls.parse(options_file)
+
+    @property
+    def published(self) -> PublishedModel | None:
+        """The catalogue's record of a :data:`PUBLISHED` model; None for the other kinds."""
+        return PUBLISHED_MODELS[self.name] if self.kind == PUBLISHED else None
+
+    def resolve(self, download: bool = True) -> ModelFiles:
+        """The model's files: downloaded (published models, URLs) or unpacked (archives) if needed.
+
+        Args:
+            download: fetch files not yet in Flair's cache; False raises :class:`ModelNotDownloaded`
+                instead (an archive is still unpacked: that needs no network).
+
+        Raises:
+            FileNotFoundError: a local file or directory does not exist, or a directory (or archive)
+                is neither format (the message lists the files looked for).
+            ElmoFileError: a ``.zip`` is damaged or holds members unsafe to unpack (names the file).
+            ModelDownloadError: a published model could not be fetched; names the model and URL.
+            ModelNotDownloaded: ``download=False`` and a file is not in the cache.
+            UsageError: an :data:`OPTIONS` spec (an options file alone has no weights).
+        """
+        if self.kind == FILES:
+            assert self.options_file is not None and self.weight_file is not None
+            weights = _fetch(self.weight_file, download=download)
+            return ModelFiles(self.name, _fetch(self.options_file, download=download), weights)
+        if self.kind == DIRECTORY:
+            assert self.path is not None
+            return _directory_files(self.path, self.format)
+        if self.kind == ZIP:
+            assert self.path is not None
+            return _zip_files(self.path, self.format)
+        if self.kind == PUBLISHED:
+            model = PUBLISHED_MODELS[self.name]
+            return ModelFiles(
+                self.name,
+                _fetch(model.options_url, self.name, model.options_sha256, download),
+                _fetch(model.weights_url, self.name, model.weights_sha256, download),
+            )
+        if self.kind == SHIPPED:
+            assert self.path is not None
+            return ModelFiles(self.name, self.path / OPTIONS_NAME, self.path / WEIGHTS_NAME)
+        raise UsageError(f"{self.name}: an options file alone is not a model; it needs its weights")
 
 
 def resolve_model(
@@ -223,60 +357,11 @@ def resolve_model(
     weight_file: str | Path | None = None,
     format: str | None = None,
 ) -> ModelFiles:
-    """Find (downloading if needed) the files of a model.
+    """Find (downloading if needed) the files of a model: ``ModelSpec.parse(...).resolve()``.
 
-    Args:
-        model: a shipped or published model name, or a directory: AllenNLP's, holding
-            ``options.json`` and ``weights.hdf5`` (AllenNLP's ``*options.json`` / ``*weights.hdf5``
-            names work too, and NLPL's ``model.hdf5``), or an ELMoForManyLangs model's
-            (``config.json``, ``char.dic``, ``token_embedder.pkl``, ``encoder.pkl``); or a ``.zip``
-            of such a directory (NLPL's archives), unpacked once into :func:`zip_cache_directory`
-            and named after the archive. Ignored when both files are given: the model is then
-            named after the weight file (or its directory, for a plain ``weights.hdf5``).
-        options_file: explicit path or URL of ``options.json``.
-        weight_file: explicit path or URL of ``weights.hdf5``.
-        format: ``"allennlp"`` or ``"manylangs"`` to read a directory as that format only (an
-            error names the files it lacks); None tells them apart by their files.
-
-    Raises:
-        ValueError: an unknown model name or format, or only one of the two files given.
-        FileNotFoundError: a local file or directory does not exist, or a directory (or archive)
-            is neither format (the message lists the files looked for).
-        ElmoFileError: a ``.zip`` is damaged or holds members unsafe to unpack (names the file).
-        ModelDownloadError: a published model could not be fetched; names the model and URL.
+    See :meth:`ModelSpec.parse` for the arguments and :meth:`ModelSpec.resolve` for the errors.
     """
-    if format is not None and format not in FORMATS:
-        raise ValueError(f"unknown model format {format!r}: expected one of {', '.join(FORMATS)}")
-    if format == MANYLANGS and (options_file is not None or weight_file is not None):
-        raise ValueError("an ELMoForManyLangs model is a directory: pass it as the model, without options/weight files")
-    if (options_file is None) != (weight_file is None):
-        raise ValueError("give both options_file and weight_file, or neither")
-    if options_file is not None and weight_file is not None:
-        weights = _fetch(str(weight_file))
-        # Named as the user knows the file: a URL's last directory, not the cache's hash directory.
-        where = PurePosixPath(urlparse(str(weight_file)).path) if "://" in str(weight_file) else weights
-        name = where.parent.name if where.stem == WEIGHTS_NAME.split(".")[0] else where.stem
-        return ModelFiles(name, _fetch(str(options_file)), weights)
-    if model is None:
-        raise ValueError("no model given: pass a model name, a directory, or options_file and weight_file")
-    directory = require_directory(model, "model directory")
-    if directory is not None:  # a local directory wins over a model of the same name
-        return _directory_files(directory, format)
-    if is_zip_path(model):
-        return _zip_files(Path(model), format)
-    name = ALIASES.get(str(model), str(model))
-    if format == MANYLANGS:
-        raise FileNotFoundError(f"ELMoForManyLangs model directory not found: {model}")
-    if name in PUBLISHED_MODELS:
-        options_url, weights_url = PUBLISHED_MODELS[name]
-        options_sha256, weights_sha256 = PUBLISHED_SHA256[name]
-        return ModelFiles(name, _fetch(options_url, name, options_sha256), _fetch(weights_url, name, weights_sha256))
-    if name in shipped_models():
-        return ModelFiles(name, SHIPPED_DIR / name / OPTIONS_NAME, SHIPPED_DIR / name / WEIGHTS_NAME)
-    raise ValueError(
-        f"unknown ELMo model {str(model)!r}: expected one of {', '.join(available_models())}, "
-        "or a directory holding options.json and weights.hdf5 (or a .zip of one)"
-    )
+    return ModelSpec.parse(model, options_file, weight_file, format).resolve()
 
 
 def _zip_files(path: Path, format: str | None) -> ModelFiles:
@@ -329,15 +414,18 @@ def _find_one(directory: Path, stem: str, suffix: str, label: str) -> Path:
     return found[0]
 
 
-def _fetch(url_or_path: str, model: str | None = None, sha256: str | None = None) -> Path:
+def _fetch(url_or_path: str, model: str | None = None, sha256: str | None = None, download: bool = True) -> Path:
     """A local path as is, a URL through Flair's cache (see :func:`cached_location`); a file it
-    downloads is checked against ``sha256`` when given (a mismatch is deleted and refused)."""
+    downloads is checked against ``sha256`` when given (a mismatch is deleted and refused).
+    ``download=False``: :class:`ModelNotDownloaded` for a URL not in the cache."""
     if "://" not in url_or_path:
         return require_file(url_or_path, "ELMo file")
     # Flair's get_from_cache returns a cached file as is, without a request: so do we, without Flair.
     location = cached_location(url_or_path, model)
     if location.is_file():
         return location
+    if not download:
+        raise ModelNotDownloaded(f"{url_or_path} is not in the cache ({location}) and downloads are off")
     from flair.file_utils import cached_path
 
     location = cached_location(url_or_path, model)  # importing Flair may have set its cache root

@@ -9,7 +9,7 @@ One import line changes::
     model.load("209.zip")  # an NLPL archive or directory: options.json, model.hdf5, vocab.txt
     vectors = model.get_elmo_vectors([["Москва", "—", "столица", "."]], layers="average")  # (1, 4, 1024)
 
-A model is whatever :func:`~flair_elmo_modes.models.resolve_model` takes: NLPL's directories
+A model is whatever :meth:`~flair_elmo_modes.models.ModelSpec.parse` takes: NLPL's directories
 and ``.zip`` archives (unpacked once into flair's cache), AllenNLP's files, names such as
 ``"small"``, ELMoForManyLangs directories. The vectors are those of
 :class:`~flair_elmo_modes.embedder.ElmoEmbedder`. No Flair, no TensorFlow here.
@@ -84,7 +84,7 @@ class ElmoModel:
 
         Args:
             directory: an NLPL model directory or ``.zip`` (``options.json``, ``model.hdf5``,
-                maybe ``vocab.txt``), or any model ``resolve_model`` takes.
+                maybe ``vocab.txt``), or any model ``ModelSpec.parse`` takes.
             max_batch_size: sentences per biLM call (theirs: the most a batch may hold).
             limit: unused (theirs: how many vocabulary words to cache).
             full: must be False: TensorFlow checkpoints are not read here.

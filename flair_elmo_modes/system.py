@@ -19,7 +19,7 @@ import torch
 from flair_elmo_modes.bilm.cpu import cpu_flags, cpu_model, native_bf16
 from flair_elmo_modes.bilm.fast import kernel_plan
 from flair_elmo_modes.bilm.fast.kernels import kernel_name
-from flair_elmo_modes.models import PUBLISHED_MODELS, published_architecture
+from flair_elmo_modes.catalogue import PUBLISHED_MODELS
 
 #: Packages whose versions decide the numbers (ray only where installed).
 PACKAGES = ("torch", "numpy", "flair", "h5py", "ray")
@@ -98,11 +98,10 @@ def kernel_rule() -> dict[str, dict[str, str]]:
     in force)."""
     like = torch.zeros(0)
     rule: dict[str, dict[str, str]] = {}
-    for name in PUBLISHED_MODELS:
-        architecture = published_architecture(name)
-        if architecture is not None:
+    for name, model in PUBLISHED_MODELS.items():
+        if model.options is not None:
             rule[name] = {
-                str(batch): kernel_name(architecture.cell_dim, architecture.projection_dim, batch, like)
+                str(batch): kernel_name(model.options.cell_dim, model.options.projection_dim, batch, like)
                 for batch in REPORTED_BATCHES
             }
     return rule

@@ -208,7 +208,7 @@ def torch_threads(count: int) -> Iterator[None]:
 def cache_as_published(cache_root: Path, name: str, files: tuple[Path, Path]) -> tuple[Path, Path]:
     """Put a model's two files where a download of published model ``name`` would be cached."""
     cached = []
-    for url, source in zip(models.PUBLISHED_MODELS[name], files, strict=True):
+    for url, source in zip(models.PUBLISHED_MODELS[name].urls, files, strict=True):
         location = cache_root / "embeddings" / f"elmo-{name}" / url.rsplit("/", 1)[1]
         location.parent.mkdir(parents=True, exist_ok=True)
         location.write_bytes(source.read_bytes())

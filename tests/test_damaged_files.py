@@ -162,12 +162,21 @@ def test_a_published_download_is_checked_against_the_catalogue(tmp_path: Path, m
     monkeypatch.setattr(flair.file_utils, "cached_path", cached_path)
     monkeypatch.setattr(flair, "cache_root", tmp_path / "cache", raising=False)
     digests = (checksums.file_sha256(options_file), checksums.file_sha256(weights_file))
-    monkeypatch.setitem(models.PUBLISHED_SHA256, "small", digests)
+    small = models.PUBLISHED_MODELS["small"]
+    monkeypatch.setitem(
+        models.PUBLISHED_MODELS,
+        "small",
+        dataclasses.replace(small, options_sha256=digests[0], weights_sha256=digests[1]),
+    )
     files = models.resolve_model("small")
     assert checksums.file_sha256(files.weight_file) == digests[1]
     # a download whose bytes differ from the catalogue is deleted and refused
     files.weight_file.unlink()
-    monkeypatch.setitem(models.PUBLISHED_SHA256, "small", (digests[0], "0" * 64))
+    monkeypatch.setitem(
+        models.PUBLISHED_MODELS,
+        "small",
+        dataclasses.replace(small, options_sha256=digests[0], weights_sha256="0" * 64),
+    )
     with pytest.raises(ModelDownloadError, match=r"has SHA-256 [0-9a-f]{64}, expected 0{64}"):
         models.resolve_model("small")
     assert not files.weight_file.exists()

@@ -246,7 +246,7 @@ def test_no_arguments_means_allennlps_default_model(tmp_path: Path, tiny_model_f
     np.testing.assert_array_equal(
         default.embed_sentence(["a", "b"]), ElmoEmbedder(*tiny_model_files).embed_sentence(["a", "b"])
     )
-    options_url, weights_url = models.PUBLISHED_MODELS[models.DEFAULT_MODEL]
+    options_url, weights_url = models.PUBLISHED_MODELS[models.DEFAULT_MODEL].urls
     assert options_url.endswith("/elmo_2x4096_512_2048cnn_2xhighway_options.json")  # allennlp's DEFAULT_OPTIONS_FILE
     assert weights_url.endswith("/elmo_2x4096_512_2048cnn_2xhighway_weights.hdf5")
 
@@ -276,7 +276,7 @@ def test_urls_and_model_names_are_downloaded_like_elmo_embeddings(
     assert calls == ["https://example.org/elmo/weights.hdf5", "https://example.org/elmo/options.json"]
     by_name = ElmoEmbedder("small")
     np.testing.assert_array_equal(by_name.embed_sentence(["a", "b"]), expected)
-    assert calls[2:] == list(models.PUBLISHED_MODELS["small"])
+    assert calls[2:] == list(models.PUBLISHED_MODELS["small"].urls)
     assert ElmoEmbedder(tiny_model_files[0].parent).dim == 16  # a directory, as ELMoEmbeddings takes
 
 

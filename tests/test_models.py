@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -9,10 +10,11 @@ from tests.helpers import write_random_model
 
 def test_catalogue_has_the_published_models_with_flair_legacy_urls() -> None:
     assert set(models.PUBLISHED_MODELS) == {"small", "medium", "original", "original5.5B", "pt", "pubmed"}
-    for name, (options_url, weights_url) in models.PUBLISHED_MODELS.items():
+    for name, model in models.PUBLISHED_MODELS.items():
+        options_url, weights_url = model.urls
         assert options_url.startswith("https://") and options_url.endswith("options.json"), name
         assert weights_url.startswith("https://") and weights_url.endswith(".hdf5"), name
-    small_options, _ = models.PUBLISHED_MODELS["small"]
+    small_options, _ = models.PUBLISHED_MODELS["small"].urls
     assert "2x1024_128_2048cnn_1xhighway" in small_options
     assert models.ALIASES["large"] == "original5.5B" and models.ALIASES["portuguese"] == "pt"
 
@@ -21,7 +23,11 @@ def test_failed_download_names_model_and_url(monkeypatch: pytest.MonkeyPatch, tm
     import flair
 
     monkeypatch.setattr(flair, "cache_root", tmp_path)
-    unreachable = ("http://127.0.0.1:9/small_options.json", "http://127.0.0.1:9/small_weights.hdf5")
+    unreachable = dataclasses.replace(
+        models.PUBLISHED_MODELS["small"],
+        options_url="http://127.0.0.1:9/small_options.json",
+        weights_url="http://127.0.0.1:9/small_weights.hdf5",
+    )
     monkeypatch.setitem(models.PUBLISHED_MODELS, "small", unreachable)
     with pytest.raises(ModelDownloadError, match=r"'small' from http://127\.0\.0\.1:9/small_options\.json"):
         resolve_model("small")
@@ -62,7 +68,7 @@ def test_each_published_model_has_its_own_cache_directory(monkeypatch: pytest.Mo
     import flair
 
     monkeypatch.setattr(flair, "cache_root", tmp_path)
-    original, pubmed = models.PUBLISHED_MODELS["original"][0], models.PUBLISHED_MODELS["pubmed"][0]
+    original, pubmed = models.PUBLISHED_MODELS["original"].options_url, models.PUBLISHED_MODELS["pubmed"].options_url
     assert original.rsplit("/", 1)[1] == pubmed.rsplit("/", 1)[1]  # same file name on the server
     assert models.cached_location(original, "original") != models.cached_location(pubmed, "pubmed")
     assert models.cached_location(original, "original").parent == tmp_path / "embeddings" / "elmo-original"
@@ -115,7 +121,7 @@ def test_a_cached_file_is_found_without_importing_flair(monkeypatch: pytest.Monk
     monkeypatch.setenv("FLAIR_CACHE_ROOT", str(tmp_path))
     for module in ("flair", "flair.file_utils"):
         monkeypatch.setitem(sys.modules, module, None)  # "not imported", and importing it fails
-    options_url, weights_url = models.PUBLISHED_MODELS["small"]
+    options_url, weights_url = models.PUBLISHED_MODELS["small"].urls
     for url in (options_url, weights_url):
         location = tmp_path / "embeddings" / "elmo-small" / url.rsplit("/", 1)[1]
         location.parent.mkdir(parents=True, exist_ok=True)

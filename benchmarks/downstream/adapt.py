@@ -29,7 +29,7 @@ from typing import Any
 
 from benchmarks import corpora
 from benchmarks._common import DEFAULT_CACHE, RESULTS, log, machine_info, markdown_table, publish
-from flair_elmo_modes.models import SHIPPED_DIR, SHIPPED_MODEL
+from flair_elmo_modes.catalogue import SHIPPED_DIR, SHIPPED_MODEL
 from flair_elmo_modes.training import evaluate, load_language_model
 from flair_elmo_modes.training.data import EncodedCorpus
 from flair_elmo_modes.training.shards import ShardedText

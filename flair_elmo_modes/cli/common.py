@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from flair_elmo_modes import models
-from flair_elmo_modes.cli.errors import UsageError
-from flair_elmo_modes.models import FORMATS, OPTIONS_NAME, PUBLISHED_MODELS, SHIPPED_MODEL, ModelFiles
+from flair_elmo_modes.catalogue import PUBLISHED_MODELS, SHIPPED_MODEL
+from flair_elmo_modes.embedding_spec import model_from_flags
+from flair_elmo_modes.models import FORMATS, ModelSpec
 
 
 def examples(*lines: str) -> str:
@@ -49,25 +49,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, default: str) -> None:
     group.add_argument("--weight-file", metavar="W", help="a weights.hdf5 (path or URL); needs --options-file")
 
 
-def resolve_model_files(args: argparse.Namespace, default: str) -> ModelFiles:
-    """The model files chosen by ``--model`` or ``--options-file``/``--weight-file``, else ``default``'s."""
-    from flair_elmo_modes.models import resolve_model
-
-    options_file, weight_file = getattr(args, "options_file", None), getattr(args, "weight_file", None)
-    if (options_file is None) != (weight_file is None):
-        given = "--options-file" if options_file is not None else "--weight-file"
-        missing = "--weight-file" if options_file is not None else "--options-file"
-        raise UsageError(f"{given} needs {missing} too (or use --model)")
-    if options_file is not None and args.model is not None:
-        raise UsageError("give --model or --options-file/--weight-file, not both")
-    model = args.model if args.model is not None or options_file is not None else default
-    try:
-        return resolve_model(model, options_file, weight_file, getattr(args, "model_format", None))
-    except ValueError as error:  # an unknown name
-        if model == SHIPPED_MODEL and options_file is None:
-            raise UsageError(
-                f"the shipped model {SHIPPED_MODEL!r} is not installed "
-                f"(no {models.SHIPPED_DIR / SHIPPED_MODEL / OPTIONS_NAME}); "
-                "pass --model with a model directory or a published model name"
-            ) from error
-        raise UsageError(str(error)) from error
+def model_spec(args: argparse.Namespace, default: str) -> ModelSpec:
+    """The model chosen by ``--model`` or ``--options-file``/``--weight-file``, else ``default``'s."""
+    return model_from_flags(
+        args.model,
+        getattr(args, "options_file", None),
+        getattr(args, "weight_file", None),
+        getattr(args, "model_format", None),
+        default,
+    )

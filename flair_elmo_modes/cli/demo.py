@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from flair_elmo_modes.cli.common import examples, resolve_model_files
-from flair_elmo_modes.cli.errors import CLIError
+from flair_elmo_modes.cli.common import examples, model_spec
+from flair_elmo_modes.errors import ElmoError
 from flair_elmo_modes.models import SHIPPED_MODEL, ModelFiles, load_model
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def demo_results(files: ModelFiles) -> dict[str, Any]:
         embeddings.embed(sentence)
         vector_lengths = {len(token.get_embedding()) for token in sentence}
         if vector_lengths != {embeddings.embedding_length}:
-            raise CLIError(f"embedding_length {embeddings.embedding_length} but vectors of {vector_lengths} ({mode})")
+            raise ElmoError(f"embedding_length {embeddings.embedding_length} but vectors of {vector_lengths} ({mode})")
         lengths[mode] = embeddings.embedding_length
     return {
         "model": files.name,
@@ -113,6 +113,6 @@ def format_demo(results: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``flair-elmo demo``."""
-    results = demo_results(resolve_model_files(args, SHIPPED_MODEL))
+    results = demo_results(model_spec(args, SHIPPED_MODEL).resolve())
     print(json.dumps(results, indent=2) if args.json else format_demo(results))
     return 0

@@ -11,37 +11,28 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flair_elmo_modes.bilm.precision import PRECISIONS
-from flair_elmo_modes.cli.common import add_model_arguments, examples, positive_int, resolve_model_files
-from flair_elmo_modes.cli.errors import CLIError, UsageError
+from flair_elmo_modes.cli.common import add_model_arguments, examples, model_spec, positive_int
 from flair_elmo_modes.cli.interrupts import Interrupts
-from flair_elmo_modes.cli.progress import Progress
-from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES, EmbedInputError, input_problems
-from flair_elmo_modes.models import DEFAULT_MODEL, load_model, model_options
-from flair_elmo_modes.text import Line, TextError, file_lines
+from flair_elmo_modes.embedding_spec import DEFAULT_BATCH_SIZE, EmbeddingSpec, build_embedder
+from flair_elmo_modes.errors import ElmoError, UsageError
+from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES, EmbedInputError, check_input, input_lines
+from flair_elmo_modes.models import DEFAULT_MODEL
+from flair_elmo_modes.progress import Progress
 
 if TYPE_CHECKING:
-    from flair_elmo_modes.bilm.options import ElmoOptions
-    from flair_elmo_modes.embedder import ElmoEmbedder
     from flair_elmo_modes.layers import LayerMode
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_SORT_BATCHES",
-    "Line",
     "add_command",
     "add_layer_arguments",
     "add_output_arguments",
-    "check_input",
-    "read_lines",
+    "embedding_spec",
     "run",
 ]
-
-DEFAULT_BATCH_SIZE = 64
 
 
 def _layer_list(text: str) -> tuple[int, ...]:
@@ -72,18 +63,6 @@ SIGTERM or SIGHUP: exit code 128 + signal, after the current batch) leaves no pa
 keeps an existing OUTPUT as it was; temporary files a killed run left are removed by the next.
 Empty lines are an error (allennlp's rule); a UTF-8 byte order mark is ignored. allennlp's
 --include-package is accepted and ignored."""
-
-
-def _cuda_device(index: int) -> int:
-    if index < 0:
-        return -1
-    import torch
-
-    if not torch.cuda.is_available():
-        raise UsageError(f"--cuda-device {index}: CUDA is not available (use -1 for the CPU)")
-    if index >= torch.cuda.device_count():
-        raise UsageError(f"--cuda-device {index}: only {torch.cuda.device_count()} CUDA device(s) found")
-    return index
 
 
 def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -191,31 +170,6 @@ def add_layer_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def read_lines(path: Path) -> Iterator[Line]:
-    """The lines of ``path`` by :func:`flair_elmo_modes.text.file_lines`.
-
-    Raises:
-        UsageError: the file cannot be opened, or is not valid UTF-8 (names line and column).
-    """
-    try:
-        yield from file_lines(path)
-    except TextError as error:
-        raise UsageError(str(error)) from None
-
-
-def check_input(path: Path, use_sentence_keys: bool) -> int:
-    """First, cheap pass over the input: the number of sentences, or a :class:`UsageError`.
-
-    See :func:`~flair_elmo_modes.hdf5_output.input_problems` for what is reported.
-    """
-    count, problems = input_problems(read_lines(path), use_sentence_keys, keys_name="--use-sentence-keys")
-    if problems:
-        raise UsageError(f"{path}: " + "; ".join(problems))
-    if count == 0:
-        raise UsageError(f"{path}: no sentences (the file is empty)")
-    return count
-
-
 def _check_output(output: Path, input_path: Path) -> None:
     directory = output.parent
     if not directory.is_dir():
@@ -226,68 +180,19 @@ def _check_output(output: Path, input_path: Path) -> None:
         raise UsageError(f"output {output} is the input file")
 
 
-def _layer_mode(args: argparse.Namespace, options: ElmoOptions) -> LayerMode:
-    from flair_elmo_modes.layers import parse_mode
-
-    num_layers = options.num_output_layers
-    if args.layers is None:
-        return parse_mode(args.mode or "all", num_layers)
-    spec = ",".join(str(i) for i in args.layers)
-    bad = [i for i in args.layers if not -num_layers <= i < num_layers]
-    if bad:
-        raise UsageError(
-            f"--layers {spec}: layer {bad[0]} is out of range; this model has {num_layers} layers "
-            f"(0 = characters, 1..{num_layers - 1} = LSTM; -1 is the top)"
-        )
-    return parse_mode(spec, num_layers)
-
-
-def _sort_batches(args: argparse.Namespace) -> int:
-    if args.sort_batches is None:
-        return 1 if args.stateful else DEFAULT_SORT_BATCHES
-    if args.stateful and args.sort_batches > 1:
-        raise UsageError("--sort-batches > 1 reorders lines across batch rows; --stateful needs --sort-batches 1")
-    return args.sort_batches
-
-
-def read_vocabulary(path: Path) -> list[str]:
-    """The tokens of a vocabulary file: the first whitespace-separated field of every non-blank line.
-
-    One token per line as in allennlp's ``tokens.txt`` and bilm-tf's vocabularies; a second field
-    (a count) is ignored.
-
-    Raises:
-        UsageError: the file is missing, unreadable, not UTF-8 or holds no token.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"--vocab-path: vocabulary file not found: {path}") from None
-    except UnicodeDecodeError as error:
-        raise UsageError(f"--vocab-path {path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-    except OSError as error:
-        raise UsageError(f"--vocab-path {path}: {error.strerror or error}") from None
-    tokens = [fields[0] for fields in (line.split() for line in text.splitlines()) if fields]
-    if not tokens:
-        raise UsageError(f"--vocab-path {path}: no tokens (expected one token per line)")
-    return tokens
-
-
-def _load(args: argparse.Namespace) -> tuple[ElmoEmbedder, LayerMode]:
-    from flair_elmo_modes.embedder import ElmoEmbedder
-
-    cuda_device = _cuda_device(args.cuda_device)
-    vocabulary = read_vocabulary(args.vocab_path) if args.vocab_path is not None else None
-    files = resolve_model_files(args, DEFAULT_MODEL)
-    mode = _layer_mode(args, model_options(files))
-    bilm = load_model(files)
-    try:
-        embedder = ElmoEmbedder(bilm=bilm, cuda_device=cuda_device, stateful=args.stateful, precision=args.precision)
-    except ValueError as error:  # a precision this device cannot serve
-        raise UsageError(f"--precision {args.precision}: {error}") from None
-    if vocabulary is not None:
-        embedder.cache_tokens(vocabulary)
-    return embedder, mode
+def embedding_spec(args: argparse.Namespace) -> EmbeddingSpec:
+    """The embedding settings of parsed ``embed`` arguments."""
+    return EmbeddingSpec(
+        model=model_spec(args, DEFAULT_MODEL),
+        mode=args.mode,
+        layers=None if args.layers is None else tuple(args.layers),
+        batch_size=args.batch_size,
+        sort_batches=args.sort_batches,
+        stateful=args.stateful,
+        cuda_device=args.cuda_device,
+        precision=args.precision,
+        vocab_path=args.vocab_path,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -304,8 +209,8 @@ def run(args: argparse.Namespace) -> int:
     _check_output(output, input_path)
     with interrupts.immediate():  # reading and loading write nothing: a signal may stop them at once
         total = check_input(input_path, args.use_sentence_keys)
-        sort_batches = _sort_batches(args)
-        embedder, mode = _load(args)
+        spec = embedding_spec(args)
+        embedder, mode = build_embedder(spec)
 
     from flair_elmo_modes.hdf5_output import write_embeddings
 
@@ -314,11 +219,11 @@ def run(args: argparse.Namespace) -> int:
         try:
             summary = write_embeddings(
                 output,
-                read_lines(input_path),
+                input_lines(input_path),
                 embedder.runner,
                 mode,
-                batch_size=args.batch_size,
-                sort_batches=sort_batches,
+                batch_size=spec.batch_size,
+                sort_batches=spec.batch_window,
                 use_sentence_keys=args.use_sentence_keys,
                 forget_sentences=args.forget_sentences,
                 expected_lines=total,
@@ -326,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
                 progress=bar.update,
             )
         except EmbedInputError as error:
-            raise CLIError(f"{input_path} changed while it was read ({error})") from error
+            raise ElmoError(f"{input_path} changed while it was read ({error})") from error
     if not args.quiet:
         seconds = time.perf_counter() - start
         print(

@@ -10,12 +10,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flair_elmo_modes.cli.common import add_model_arguments, examples, positive_int
 from flair_elmo_modes.cli.embed import add_layer_arguments, add_output_arguments
 from flair_elmo_modes.cli.interrupts import Interrupts
+from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES
 from flair_elmo_modes.models import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from flair_elmo_modes.corpus import EmbedSettings
 
 DESCRIPTION = """\
 Embed a corpus: every input shard (a text file, one whitespace-tokenized sentence per line)
@@ -99,13 +103,33 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run, mode=None)
 
 
+def settings_from_args(args: argparse.Namespace) -> EmbedSettings:
+    """The :class:`~flair_elmo_modes.corpus.EmbedSettings` of parsed ``embed-corpus`` arguments."""
+    from flair_elmo_modes.corpus import EmbedSettings
+
+    return EmbedSettings(
+        model=args.model,
+        model_format=args.model_format,
+        options_file=args.options_file,
+        weight_file=args.weight_file,
+        mode=args.mode,
+        layers=None if args.layers is None else tuple(args.layers),
+        batch_size=args.batch_size,
+        sort_batches=DEFAULT_SORT_BATCHES if args.sort_batches is None else args.sort_batches,
+        use_sentence_keys=args.use_sentence_keys,
+        forget_sentences=args.forget_sentences,
+        vocab_path=args.vocab_path,
+        precision=args.precision,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """``flair-elmo embed-corpus``."""
-    from flair_elmo_modes.corpus import EmbedSettings, embed_corpus
+    from flair_elmo_modes.corpus import embed_corpus
 
     interrupts: Interrupts = getattr(args, "interrupts", None) or Interrupts()
     with interrupts.immediate():  # nothing is written while the arguments are read
-        settings = EmbedSettings.from_args(args)
+        settings = settings_from_args(args)
     summary = embed_corpus(
         args.inputs,
         args.output_dir,

@@ -8,18 +8,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flair_elmo_modes import checksums
-from flair_elmo_modes.bilm.errors import require_directory
 from flair_elmo_modes.cli.common import examples
-from flair_elmo_modes.cli.errors import UsageError
-from flair_elmo_modes.model_zip import is_zip_path
 from flair_elmo_modes.models import (
-    ALIASES,
     DEFAULT_MODEL,
     MANYLANGS,
-    PUBLISHED_MODELS,
+    OPTIONS,
+    SHIPPED,
     WEIGHTS_NAME,
+    ModelSpec,
     cached_location,
-    published_architecture,
 )
 
 if TYPE_CHECKING:
@@ -32,7 +29,7 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="show a model's architecture, files and embedding lengths",
         description="Show a model's architecture, parameter count, embedding length per layer mode and files. "
-        "Never downloads: a published model not yet in flair's cache is described from its file name.",
+        "Never downloads: a published model not yet in flair's cache is described from this package's catalogue.",
         epilog=examples(
             "flair-elmo info",
             "flair-elmo info en-tiny",
@@ -112,64 +109,51 @@ def _embedding_lengths(lstm_layers: int, projection_dim: int) -> dict[str, int]:
     return {mode: parse_mode(mode, lstm_layers + 1).embedding_length(2 * projection_dim) for mode in NAMED_MODES}
 
 
-def describe_model(spec: str) -> dict[str, Any]:
-    """Everything ``info`` shows, as plain data; reads no weights and downloads nothing."""
-    from flair_elmo_modes.bilm.options import ElmoOptions
-    from flair_elmo_modes.models import resolve_model, shipped_models
+def describe_model(model: str) -> dict[str, Any]:
+    """Everything ``info`` shows, as plain data; reads no weights and downloads nothing.
 
-    name = ALIASES.get(spec, spec)
-    info: dict[str, Any] = {"model": name}
-    options: ElmoOptions | None = None
-    if name in PUBLISHED_MODELS:
-        options_url, weights_url = PUBLISHED_MODELS[name]
-        options_path, weights_path = cached_location(options_url, name), cached_location(weights_url, name)
+    A published model not in the cache is described from the catalogue
+    (:mod:`flair_elmo_modes.catalogue`); once its options file is cached, from that file.
+    """
+    from flair_elmo_modes.bilm.options import ElmoOptions
+
+    spec = ModelSpec.parse(model, options_alone=True)
+    info: dict[str, Any] = {"model": spec.name}
+    source = "options.json"
+    published = spec.published
+    if published is not None:
+        options_path = cached_location(published.options_url, spec.name)
+        weights_path: Path | None = cached_location(published.weights_url, spec.name)
         info["kind"] = "published"
-        info["options_file"] = _file_info(options_path, options_url)
-        info["weight_file"] = _file_info(weights_path, weights_url)
+        info["options_file"] = _file_info(options_path, published.options_url)
+        info["weight_file"] = _file_info(weights_path, published.weights_url)
         if options_path.is_file():
             options = ElmoOptions.from_json(options_path)
+        elif published.options is not None:
+            options, source = published.options, "catalogue"
         else:
-            named = published_architecture(name)
             info["architecture"] = None
-            if named is not None:
-                info["architecture"] = {
-                    "source": "file name",
-                    "n_filters": named.n_filters,
-                    "n_highway": named.n_highway,
-                    "lstm_layers": named.lstm_layers,
-                    "cell_dim": named.cell_dim,
-                    "projection_dim": named.projection_dim,
-                }
-                info["output_layers"] = named.lstm_layers + 1
-                info["layer_dim"] = 2 * named.projection_dim
-                info["embedding_length"] = _embedding_lengths(named.lstm_layers, named.projection_dim)
             info["parameters"] = None
             return info
     else:
-        path = Path(spec)
-        if name in shipped_models() or require_directory(path, "model directory") is not None or is_zip_path(path):
-            files = resolve_model(spec)
+        if spec.kind == OPTIONS:
+            assert spec.options_file is not None
+            info["kind"] = "options file"
+            options_path = Path(spec.options_file)
+            sibling = options_path.parent / WEIGHTS_NAME
+            weights_path = sibling if sibling.is_file() else None
+        else:
+            files = spec.resolve(download=False)
             info["model"] = files.name
-            info["kind"] = "shipped" if name in shipped_models() else "local"
+            info["kind"] = "shipped" if spec.kind == SHIPPED else "local"
             if files.format == MANYLANGS:
                 return _describe_manylangs(info, files.directory)
             options_path, weights_path = files.options_file, files.weight_file
-        elif path.is_file():
-            info["model"] = str(path)
-            info["kind"] = "options file"
-            options_path = path
-            sibling = path.parent / WEIGHTS_NAME
-            weights_path = sibling if sibling.is_file() else None
-        else:
-            raise UsageError(
-                f"unknown model {spec!r}: expected one of {', '.join(shipped_models() + list(PUBLISHED_MODELS))}, "
-                "a model directory, or an options.json file"
-            )
         info["options_file"] = _file_info(options_path)
         info["weight_file"] = _file_info(weights_path)
         info["checksums"] = checksums.status(path for path in (options_path, weights_path) if path is not None)
         options = ElmoOptions.from_json(options_path)
-    info["architecture"] = _architecture(options)
+    info["architecture"] = _architecture(options) | {"source": source}
     info["output_layers"] = options.num_output_layers
     info["layer_dim"] = options.output_dim
     info["embedding_length"] = _embedding_lengths(options.n_layers, options.projection_dim)
@@ -233,16 +217,10 @@ def format_info(info: dict[str, Any]) -> str:
     arch = info.get("architecture")
     if arch is None:
         rows.append(("architecture", "unknown until the options file is downloaded"))
-    elif arch["source"] == "file name":
-        rows.append(
-            (
-                "architecture",
-                f"from the file name: {arch['n_filters']} CNN channels, {arch['n_highway']} highway layer(s), "
-                f"{arch['lstm_layers']} LSTM layers of {arch['cell_dim']} cells projected to {arch['projection_dim']}",
-            )
-        )
     else:
         filters = " ".join(f"{width}x{count}" for width, count in arch["filters"])
+        if arch["source"] == "catalogue":
+            rows.append(("architecture", "from this package's catalogue (the options file is not downloaded yet)"))
         rows += [
             (
                 "characters",

@@ -18,8 +18,9 @@ from contextlib import contextmanager
 
 from flair_elmo_modes.cli import demo, embed, embed_corpus, info, train
 from flair_elmo_modes.cli.common import examples
-from flair_elmo_modes.cli.errors import CLIError, Interrupted, report
+from flair_elmo_modes.cli.errors import Interrupted, report
 from flair_elmo_modes.cli.interrupts import Interrupts
+from flair_elmo_modes.errors import ElmoError
 
 PROG = "flair-elmo"
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser(load_train=_command_name(argv) == "train")
-    except CLIError as error:  # the training module could not be imported
+    except ElmoError as error:  # the training module could not be imported
         return report(error, debug)
     try:
         args = parser.parse_args(argv)

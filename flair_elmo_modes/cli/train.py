@@ -1,4 +1,5 @@
-"""``flair-elmo train``: options and behaviour come from :mod:`flair_elmo_modes.training.command`."""
+"""``flair-elmo train``: registered here; its options and run are in :mod:`flair_elmo_modes.cli.train_command`,
+imported only when the command is used (it imports torch and the training package)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from flair_elmo_modes.cli.errors import CLIError, UsageError, is_allocation_failure
+from flair_elmo_modes.errors import ElmoError, UsageError, is_allocation_failure
 
-TRAIN_MODULE = "flair_elmo_modes.training.command"
+TRAIN_MODULE = "flair_elmo_modes.cli.train_command"
 
 
 def add_command(commands: Any, common: argparse.ArgumentParser, load: bool) -> None:
-    """``train`` comes from :mod:`flair_elmo_modes.training.command`, imported only when asked for."""
+    """``train`` comes from :mod:`flair_elmo_modes.cli.train_command`, imported only when asked for."""
     summary = "train a biLM and save it as options.json + weights.hdf5"
     if not load:
         commands.add_parser("train", help=summary, add_help=False)
@@ -21,9 +22,10 @@ def add_command(commands: Any, common: argparse.ArgumentParser, load: bool) -> N
     try:
         command = importlib.import_module(TRAIN_MODULE)
     except ImportError as error:
-        missing = isinstance(error, ModuleNotFoundError) and error.name and TRAIN_MODULE.startswith(error.name)
+        # a part of this package missing (the training package left out of an installation)
+        missing = isinstance(error, ModuleNotFoundError) and (error.name or "").startswith("flair_elmo_modes")
         reason = "it is not part of this installation" if missing else f"importing it failed: {error}"
-        raise CLIError(f"the train command is not available: {TRAIN_MODULE} cannot be imported ({reason})") from error
+        raise ElmoError(f"the train command is not available: {TRAIN_MODULE} cannot be imported ({reason})") from error
     parser = commands.add_parser(
         "train",
         parents=[common],
@@ -53,7 +55,7 @@ def _as_usage_errors(run: Callable[[argparse.Namespace], int]) -> Callable[[argp
                 raise
             lines = str(error).strip().splitlines()
             detail = f" ({lines[0][:200]})" if lines else ""
-            raise CLIError(
+            raise ElmoError(
                 f"out of memory while training{detail}; a step's memory grows with --batch-size "
                 f"(now {getattr(args, 'batch_size', '?')}) and --max-sentence-tokens "
                 f"(now {getattr(args, 'max_sentence_tokens', '?')}): lower them"

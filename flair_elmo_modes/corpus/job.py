@@ -25,7 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flair_elmo_modes.cli.errors import CLIError, UsageError
 from flair_elmo_modes.corpus.manifest import COMPLETE, FAILED, MANIFEST_NAME, PENDING, Manifest, ShardEntry
 from flair_elmo_modes.corpus.plan import (
     Shard,
@@ -37,6 +36,7 @@ from flair_elmo_modes.corpus.plan import (
 )
 from flair_elmo_modes.corpus.settings import EmbedSettings
 from flair_elmo_modes.corpus.worker import CANCELLED, OK, ProgressBoard, ShardWorker
+from flair_elmo_modes.errors import ElmoError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ class CorpusSummary:
         return self.output_dir / MANIFEST_NAME
 
 
-class ShardsFailed(CLIError):
+class ShardsFailed(ElmoError):
     """Some shards failed (named with their errors); the others are complete and kept.
 
-    Exit code 2 when every failure is bad input, else 1. ``summary`` tells the rest.
+    ``bad_input`` (the CLI's exit code 2) when every failure is a bad input file. ``summary`` tells the rest.
     """
 
     def __init__(self, summary: CorpusSummary, input_errors_only: bool) -> None:
@@ -79,7 +79,7 @@ class ShardsFailed(CLIError):
             f"(fix the failed ones and run again: only they are embedded): {listed}"
         )
         self.summary = summary
-        self.exit_code = UsageError.exit_code if input_errors_only else CLIError.exit_code
+        self.bad_input = input_errors_only
 
 
 def embed_corpus(
@@ -127,7 +127,7 @@ def embed_corpus(
     Raises:
         UsageError: bad settings, inputs or model (before any worker starts).
         ShardsFailed: some shards failed; the others are complete (and skipped by a rerun).
-        CLIError: Ray could not be started or the job failed as a whole.
+        ElmoError: Ray could not be started or the job failed as a whole.
     """
     start = time.perf_counter()
     settings = settings or EmbedSettings()
@@ -163,15 +163,7 @@ def embed_corpus(
 
 def _model_and_mode(settings: EmbedSettings) -> tuple[dict[str, Any], str]:
     """The model's identity and the layer mode, checked on the driver as ``flair-elmo embed`` checks them."""
-    from flair_elmo_modes.cli.common import resolve_model_files
-    from flair_elmo_modes.cli.embed import _layer_mode, read_vocabulary
-    from flair_elmo_modes.models import DEFAULT_MODEL, model_options
-
-    arguments = settings.embed_arguments()
-    files = resolve_model_files(arguments, DEFAULT_MODEL)
-    mode = _layer_mode(arguments, model_options(files))
-    if settings.vocab_path is not None:
-        read_vocabulary(settings.vocab_path)
+    files, mode = settings.embedding_spec().check()
     return model_identity(files), mode.spec
 
 
@@ -186,7 +178,7 @@ def _plan(
     """Hash every shard, skip the complete ones, check the rest: the entries to embed, largest first."""
     from flair_elmo_modes import __version__
     from flair_elmo_modes.atomic import remove_stale_temps
-    from flair_elmo_modes.cli.embed import check_input
+    from flair_elmo_modes.hdf5_output import check_input
 
     remove_stale_temps(manifest.path)
     todo = []
@@ -230,7 +222,7 @@ def _ray_session(address: str | None, ray_logs: bool) -> Iterator[Any]:
         import ray
         import ray.data
     except ImportError as error:
-        raise CLIError(
+        raise ElmoError(
             f"embedding a corpus needs Ray ({error}); install it with: pip install 'flair-elmo-modes[ray]'"
         ) from None
     context = ray.data.DataContext.get_current()
@@ -252,7 +244,7 @@ def _ray_session(address: str | None, ray_logs: bool) -> Iterator[Any]:
                     ray.init(address=address, **quiet)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 where = "a local Ray cluster" if address is None else f"the Ray cluster at {address}"
-                raise CLIError(f"cannot connect to {where}: {' '.join(str(error).split())}") from error
+                raise ElmoError(f"cannot connect to {where}: {' '.join(str(error).split())}") from error
             started = True
         yield ray
     finally:
@@ -298,7 +290,7 @@ def _run(
     worker_class: type[ShardWorker],
 ) -> None:
     """Embed the ``todo`` shards on Ray Data, recording each result in the manifest as it comes."""
-    from flair_elmo_modes.cli.progress import Progress
+    from flair_elmo_modes.progress import Progress
 
     board = ray.remote(num_cpus=0)(ProgressBoard).remote()
     items = [
@@ -345,7 +337,7 @@ def _run(
                         check()
                     continue
                 if kind == "error":
-                    raise CLIError(f"the Ray job failed: {' '.join(str(item).split())[:2000]}") from item
+                    raise ElmoError(f"the Ray job failed: {' '.join(str(item).split())[:2000]}") from item
                 if kind == "end":
                     break
                 _record(item, pending, manifest, summary)
@@ -368,7 +360,7 @@ def _run(
             raise
         pump.join()
     if pending:  # the dataset ended without some shards: a bug, never a silent success
-        raise CLIError(f"the Ray job ended without results for {', '.join(sorted(pending))}")
+        raise ElmoError(f"the Ray job ended without results for {', '.join(sorted(pending))}")
 
 
 def _pump(dataset: Any, results: queue.Queue[tuple[str, Any]]) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from flair_elmo_modes.atomic import atomic_write_json
-from flair_elmo_modes.cli.errors import UsageError
+from flair_elmo_modes.errors import UsageError
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "flair-elmo embed-corpus manifest"

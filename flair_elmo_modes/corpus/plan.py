@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from flair_elmo_modes import checksums
-from flair_elmo_modes.cli.errors import UsageError
 from flair_elmo_modes.corpus.manifest import COMPLETE, MANIFEST_NAME, ShardEntry
+from flair_elmo_modes.errors import UsageError
 from flair_elmo_modes.models import ALLENNLP, ModelFiles
 
 OUTPUT_SUFFIX = ".hdf5"

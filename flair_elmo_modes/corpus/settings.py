@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flair_elmo_modes.bilm.precision import PRECISIONS
-from flair_elmo_modes.cli.embed import DEFAULT_BATCH_SIZE
-from flair_elmo_modes.cli.errors import UsageError
-from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES
+from flair_elmo_modes.catalogue import DEFAULT_MODEL
+from flair_elmo_modes.embedding_spec import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SORT_BATCHES,
+    EmbeddingSpec,
+    check_settings,
+    model_from_flags,
+)
+from flair_elmo_modes.models import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -47,55 +51,30 @@ class EmbedSettings:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        if self.mode is not None and self.layers is not None:
-            raise UsageError("give a layer mode (all, top, average) or layers, not both")
-        if self.mode not in (None, "all", "top", "average"):
-            raise UsageError(f"layer mode {self.mode!r}: expected 'all', 'top' or 'average' (or layers)")
-        if self.layers is not None and not self.layers:
-            raise UsageError("layers: expected at least one layer index")
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        for name in ("batch_size", "sort_batches"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise UsageError(f"{name}: expected a positive integer, got {value!r}")
+        # The model is parsed when the job runs (embedding_spec): an unknown one is the job's error.
+        check_settings(self.mode, self.layers, self.batch_size, self.sort_batches, False, self.precision)
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> EmbedSettings:
-        """The settings of parsed ``flair-elmo embed-corpus`` arguments."""
-        return cls(
-            model=args.model,
-            model_format=getattr(args, "model_format", None),
-            options_file=args.options_file,
-            weight_file=args.weight_file,
-            mode=args.mode,
-            layers=None if args.layers is None else tuple(args.layers),
-            batch_size=args.batch_size,
-            sort_batches=DEFAULT_SORT_BATCHES if args.sort_batches is None else args.sort_batches,
-            use_sentence_keys=args.use_sentence_keys,
-            forget_sentences=args.forget_sentences,
-            vocab_path=args.vocab_path,
-            precision=args.precision,
-        )
+    def model_spec(self) -> ModelSpec:
+        """The model, chosen as ``flair-elmo embed``'s model flags choose it.
 
-    def embed_arguments(self, cuda_device: int = -1) -> argparse.Namespace:
-        """The arguments ``flair-elmo embed`` would have parsed: what its loader takes, so that
-        every actor builds the embedder exactly as ``flair-elmo embed`` does."""
-        return argparse.Namespace(
-            model=self.model,
-            model_format=self.model_format,
-            options_file=self.options_file,
-            weight_file=self.weight_file,
+        Raises:
+            UsageError: one of the two files alone, a model beside them, or an unknown model.
+        """
+        return model_from_flags(self.model, self.options_file, self.weight_file, self.model_format, DEFAULT_MODEL)
+
+    def embedding_spec(self, cuda_device: int = -1) -> EmbeddingSpec:
+        """The settings as an :class:`~flair_elmo_modes.embedding_spec.EmbeddingSpec`: what every
+        actor builds its embedder from, exactly as ``flair-elmo embed`` does (never stateful)."""
+        return EmbeddingSpec(
+            model=self.model_spec(),
             mode=self.mode,
-            layers=None if self.layers is None else list(self.layers),
+            layers=self.layers,
             batch_size=self.batch_size,
             sort_batches=self.sort_batches,
-            use_sentence_keys=self.use_sentence_keys,
-            forget_sentences=self.forget_sentences,
-            vocab_path=self.vocab_path,
-            precision=self.precision,
             stateful=False,
             cuda_device=cuda_device,
+            precision=self.precision,
+            vocab_path=self.vocab_path,
         )
 
     def output_flags(self) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class ShardWorker:
     ) -> None:
         import torch
 
-        from flair_elmo_modes.cli.embed import _load
+        from flair_elmo_modes.embedding_spec import build_embedder
 
         torch.set_num_threads(threads)
         self.settings = settings
@@ -116,7 +116,7 @@ class ShardWorker:
         self.max_attempts = max_attempts
         self._last_report = 0.0
         # Exactly as flair-elmo embed builds it: any model its --model accepts works here.
-        self.embedder, self.mode = _load(settings.embed_arguments(cuda_device=0 if use_gpu else -1))
+        self.embedder, self.mode = build_embedder(settings.embedding_spec(cuda_device=0 if use_gpu else -1))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         rows = [
@@ -204,13 +204,12 @@ class ShardWorker:
 
 def _describe(path: Path, error: BaseException) -> str:
     """One line naming the shard: the error messages of our own code name it already."""
-    from flair_elmo_modes.cli.errors import describe_error
+    from flair_elmo_modes.errors import describe_failure
     from flair_elmo_modes.hdf5_output import EmbedInputError
     from flair_elmo_modes.text import TextError
 
     if isinstance(error, (EmbedInputError, TextError)):  # the driver read the shard before without them
         return f"{path} changed while the job ran ({error}); run again"
-    described = describe_error(error)
-    message = described[1] if described is not None else f"{type(error).__name__}: {error}"
+    message = describe_failure(error) or f"{type(error).__name__}: {error}"
     message = " ".join(message.split("\n"))
     return message if str(path) in message else f"{path}: {message}"

@@ -28,7 +28,6 @@ from flair_elmo_modes import checksums
 from flair_elmo_modes.atomic import WriteError, atomic_file, atomic_write_json, hdf5_errors, hdf5_file, temp_path
 from flair_elmo_modes.bilm.errors import ElmoFileError, require_file
 from flair_elmo_modes.bilm.hdf5 import load_bilm, save_bilm
-from flair_elmo_modes.bilm.options import ElmoOptions
 from flair_elmo_modes.training.data import Vocabulary
 from flair_elmo_modes.training.lm import BiLanguageModel, Softmax
 
@@ -159,12 +158,6 @@ def _datasets(group: h5py.Group) -> list[tuple[str, h5py.Dataset]]:
 
     group.visititems(visit)
     return found
-
-
-def describe_options(options: ElmoOptions) -> str:
-    """A one-line summary such as ``2x512_128_512cnn_1xhighway`` (AllenNLP's naming)."""
-    o = options
-    return f"{o.n_layers}x{o.cell_dim}_{o.projection_dim}_{o.n_filters}cnn_{o.n_highway}xhighway"
 
 
 def write_json(path: str | Path, data: object, check: Callable[[], None] | None = None) -> None:

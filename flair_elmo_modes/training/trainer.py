@@ -22,10 +22,8 @@ import torch
 from tqdm import tqdm
 
 from flair_elmo_modes.atomic import remove_stale_temps
-from flair_elmo_modes.bilm.hdf5 import load_bilm
 from flair_elmo_modes.bilm.model import ElmoBiLm
 from flair_elmo_modes.bilm.options import ElmoOptions
-from flair_elmo_modes.models import ALLENNLP, resolve_model
 from flair_elmo_modes.training import distributed
 from flair_elmo_modes.training.checkpoint import (
     CHECKPOINT_NAME,
@@ -48,8 +46,9 @@ from flair_elmo_modes.training.data import (
     make_batches,
 )
 from flair_elmo_modes.training.distributed import World
-from flair_elmo_modes.training.export import LM_HEAD_NAME, export_model, load_language_model, write_json
+from flair_elmo_modes.training.export import export_model, write_json
 from flair_elmo_modes.training.lm import BiLanguageModel
+from flair_elmo_modes.training.pretrained import load_pretrained
 from flair_elmo_modes.training.shards import ShardedText, TextStats, count_batches, epoch_batches, text_identity
 
 logger = logging.getLogger(__name__)
@@ -320,7 +319,7 @@ def _start(config: TrainConfig) -> _Start:
     vocab = Vocabulary.read(config.vocab_file) if config.vocab_file is not None else None
     if config.init_from is None:
         return _Start(config.options or SMALL_OPTIONS, vocab, None, None)
-    bilm, language_model, reused_vocab = _load_pretrained(config.init_from, config.reuse_softmax)
+    bilm, language_model, reused_vocab = load_pretrained(config.init_from, config.reuse_softmax)
     options = bilm.options
     if config.options is not None and config.options != options:
         differing = "; ".join(
@@ -330,33 +329,6 @@ def _start(config: TrainConfig) -> _Start:
         )
         raise ValueError(f"--init-from {config.init_from}: the architecture differs from the one given ({differing})")
     return _Start(options, reused_vocab or vocab, bilm, language_model)
-
-
-#: Why ``--init-from`` refuses an ELMoForManyLangs model.
-NOT_TRAINABLE = (
-    "an ELMoForManyLangs model; training starts from AllenNLP-format models only (byte-level characters, "
-    "no word vectors)"
-)
-
-
-def _load_pretrained(model: str, reuse_softmax: bool) -> tuple[ElmoBiLm, BiLanguageModel | None, Vocabulary | None]:
-    """The biLM of ``model``; with ``reuse_softmax`` also its language model and vocabulary."""
-    try:
-        files = resolve_model(model)
-    except (ValueError, FileNotFoundError) as error:
-        raise ValueError(f"--init-from {model}: not a model ({error})") from error
-    if files.format != ALLENNLP:
-        raise ValueError(f"--init-from {model}: {NOT_TRAINABLE}")
-    if reuse_softmax:
-        head = files.weight_file.parent / LM_HEAD_NAME
-        if not head.is_file():
-            raise ValueError(
-                f"--init-from {model}: --reuse-softmax needs {head} (written by flair-elmo train); "
-                "published models hold no softmax"
-            )
-        language_model, vocab = load_language_model(files.weight_file.parent)
-        return language_model.bilm, language_model, vocab
-    return load_bilm(files.options_file, files.weight_file), None, None
 
 
 def _remove_stale_temps(output_dir: Path) -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flair_elmo_modes import ElmoEmbedder, models
+from flair_elmo_modes import ElmoEmbedder, catalogue, models
 from flair_elmo_modes.bilm.model import BiLmOutput
 from flair_elmo_modes.cli import main
-from flair_elmo_modes.cli.embed import DEFAULT_SORT_BATCHES
+from flair_elmo_modes.hdf5_output import DEFAULT_SORT_BATCHES
 from flair_elmo_modes.runner import BiLmRunner
 from tests.helpers import default_signals
 
@@ -86,7 +86,7 @@ def assert_untouched(output: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # signals from outside: one mechanism for embed and train
 
-SHIPPED_OPTIONS = models.SHIPPED_DIR / models.SHIPPED_MODEL / "options.json"
+SHIPPED_OPTIONS = catalogue.SHIPPED_DIR / models.SHIPPED_MODEL / "options.json"
 needs_shipped_model = pytest.mark.skipif(not SHIPPED_OPTIONS.is_file(), reason="shipped model not built yet")
 posix_signals = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 

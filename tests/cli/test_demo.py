@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flair_elmo_modes import ElmoEmbedder, models
+from flair_elmo_modes import ElmoEmbedder, catalogue, models
 from flair_elmo_modes.cli import demo
 from tests.cli.helpers import assert_one_line_error, run
 from tests.helpers import FLOAT64_EPS, write_random_model
@@ -60,14 +60,16 @@ def test_demo_on_a_model_dir(model_dir: Path, embedder: ElmoEmbedder, capsys: py
 def shipped_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "shipped"
     directory.mkdir()
-    monkeypatch.setattr(models, "SHIPPED_DIR", directory)
+    monkeypatch.setattr(catalogue, "SHIPPED_DIR", directory)
     return directory
 
 
 def test_demo_default_needs_the_shipped_model(shipped_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "demo")
     assert code == 2 and out == ""
-    assert_one_line_error(err, f"the shipped model {models.SHIPPED_MODEL!r} is not installed", "--model")
+    assert_one_line_error(
+        err, f"the shipped model {models.SHIPPED_MODEL!r} is not installed", "pass a model directory or a published"
+    )
 
 
 def test_demo_defaults_to_the_shipped_model(shipped_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,7 +81,7 @@ def test_demo_defaults_to_the_shipped_model(shipped_dir: Path, capsys: pytest.Ca
 
 
 @pytest.mark.skipif(
-    not (models.SHIPPED_DIR / models.SHIPPED_MODEL / "options.json").is_file(), reason="shipped model not built yet"
+    not (catalogue.SHIPPED_DIR / models.SHIPPED_MODEL / "options.json").is_file(), reason="shipped model not built yet"
 )
 def test_demo_on_the_shipped_model(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "demo", "--json")

@@ -15,7 +15,6 @@ import pytest
 
 from flair_elmo_modes import ElmoEmbedder, models
 from flair_elmo_modes.bilm import ElmoFileError
-from flair_elmo_modes.cli import embed
 from tests.cli.helpers import (
     LINES,
     REPO,
@@ -207,26 +206,6 @@ def test_embed_replaces_an_existing_output_on_success(
 
 # --------------------------------------------------------------------------------------------
 # embed: reading the input
-
-
-def test_read_lines_universal_newlines_bom_and_strip(tmp_path: Path) -> None:
-    path = tmp_path / "in.txt"
-    path.write_bytes("\ufeffa b\r\n c \rd\n\n  e\r".encode())
-    assert [(line.number, line.text) for line in embed.read_lines(path)] == [
-        (1, "a b"),
-        (2, "c"),
-        (3, "d"),
-        (4, ""),
-        (5, "e"),
-    ]
-
-
-def test_read_lines_matches_python_text_mode(tmp_path: Path) -> None:
-    path = tmp_path / "in.txt"
-    path.write_bytes("x\r\r\ny\x85z\u2028w\n  \nlast".encode())
-    with path.open(encoding="utf-8") as handle:  # what allennlp iterates
-        expected = [line.strip() for line in handle]
-    assert [line.text for line in embed.read_lines(path)] == expected
 
 
 # --------------------------------------------------------------------------------------------

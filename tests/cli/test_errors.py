@@ -11,7 +11,7 @@ import pytest
 
 from flair_elmo_modes.bilm import ElmoFileError
 from flair_elmo_modes.cli import errors, info, main
-from flair_elmo_modes.models import ModelDownloadError
+from flair_elmo_modes.errors import ElmoError, ModelDownloadError, UsageError
 from tests.cli.helpers import run
 
 
@@ -28,8 +28,11 @@ def test_embed_debug_shows_traceback(tmp_path: Path, model_dir: Path, capsys: py
 
 
 def test_describe_error_table() -> None:
-    assert errors.describe_error(errors.UsageError("bad")) == (2, "bad")
-    assert errors.describe_error(errors.CLIError("failed")) == (1, "failed")
+    assert errors.describe_error(UsageError("bad")) == (2, "bad")
+    assert errors.describe_error(ElmoError("failed")) == (1, "failed")
+    bad_input = ElmoError("shards failed")
+    bad_input.bad_input = True  # a failure the library knows to be the input's (a corpus job's shards)
+    assert errors.describe_error(bad_input) == (2, "shards failed")
     assert errors.describe_error(ElmoFileError("f: x\ny")) == (2, "f: x y")
     assert errors.describe_error(ModelDownloadError("could not download")) == (1, "could not download")
     assert errors.describe_error(FileNotFoundError(2, "No such file or directory", "a.txt")) == (

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from flair_elmo_modes import models
 from flair_elmo_modes.bilm import ElmoBiLm, load_bilm
 from flair_elmo_modes.bilm.fast import onednn
 from flair_elmo_modes.bilm.fast.fast_paths import fast_paths
 from flair_elmo_modes.bilm.fast.kernels import kernel_name
+from flair_elmo_modes.catalogue import PUBLISHED_MODELS
 from flair_elmo_modes.cli import main
 from flair_elmo_modes.cli.info import count_parameters
-from flair_elmo_modes.models import PUBLISHED_MODELS, published_architecture
 from flair_elmo_modes.system import kernel_rule, native_bf16
 from tests.cli.helpers import assert_one_line_error, run
 from tests.helpers import ALIGNED_OPTIONS, TINY_OPTIONS, tiny_options, torch_threads, write_random_model
@@ -85,14 +84,18 @@ def test_info_published_model_does_not_download(
     info = json.loads(out)
     assert code == 0 and info["kind"] == "published"
     assert info["options_file"]["exists"] is False and info["options_file"]["url"].startswith("https://")
-    assert info["architecture"]["source"] == "file name" and info["architecture"]["lstm_layers"] == 2
+    # described from the catalogue: the whole architecture and its parameter count, without a file
+    catalogued = PUBLISHED_MODELS["original"].options
+    assert info["architecture"]["source"] == "catalogue" and info["architecture"]["lstm_layers"] == 2
     assert info["embedding_length"]["all"] == 3 * 2 * info["architecture"]["projection_dim"]
-    assert info["parameters"] is None
+    assert info["parameters"] == count_parameters(catalogued)
+    code, out, _ = run(capsys, "info", "pt", "--json")  # a published model the catalogue cannot describe
+    assert code == 0 and json.loads(out)["architecture"] is None and json.loads(out)["parameters"] is None
     code, text, _ = run(capsys, "info", "original")
     assert code == 0 and "not cached" in text and str(tmp_path / "embeddings") in text
 
     # Once the options file is cached, info reads it (and still does not download the weights).
-    options_url = models.PUBLISHED_MODELS["small"][0]
+    options_url = PUBLISHED_MODELS["small"].options_url
     cached = tmp_path / "embeddings" / "elmo-small" / options_url.rsplit("/", 1)[1]
     cached.parent.mkdir(parents=True)
     write_random_model(tmp_path / "m")
@@ -118,7 +121,7 @@ def test_info_refuses_non_finite_options_instead_of_printing_invalid_json(
 def test_info_unknown_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "info", str(tmp_path / "nothing"))
     assert code == 2 and out == ""
-    assert_one_line_error(err, "unknown model", "original")
+    assert_one_line_error(err, "unknown ELMo model", "original")
 
 
 @pytest.mark.parametrize(
@@ -140,10 +143,10 @@ def test_info_system_reports_this_process(capsys: pytest.CaptureFixture[str]) ->
     assert info["math"]["mkl"] == torch.backends.mkl.is_available()
     assert info["math"]["onednn"] == torch.backends.mkldnn.is_available()
     assert info["cuda"] == [] or torch.cuda.is_available()
-    assert set(info["kernels"]) == {name for name in PUBLISHED_MODELS if published_architecture(name)}
+    assert set(info["kernels"]) == {name for name, model in PUBLISHED_MODELS.items() if model.options is not None}
     # the plan is the decision a forward of that many rows makes (tests/bilm/fast/test_kernels.py checks
     # that choose_kernel builds the kernel kernel_name names)
-    original = published_architecture("original")
+    original = PUBLISHED_MODELS["original"].options
     for batch, kernel in info["kernels"]["original"].items():
         assert kernel == kernel_name(original.cell_dim, original.projection_dim, int(batch), torch.zeros(0))
     assert main(["info", "--system"]) == 0

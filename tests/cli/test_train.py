@@ -150,7 +150,8 @@ def test_train_export_on_a_full_disk_is_one_line_and_keeps_the_old_model(
 def test_train_out_of_memory_is_one_line_naming_the_options_that_bound_memory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, error: BaseException
 ) -> None:
-    from flair_elmo_modes.training import StepInfo, command, train_bilm
+    from flair_elmo_modes.cli import train_command as command
+    from flair_elmo_modes.training import StepInfo, train_bilm
 
     def allocation_fails(info: StepInfo) -> None:  # raised after the first step, as by a step
         raise error

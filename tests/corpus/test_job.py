@@ -185,7 +185,7 @@ def test_a_bad_shard_fails_by_name_and_the_good_ones_are_kept_and_resumable(ray_
     with pytest.raises(ShardsFailed) as failure:
         embed_corpus([corpus], out, TINY, workers=2, progress=False)
     message = str(failure.value)
-    assert failure.value.exit_code == 2  # bad input only
+    assert failure.value.bad_input  # bad input only: the CLI's exit code 2
     assert f"{corpus.resolve() / 'empty-line.txt'}: an empty line at line 3" in message
     assert f"{corpus.resolve() / 'latin1.txt'}: line 2, column 3: invalid UTF-8" in message
     assert failure.value.summary.embedded == ["part-0.hdf5"]

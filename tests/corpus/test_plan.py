@@ -12,10 +12,10 @@ import h5py
 import pytest
 
 from flair_elmo_modes.cli import main
-from flair_elmo_modes.cli.errors import UsageError
 from flair_elmo_modes.corpus import MANIFEST_NAME, EmbedSettings, ShardsFailed, embed_corpus
 from flair_elmo_modes.corpus.manifest import COMPLETE, Manifest, ShardEntry
 from flair_elmo_modes.corpus.plan import count_datasets, model_identity, output_name, redo_reason, resolve_corpus
+from flair_elmo_modes.errors import UsageError
 from flair_elmo_modes.models import SHIPPED_MODEL, resolve_model
 from tests.corpus.conftest import write_corpus
 
@@ -102,7 +102,7 @@ def test_a_corpus_of_only_bad_shards_fails_by_name(tmp_path: Path) -> None:
         ShardsFailed, match=r"1 of 1 shards failed, 0 are complete.*bad\.txt: an empty line at line 2"
     ) as error:
         embed_corpus([bad], tmp_path / "out", TINY, progress=False)
-    assert error.value.exit_code == 2
+    assert error.value.bad_input  # the input's fault: the CLI's exit code 2
     entry = Manifest.load(tmp_path / "out" / MANIFEST_NAME).shards["bad.hdf5"]
     assert (entry.status, entry.input) == ("failed", str(bad.resolve()))
 

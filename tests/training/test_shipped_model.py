@@ -9,7 +9,8 @@ import torch
 from flair.data import Sentence
 
 from flair_elmo_modes import SHIPPED_MODEL, ElmoEmbedder, ELMoEmbeddings, ElmoOptions
-from flair_elmo_modes.models import SHIPPED_DIR, resolve_model, shipped_models
+from flair_elmo_modes.catalogue import SHIPPED_DIR, shipped_models
+from flair_elmo_modes.models import resolve_model
 from flair_elmo_modes.training import load_language_model
 from flair_elmo_modes.training.data import EncodedCorpus
 

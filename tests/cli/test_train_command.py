@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from flair_elmo_modes.bilm import ElmoFileError, load_bilm
-from flair_elmo_modes.training import TrainConfig, command
+from flair_elmo_modes.cli import train_command as command
+from flair_elmo_modes.training import TrainConfig
 from flair_elmo_modes.training.config import SMALL_OPTIONS
 
 pytestmark = pytest.mark.slow

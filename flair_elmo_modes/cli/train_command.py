@@ -1,7 +1,8 @@
 """Train an ELMo biLM (forward and backward language models) and export it as options.json + weights.hdf5.
 
-``flair-elmo train``'s arguments and entry point, wired into :mod:`flair_elmo_modes.cli`. Every
-option that sets a :class:`TrainConfig` field takes its default (and type) from that field.
+``flair-elmo train``'s arguments and entry point (registered by :mod:`flair_elmo_modes.cli.train`):
+arguments -> :class:`~flair_elmo_modes.training.TrainConfig` -> :func:`~flair_elmo_modes.training.train_bilm`.
+Every option that sets a :class:`TrainConfig` field takes its default (and type) from that field.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import typing
 from typing import Any
 
 from flair_elmo_modes.bilm.options import ElmoOptions
-from flair_elmo_modes.cli.errors import CLIError
-from flair_elmo_modes.models import ALLENNLP, resolve_model
+from flair_elmo_modes.catalogue import architecture_name
+from flair_elmo_modes.errors import ElmoError
 from flair_elmo_modes.training import distributed
 from flair_elmo_modes.training.config import LR_SCHEDULES, PRECISIONS, SMALL_OPTIONS, TrainConfig
-from flair_elmo_modes.training.export import describe_options
 from flair_elmo_modes.training.lm import SOFTMAX_KINDS
-from flair_elmo_modes.training.trainer import NOT_TRAINABLE, train_bilm
+from flair_elmo_modes.training.pretrained import pretrained_options
+from flair_elmo_modes.training.trainer import train_bilm
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     small = SMALL_OPTIONS
     arch = parser.add_argument_group(
-        f"architecture (defaults: that of --init-from, else {describe_options(small)}; flags given with "
+        f"architecture (defaults: that of --init-from, else {architecture_name(small)}; flags given with "
         "--init-from must agree with its model)"
     )
     arch.add_argument("--filters", help=f"convolutions as width:count,... (default {_format_filters(small)})")
@@ -230,16 +231,7 @@ def _options_from_args(args: argparse.Namespace) -> ElmoOptions | None:
 
 def _check_against_init(model: str, replacements: dict[str, Any]) -> None:
     """Size flags given with ``--init-from`` must equal the model's options."""
-    try:
-        files = resolve_model(model)
-    except (ValueError, FileNotFoundError) as error:
-        raise ValueError(f"--init-from {model}: not a model ({error})") from error
-    if files.format != ALLENNLP:
-        raise ValueError(f"--init-from {model}: {NOT_TRAINABLE}")
-    try:
-        options = ElmoOptions.from_json(files.options_file)
-    except (ValueError, FileNotFoundError) as error:
-        raise ValueError(f"--init-from {model}: not a model ({error})") from error
+    options = pretrained_options(model)
     differing = [
         f"{_FLAG_OF_FIELD[name]} {value} vs {getattr(options, name)} in {model}"
         for name, value in replacements.items()
@@ -263,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train_bilm(config_from_args(args), check=None if interrupts is None else interrupts.check)
     except distributed.ProcessGroupError as error:
-        raise CLIError(str(error)) from error
+        raise ElmoError(str(error)) from error
     if distributed.from_environment().is_main:  # one report per run, not one per process
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
