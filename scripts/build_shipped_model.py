@@ -25,7 +25,7 @@ from pathlib import Path
 
 from benchmarks import corpora
 from benchmarks._common import DEFAULT_CACHE
-from flair_elmo_modes.models import SHIPPED_DIR, SHIPPED_MODEL
+from flair_elmo_modes.catalogue import SHIPPED_DIR, SHIPPED_MODEL
 from flair_elmo_modes.training import TrainConfig, export_model, load_language_model, train_bilm
 from flair_elmo_modes.training.config import SMALL_OPTIONS
 from flair_elmo_modes.training.export import write_json

@@ -22,8 +22,8 @@ import torch
 
 from benchmarks import corpora
 from benchmarks._common import DEFAULT_CACHE
+from flair_elmo_modes.catalogue import SHIPPED_DIR, SHIPPED_MODEL
 from flair_elmo_modes.embedder import ElmoEmbedder
-from flair_elmo_modes.models import SHIPPED_DIR, SHIPPED_MODEL
 from flair_elmo_modes.training import evaluate, load_language_model
 from flair_elmo_modes.training.data import EncodedCorpus
 from flair_elmo_modes.training.shards import read_sentences
