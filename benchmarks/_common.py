@@ -319,22 +319,47 @@ def load_average() -> list[float]:
 
 
 def cpu_ticks() -> tuple[int, int]:
-    """Busy clock ticks of the whole machine and of this process (all threads)."""
+    """Busy clock ticks of the whole machine, and of this process (all threads) with the children
+    it waited for."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
     own = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    return user + nice + system + irq + softirq + steal, int(own[11]) + int(own[12])
+    return user + nice + system + irq + softirq + steal, sum(int(own[i]) for i in (11, 12, 13, 14))
+
+
+class Others:
+    """The CPU cores other processes kept busy while the block ran, on average: ``cores`` (None
+    where /proc is missing). Children this process waited for count as its own."""
+
+    def __init__(self) -> None:
+        self.cores: float | None = None
+        self._start: tuple[int, int] | None = None
+
+    def __enter__(self) -> Others:
+        try:
+            self._start = cpu_ticks()
+        except (OSError, ValueError, IndexError):
+            self._start = None
+        self._began = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._start is None:
+            return
+        try:
+            busy, own = cpu_ticks()
+        except (OSError, ValueError, IndexError):
+            return
+        others = (busy - self._start[0]) - (own - self._start[1])
+        seconds = max(time.monotonic() - self._began, 1e-6)
+        self.cores = round(max(0, others) / os.sysconf("SC_CLK_TCK") / seconds, 2)
 
 
 def other_cpu(interval: float = 1.0) -> float | None:
     """CPU cores kept busy by other processes over ``interval`` seconds (None where /proc is missing)."""
-    try:
-        busy0, own0 = cpu_ticks()
+    with Others() as others:
         time.sleep(interval)
-        busy1, own1 = cpu_ticks()
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(max(0.0, (busy1 - busy0) - (own1 - own0)) / os.sysconf("SC_CLK_TCK") / interval, 2)
+    return others.cores
 
 
 def l3_cache() -> str | None:
@@ -368,6 +393,7 @@ def machine_info() -> dict[str, Any]:
         "load_average_at_start": load_average(),
         "other_cpu_at_start": other_cpu(),
     }
+    _RUN.__enter__()  # publish() reads the cores other processes used over the whole run
     for package in ("flair", "allennlp"):
         try:
             info[package] = __import__("importlib.metadata").metadata.version(package)
@@ -376,12 +402,14 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+_RUN = Others()
+
+
 def shared(machine: dict[str, Any]) -> bool:
     """Whether other processes ran beside the benchmark: they kept at least :data:`SHARED_CORES`
-    cores busy at its start or end, or the one-minute load average at its start says so."""
-    others = [machine.get("other_cpu_at_start"), machine.get("other_cpu_at_end")]
-    start_load = (machine.get("load_average_at_start") or [0.0])[0]
-    return start_load >= 0.5 + SHARED_CORES or any(cores is not None and cores >= SHARED_CORES for cores in others)
+    cores busy at its start, at its end or on average over the run."""
+    keys = ("other_cpu_at_start", "other_cpu_during_run", "other_cpu_at_end")
+    return any((machine.get(key) or 0.0) >= SHARED_CORES for key in keys)
 
 
 def machine_line(machine: dict[str, Any]) -> str:
@@ -396,18 +424,19 @@ def machine_line(machine: dict[str, Any]) -> str:
     if math_libraries.get("onednn_version"):
         versions.append(f"oneDNN {math_libraries['onednn_version']}")
     load = [machine.get("load_average_at_start"), machine.get("load_average_at_end")]
-    others = [machine.get("other_cpu_at_start"), machine.get("other_cpu_at_end")]
-    load_text = " and ".join(
-        f"{load[i][0]:.2f} at {when}" + ("" if others[i] is None else f" (others used {others[i]:.1f} cores)")
-        for i, when in enumerate(("start", "end"))
-        if load[i]
+    load_text = " and ".join(f"{load[i][0]:.2f} at {when}" for i, when in enumerate(("start", "end")) if load[i])
+    others = [machine.get(f"other_cpu_{when}") for when in ("at_start", "during_run", "at_end")]
+    others_text = ", ".join(
+        f"{cores:.1f} {when}"
+        for cores, when in zip(others, ("at start", "on average", "at end"), strict=True)
+        if cores is not None
     )
-    verdict = "machine shared with other processes" if shared(machine) else "machine otherwise idle"
+    verdict = "machine shared with other processes" if shared(machine) else "no other work on the machine"
     return (
         f"Machine: {machine.get('cpu_model')} ({machine.get('logical_cpus')} logical CPUs; {flags}"
         + (f"; L3 {machine['l3_cache']}" if machine.get("l3_cache") else "")
         + f"), {machine.get('torch_threads')} torch threads; {', '.join(versions)}; {machine.get('date')}; "
-        f"load average (1 min) {load_text}: {verdict}."
+        f"load average (1 min) {load_text}; cores used by other processes {others_text}: {verdict}."
     )
 
 
@@ -450,6 +479,8 @@ def publish(
     machine = results.get("machine")
     if machine is not None:
         if "load_average_at_end" not in machine:
+            _RUN.__exit__()
+            machine["other_cpu_during_run"] = _RUN.cores
             machine["load_average_at_end"] = load_average()
             machine["other_cpu_at_end"] = other_cpu()
         markdown = markdown.rstrip("\n") + "\n\n" + machine_line(machine)

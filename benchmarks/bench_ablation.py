@@ -30,7 +30,7 @@ Examples:
     python benchmarks/bench_ablation.py --configs en-tiny,small
     python benchmarks/bench_ablation.py --configs small --batches 2 --rounds 1 --cache-words 100 --out DIR  # smoke
 
-Writes ``ablation.json`` and ``ablation.md`` to ``--out``.
+Writes ``<name>.json`` and ``<name>.md`` (``--name``, default ``ablation``) to ``--out``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ import torch
 from _common import (
     DEFAULT_CACHE,
     RESULTS,
+    Others,
     batches,
     embed_all,
     log,
@@ -116,7 +117,8 @@ def variants(name: str, args: argparse.Namespace, batch_list: list[Any], n_token
 
         return run
 
-    seconds = medians(time_sides({variant.label: side(variant) for variant in VARIANTS}, args.rounds))
+    with Others() as others:
+        seconds = medians(time_sides({variant.label: side(variant) for variant in VARIANTS}, args.rounds))
     rows = []
     for variant in VARIANTS:
         rows.append(
@@ -127,6 +129,7 @@ def variants(name: str, args: argparse.Namespace, batch_list: list[Any], n_token
                 "tokens_per_s": n_tokens / seconds[variant.label],
                 "time_vs_defaults": seconds[variant.label] / seconds["defaults"],
                 "max_abs_diff_vs_defaults": max_abs_diff(outputs[variant.label], outputs["defaults"]),
+                "other_cores": others.cores,
             }
         )
         log(f"{name} {variant.setting()}: {rows[-1]['tokens_per_s']:.0f} tokens/s")
@@ -232,9 +235,10 @@ def report(results: dict[str, Any]) -> str:
     settings = results["settings"]
     parts = [
         f"Batches of 32 natural Brown sentences ({settings['sentences']} per pass, random.Random(0)), "
-        f"{settings['rounds']} interleaved rounds after a warm-up, median.",
+        f"{settings['rounds']} interleaved rounds after a warm-up, median. Others: the cores other processes "
+        "used meanwhile, on average.",
         markdown_table(
-            ["config", "variant", "setting", "tokens/s", "time vs defaults", "max abs diff vs defaults"],
+            ["config", "variant", "setting", "tokens/s", "time vs defaults", "max abs diff vs defaults", "others"],
             [
                 [
                     r["config"],
@@ -243,6 +247,7 @@ def report(results: dict[str, Any]) -> str:
                     f"{r['tokens_per_s']:.0f}",
                     f"{r['time_vs_defaults']:.2f}",
                     f"{r['max_abs_diff_vs_defaults']:.1e}",
+                    "" if r["other_cores"] is None else f"{r['other_cores']:.1f}",
                 ]
                 for r in results["variants"]
             ],
@@ -328,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(PARTS), help=f"some of {', '.join(PARTS)}")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="weights, Brown")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="ablation", help="the results' file name, without suffix")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     only = set(args.only.split(","))
@@ -349,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["token_cache"] += token_cache(name, args, batch_list, n_tokens)
         if "length_aware" in only:
             results["length_aware"] += length_aware(name, args, sentences, n_tokens)
-    publish(args.out, "ablation", results, report(results))
+    publish(args.out, args.name, results, report(results))
     return 0
 
 

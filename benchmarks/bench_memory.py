@@ -18,7 +18,7 @@ Examples:
     PYTHONPATH=. ORACLE/bin/python benchmarks/bench_memory.py   # with AllenNLP: the oracle venv (README.md)
     python benchmarks/bench_memory.py --configs small --stream en-tiny:1000000
 
-Writes ``memory.json`` and ``memory.md`` to ``--out``.
+Writes ``<name>.json`` and ``<name>.md`` (``--name``, default ``memory``) to ``--out``.
 """
 
 from __future__ import annotations
@@ -123,8 +123,9 @@ def child(spec: dict[str, Any], threads: int) -> dict[str, Any]:
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = [
-        markdown_table(
+    documents = streams = ""
+    if results["documents"]:
+        documents = markdown_table(
             [
                 "config",
                 "implementation",
@@ -148,9 +149,9 @@ def report(results: dict[str, Any]) -> str:
                 ]
                 for r in results["documents"]
             ],
-        ),
-        "",
-        markdown_table(
+        )
+    if results["streams"]:
+        streams = markdown_table(
             [
                 "config",
                 "sentences",
@@ -174,9 +175,8 @@ def report(results: dict[str, Any]) -> str:
                 ]
                 for r in results["streams"]
             ],
-        ),
-    ]
-    return "\n".join(lines) + "\n"
+        )
+    return "\n\n".join(table for table in (documents, streams) if table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="memory", help="the results' file name, without suffix")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         results["streams"].append(
             child({"scenario": "stream", "config": config, "sentences": int(count)}, args.threads)
         )
-    publish(args.out, "memory", results, report(results))
+    publish(args.out, args.name, results, report(results))
     return 0
 
 
