@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from flair_elmo_modes import ElmoEmbedder
+from tests.training.conftest import corpus_files  # noqa: F401  # the training text, for train_command's tests
 
 
 @pytest.fixture

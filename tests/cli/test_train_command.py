@@ -10,6 +10,9 @@ from flair_elmo_modes.cli import train_command as command
 from flair_elmo_modes.training import TrainConfig
 from flair_elmo_modes.training.config import SMALL_OPTIONS
 
+# one torch thread in this module, as in the training tests (the corpus_files fixture: tests/cli/conftest.py)
+from tests.training.conftest import one_thread  # noqa: F401
+
 pytestmark = pytest.mark.slow
 
 
