@@ -445,12 +445,13 @@ def machine_line(machine: dict[str, Any]) -> str:
 
 
 def portable(value: Any) -> Any:
-    """``value`` (JSON data or text) with no machine's paths: the checkout written as ``.``, the
-    home directory as ``~``, the temporary directory as ``<tmp>``; non-finite floats as None
-    (strict JSON)."""
+    """``value`` (JSON data or text) with no machine's paths: the checkout written as ``.`` (its
+    parent, where the venvs of the peers live, as ``..``), the temporary directory as ``<tmp>``, the
+    home directory as ``~``; non-finite floats as None (strict JSON)."""
     if isinstance(value, str):
-        for path, name in ((REPO, "."), (Path(tempfile.gettempdir()), "<tmp>"), (Path.home(), "~")):
-            value = value.replace(f"{path}/", f"{name}/").replace(str(path), name)
+        places = ((REPO, "."), (REPO.parent, ".."), (Path(tempfile.gettempdir()), "<tmp>"), (Path.home(), "~"))
+        for path, name in places:
+            value = name if value == str(path) else value.replace(f"{path}/", f"{name}/")
         return value
     if isinstance(value, float) and not math.isfinite(value):
         return None
