@@ -69,7 +69,9 @@ class PublishedModel:
         return self.options_url, self.weights_url
 
 
-def _published(name: str, folder: str, options_name: str, weights_name: str, options: ElmoOptions | None):
+def _published(
+    name: str, folder: str, options_name: str, weights_name: str, options: ElmoOptions | None
+) -> PublishedModel:
     return PublishedModel(name, f"{folder}/{options_name}", f"{folder}/{weights_name}", options)
 
 
