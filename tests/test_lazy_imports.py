@@ -41,6 +41,15 @@ def test_import_package_imports_nothing_heavy() -> None:
     assert heavy_modules("import flair_elmo_modes") == set()
 
 
+def test_the_application_layers_values_import_nothing_heavy() -> None:
+    # their docstrings say so: naming a model, an embedding job, an error or a text costs no torch
+    code = (
+        "import flair_elmo_modes.catalogue, flair_elmo_modes.models, flair_elmo_modes.embedding_spec, "
+        "flair_elmo_modes.errors, flair_elmo_modes.text, flair_elmo_modes.model_info"
+    )
+    assert heavy_modules(code) == set()
+
+
 @pytest.mark.parametrize(
     "code",
     [
