@@ -142,14 +142,14 @@ class EmbeddingSpec:
             )
         return parse_mode(spec, num_layers)
 
-    def check(self) -> tuple[ModelFiles, LayerMode]:
-        """Everything that can be checked without loading weights: the model's files (downloaded
-        if needed), the layer mode against its architecture, and the vocabulary file."""
+    def check(self) -> tuple[ModelFiles, LayerMode, list[str] | None]:
+        """Everything that can be checked without loading weights: the vocabulary file (read first:
+        a local file, before any download), the model's files (downloaded if needed) and the layer
+        mode against its architecture. Returns them, with the vocabulary's tokens (None without one).
+        """
+        vocabulary = read_vocabulary(self.vocab_path) if self.vocab_path is not None else None
         files = self.model.resolve()
-        mode = self.layer_mode(model_options(files))
-        if self.vocab_path is not None:
-            read_vocabulary(self.vocab_path)
-        return files, mode
+        return files, self.layer_mode(model_options(files)), vocabulary
 
 
 def build_embedder(spec: EmbeddingSpec) -> tuple[ElmoEmbedder, LayerMode]:
@@ -164,9 +164,7 @@ def build_embedder(spec: EmbeddingSpec) -> tuple[ElmoEmbedder, LayerMode]:
     from flair_elmo_modes.models import load_model
 
     cuda_device = _check_cuda_device(spec.cuda_device)
-    vocabulary = read_vocabulary(spec.vocab_path) if spec.vocab_path is not None else None
-    files = spec.model.resolve()
-    mode = spec.layer_mode(model_options(files))
+    files, mode, vocabulary = spec.check()
     bilm = load_model(files)
     try:
         embedder = ElmoEmbedder(bilm=bilm, cuda_device=cuda_device, stateful=spec.stateful, precision=spec.precision)

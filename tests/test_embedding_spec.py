@@ -61,7 +61,8 @@ def test_the_batch_window_defaults_by_state(tiny: ModelSpec) -> None:
 
 
 def test_layers_out_of_the_models_range_name_its_layers(tiny: ModelSpec) -> None:
-    files, mode = EmbeddingSpec(tiny, layers=(0, 2)).check()
+    files, mode, vocabulary = EmbeddingSpec(tiny, layers=(0, 2)).check()
+    assert vocabulary is None
     assert mode.indices == (0, 2) and files.directory == tiny.path
     with pytest.raises(UsageError, match=r"--layers 0,3: layer 3 is out of range; this model has 3 layers"):
         EmbeddingSpec(tiny, layers=(0, 3)).check()

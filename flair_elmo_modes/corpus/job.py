@@ -163,7 +163,7 @@ def embed_corpus(
 
 def _model_and_mode(settings: EmbedSettings) -> tuple[dict[str, Any], str]:
     """The model's identity and the layer mode, checked on the driver as ``flair-elmo embed`` checks them."""
-    files, mode = settings.embedding_spec().check()
+    files, mode, _ = settings.embedding_spec().check()
     return model_identity(files), mode.spec
 
 

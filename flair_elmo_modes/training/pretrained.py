@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flair_elmo_modes.bilm.options import ElmoOptions
-from flair_elmo_modes.models import ALLENNLP, ModelFiles, ModelSpec
+from flair_elmo_modes.models import ALLENNLP, ModelFiles, ModelSpec, model_options
 
 if TYPE_CHECKING:
     from flair_elmo_modes.bilm.model import ElmoBiLm
@@ -44,7 +44,7 @@ def pretrained_options(model: str) -> ElmoOptions:
     """
     files = pretrained_files(model)
     try:
-        return ElmoOptions.from_json(files.options_file)
+        return model_options(files)
     except (ValueError, FileNotFoundError) as error:
         raise ValueError(f"--init-from {model}: not a model ({error})") from error
 
